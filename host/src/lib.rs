@@ -1,0 +1,1 @@
+//! spamward host (work in progress)

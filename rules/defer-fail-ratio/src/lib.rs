@@ -1,0 +1,174 @@
+//! `defer-fail-ratio`: sender domains whose deliveries mostly fail or defer.
+//!
+//! Spam goes to harvested and guessed addresses, so a spamming domain's
+//! deliveries bounce and defer far more than a real sender's. cPanel's
+//! governor holds a domain when (failed + deferred) / attempts passes a
+//! percentage with at least a minimum of failures in an hour; this rule
+//! applies the same test on event time, per sender domain.
+//!
+//! A forwarder to a full mailbox or one remote site's outage can trip a plain
+//! ratio, so the failures must also span `min_failing_domains` distinct
+//! recipient domains before the rule speaks.
+
+use serde::{Deserialize, Serialize};
+use spamward_sdk::prelude::*;
+
+/// `[rules.defer-fail-ratio]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Percentage of (failed + deferred) / attempts that trips the rule.
+    pub max_percent: u32,
+    /// Failures (failed + deferred) needed before the ratio counts.
+    pub min_failures: u32,
+    /// Distinct recipient domains the failures must span.
+    pub min_failing_domains: u32,
+    /// Window length in minutes.
+    pub window_minutes: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_percent: 20,
+            min_failures: 5,
+            min_failing_domains: 2,
+            window_minutes: 60,
+        }
+    }
+}
+
+/// The rule.
+pub struct DeferFailRatio {
+    settings: Settings,
+}
+
+impl Rule for DeferFailRatio {
+    type Settings = Settings;
+
+    fn info() -> Info {
+        Info::new(
+            "defer-fail-ratio",
+            "Sender domains whose failed + deferred deliveries pass the governor's ratio",
+        )
+        .version(env!("CARGO_PKG_VERSION"))
+        .subscribe(EventKind::Delivery)
+        .action(Action::HoldOutgoing)
+        .setting("max_percent", "percentage of failed + deferred deliveries that trips the rule")
+        .setting("min_failures", "failed + deferred deliveries needed before the ratio counts")
+        .setting("min_failing_domains", "distinct recipient domains the failures must span")
+        .setting("window_minutes", "window length in minutes")
+    }
+
+    fn new(settings: Settings) -> Result<Self, String> {
+        if settings.max_percent > 100 {
+            return Err(format!("max_percent must be 0..=100, not {}", settings.max_percent));
+        }
+        Ok(DeferFailRatio { settings })
+    }
+
+    fn on_delivery(&mut self, cx: &mut Context<'_>, d: &Delivery) {
+        let Some(domain) = &d.identity.sender_domain else {
+            // Bounces (null sender) belong to nobody's sending reputation.
+            return;
+        };
+        let window = self.settings.window_minutes.max(1) * 60;
+        let at = cx.time();
+        let attempts = host::window_add(&format!("attempts:{domain}"), at, window, 1);
+        let failing = !matches!(d.outcome, DeliveryOutcome::Delivered);
+        let (failures, failing_domains) = if failing {
+            let rcpt_domain = d.recipient.rsplit_once('@').map_or("", |(_, dom)| dom);
+            (
+                host::window_add(&format!("failures:{domain}"), at, window, 1),
+                host::distinct_add(
+                    &format!("failing-domains:{domain}"),
+                    &rcpt_domain.to_ascii_lowercase(),
+                    at,
+                    window,
+                ),
+            )
+        } else {
+            return;
+        };
+        let tripped = failures >= u64::from(self.settings.min_failures)
+            && failing_domains >= self.settings.min_failing_domains
+            && failures * 100 > attempts * u64::from(self.settings.max_percent);
+        if !tripped {
+            return;
+        }
+        // One report per domain per window: remember when we last spoke.
+        let key = format!("reported:{domain}");
+        let last: Option<i64> = host::kv_get(&key).and_then(|v| v.parse().ok());
+        if last.is_some_and(|t| at - t < i64::from(window)) {
+            return;
+        }
+        host::kv_set(&key, Some(&at.to_string()));
+        let percent = failures * 100 / attempts.max(1);
+        cx.report(
+            Finding::new(
+                Severity::Warning,
+                Target::Domain(domain.clone()),
+                Action::HoldOutgoing,
+                format!(
+                    "{failures} of {attempts} deliveries from {domain} failed or deferred in {} min ({percent}% > {}%)",
+                    window / 60,
+                    self.settings.max_percent
+                ),
+            )
+            .evidence("attempts", attempts)
+            .evidence("failed_or_deferred", failures)
+            .evidence("percent", percent)
+            .evidence("failing_recipient_domains", failing_domains)
+            .evidence("last_error", d.error.as_deref().unwrap_or("-")),
+        );
+    }
+}
+
+spamward_sdk::export_rule!(DeferFailRatio);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spamward_sdk::testing::{self, Harness};
+
+    fn attempt(i: i64, outcome: DeliveryOutcome, rcpt: &str) -> (i64, EventBody) {
+        let d = testing::delivery(&format!("m{i}"), "news@spam.example", outcome, rcpt);
+        (testing::at("2024-05-01 10:00:00") + i * 30, EventBody::Delivery(d))
+    }
+
+    #[test]
+    fn mostly_failing_domain_is_reported_once() {
+        let mut h = Harness::<DeferFailRatio>::new();
+        let v = h.feed((0..20).map(|i| {
+            let outcome = if i % 4 == 0 { DeliveryOutcome::Delivered } else { DeliveryOutcome::Failed };
+            attempt(i, outcome, &format!("u{i}@site{}.example", i % 7))
+        }));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].target, Target::Domain("spam.example".into()));
+        assert_eq!(v[0].action, Action::HoldOutgoing);
+    }
+
+    #[test]
+    fn below_min_failures_is_quiet() {
+        let mut h = Harness::<DeferFailRatio>::new();
+        let v = h.feed((0..4).map(|i| attempt(i, DeliveryOutcome::Deferred, &format!("u@d{i}.example"))));
+        assert!(v.is_empty());
+    }
+
+    #[test]
+    fn one_remote_outage_is_not_enough() {
+        let mut h = Harness::<DeferFailRatio>::new();
+        let v = h.feed((0..30).map(|i| attempt(i, DeliveryOutcome::Deferred, "u@down.example")));
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn healthy_ratio_is_quiet() {
+        let mut h = Harness::<DeferFailRatio>::new();
+        let v = h.feed((0..100).map(|i| {
+            let outcome = if i % 10 == 0 { DeliveryOutcome::Failed } else { DeliveryOutcome::Delivered };
+            attempt(i, outcome, &format!("u{i}@d{i}.example"))
+        }));
+        assert!(v.is_empty(), "{v:?}");
+    }
+}

@@ -1,0 +1,231 @@
+//! `relay-volume`: outgoing mail per sending identity over sliding windows.
+//!
+//! The host's relay limit (typically 1,000 emails per 24 h) and a per-hour
+//! ceiling are the lines a compromised login or a hijacked script crosses
+//! first. Counting only by IP or only by domain misses them, so every
+//! outgoing message is counted for each identity it carries: the SMTP login
+//! (`A=`), the submitting script, and the owning account. The first identity
+//! to cross a ceiling is reported, naming it — WHM's "View Relayers" top line.
+//!
+//! Outgoing means submitted by someone local: an authenticated login, a local
+//! user or a script. Mail arriving from the Internet for local users and the
+//! MTA's own bounces are not counted.
+
+use serde::{Deserialize, Serialize};
+use spamward_sdk::prelude::*;
+
+/// `[rules.relay-volume]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Emails per identity per 24 h (the host's relay limit).
+    pub daily_limit: u32,
+    /// Emails per identity per hour.
+    pub hourly_limit: u32,
+    /// Count each recipient as one email (as cPanel's limits do); otherwise
+    /// count messages.
+    pub count_recipients: bool,
+    /// Local users that are the MTA or the system, not customers.
+    pub system_users: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            daily_limit: 1000,
+            hourly_limit: 250,
+            count_recipients: true,
+            system_users: ["root", "mailnull", "exim", "Debian-exim", "mail", "mailman", "cpanel"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// The rule.
+pub struct RelayVolume {
+    settings: Settings,
+}
+
+const HOUR: u32 = 3600;
+const DAY: u32 = 86_400;
+
+impl RelayVolume {
+    /// The identities an outgoing message is counted under.
+    fn identities(&self, id: &Identity) -> Vec<(Target, String)> {
+        let mut out = Vec::new();
+        if let Some(login) = &id.auth_id {
+            out.push((Target::Mailbox(login.clone()), format!("login:{login}")));
+        }
+        if let Some(script) = &id.script {
+            out.push((Target::Script(script.clone()), format!("script:{script}")));
+        }
+        let account = id.owner.as_ref().or(id
+            .local_user
+            .as_ref()
+            .filter(|u| !self.settings.system_users.contains(u)));
+        if let Some(account) = account {
+            out.push((Target::Account(account.clone()), format!("account:{account}")));
+        }
+        out
+    }
+}
+
+impl Rule for RelayVolume {
+    type Settings = Settings;
+
+    fn info() -> Info {
+        Info::new(
+            "relay-volume",
+            "Outgoing emails per login, script and account over the hourly and daily ceilings",
+        )
+        .version(env!("CARGO_PKG_VERSION"))
+        .subscribe(EventKind::MessageReceived)
+        .action(Action::HoldOutgoing)
+        .setting("daily_limit", "emails per identity per 24 h (the host's relay limit)")
+        .setting("hourly_limit", "emails per identity per hour")
+        .setting("count_recipients", "count each recipient as one email (as cPanel does)")
+        .setting("system_users", "local users that are the MTA or the system, never counted")
+    }
+
+    fn new(settings: Settings) -> Result<Self, String> {
+        if settings.daily_limit == 0 || settings.hourly_limit == 0 {
+            return Err("daily_limit and hourly_limit must be at least 1".into());
+        }
+        Ok(RelayVolume { settings })
+    }
+
+    fn on_message_received(&mut self, cx: &mut Context<'_>, m: &MessageReceived) {
+        if m.bounce {
+            return;
+        }
+        let n = if self.settings.count_recipients {
+            u32::try_from(m.recipients.len().max(1)).unwrap_or(u32::MAX)
+        } else {
+            1
+        };
+        for (target, key) in self.identities(&m.identity) {
+            for (window, limit, label) in [
+                (HOUR, self.settings.hourly_limit, "hour"),
+                (DAY, self.settings.daily_limit, "24 h"),
+            ] {
+                let total = host::window_add(&key, cx.time(), window, n);
+                let before = total - u64::from(n);
+                let limit = u64::from(limit);
+                let severity = if before < 2 * limit && total >= 2 * limit {
+                    Severity::Critical
+                } else if before < limit && total >= limit {
+                    Severity::Warning
+                } else {
+                    continue;
+                };
+                let who = match &target {
+                    Target::Mailbox(l) => format!("login {l}"),
+                    Target::Script(s) => format!("script {s}"),
+                    Target::Account(a) => format!("account {a}"),
+                    _ => unreachable!("identities() builds only these"),
+                };
+                cx.report(
+                    Finding::new(
+                        severity,
+                        target.clone(),
+                        Action::HoldOutgoing,
+                        format!("{who} sent {total} emails in the last {label} (limit {limit})"),
+                    )
+                    .evidence("emails", total)
+                    .evidence("limit", limit)
+                    .evidence("window", label)
+                    .evidence("sample_message", &m.message_id),
+                );
+            }
+        }
+    }
+}
+
+spamward_sdk::export_rule!(RelayVolume);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spamward_sdk::testing::{self, Harness};
+
+    fn authed(id: &str, login: &str, recipients: usize) -> EventBody {
+        let mut m = testing::received(id, login);
+        m.identity.auth_id = Some(login.into());
+        m.recipients = (0..recipients).map(|i| format!("r{i}@remote.example")).collect();
+        EventBody::MessageReceived(m)
+    }
+
+    #[test]
+    fn login_over_hourly_limit_is_named() {
+        let mut h = Harness::<RelayVolume>::with_settings(r#"{"hourly_limit": 10}"#).unwrap();
+        let t = testing::at("2024-05-01 10:00:00");
+        let v = h.feed((0..12).map(|i| (t + i * 60, authed(&format!("m{i}"), "info@shop.example", 1))));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].target, Target::Mailbox("info@shop.example".into()));
+        assert_eq!(v[0].severity, Severity::Warning);
+        assert!(v[0].summary.contains("10 emails in the last hour"), "{}", v[0].summary);
+    }
+
+    #[test]
+    fn spread_over_the_day_stays_under_the_hourly_limit_but_hits_the_daily_one() {
+        let mut h = Harness::<RelayVolume>::with_settings(r#"{"hourly_limit": 100, "daily_limit": 200}"#)
+            .unwrap();
+        let t = testing::at("2024-05-01 00:00:00");
+        // 210 emails, one every 6 minutes: 10 an hour.
+        let v = h.feed((0..210).map(|i| (t + i * 360, authed(&format!("m{i}"), "a@b.example", 1))));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].summary.contains("24 h"));
+    }
+
+    #[test]
+    fn recipients_count_unless_told_otherwise() {
+        let mut h = Harness::<RelayVolume>::with_settings(r#"{"hourly_limit": 10}"#).unwrap();
+        let v = h.feed([(0, authed("m1", "a@b.example", 25))]);
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].severity, Severity::Critical);
+
+        let mut h = Harness::<RelayVolume>::with_settings(
+            r#"{"hourly_limit": 10, "count_recipients": false}"#,
+        )
+        .unwrap();
+        assert!(h.feed([(0, authed("m1", "a@b.example", 25))]).is_empty());
+    }
+
+    #[test]
+    fn inbound_mail_and_bounces_are_not_outgoing() {
+        let mut h = Harness::<RelayVolume>::with_settings(r#"{"hourly_limit": 1}"#).unwrap();
+        let mut inbound = testing::received("m1", "someone@remote.example");
+        inbound.identity.client_ip = Some("192.0.2.1".into());
+        let bounce = testing::received("m2", "");
+        let mut mta = testing::received("m3", "");
+        mta.bounce = false;
+        mta.identity.local_user = Some("mailnull".into());
+        let v = h.feed([
+            (0, EventBody::MessageReceived(inbound)),
+            (1, EventBody::MessageReceived(bounce)),
+            (2, EventBody::MessageReceived(mta)),
+        ]);
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn script_and_account_are_counted_too() {
+        let mut h = Harness::<RelayVolume>::with_settings(r#"{"hourly_limit": 2}"#).unwrap();
+        let make = |id: &str| {
+            let mut m = testing::received(id, "shop@shop.example");
+            m.identity.local_user = Some("shopacct".into());
+            m.identity.script = Some("/home/shopacct/public_html/contact".into());
+            EventBody::MessageReceived(m)
+        };
+        let v = h.feed([(0, make("a")), (1, make("b"))]);
+        let targets: Vec<_> = v.iter().map(|v| v.target.clone()).collect();
+        assert_eq!(
+            targets,
+            vec![
+                Target::Script("/home/shopacct/public_html/contact".into()),
+                Target::Account("shopacct".into())
+            ]
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! The glue [`crate::export_rule!`] expands to: keeps the rule instance,
+//! turns `describe`/`init`/`on-events` calls into [`Rule`] calls.
+//!
+//! The same functions drive the native [`crate::testing::Harness`], so a
+//! rule under `cargo test` goes through the code path it takes in the host.
+
+use std::any::Any;
+use std::cell::RefCell;
+
+use crate::rule::{Context, Rule};
+use crate::types::{Event, RuleInfo, SettingSpec, Verdict};
+
+thread_local! {
+    // One rule per component; natively, one per test thread.
+    static RULE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+}
+
+/// `describe`: the rule's info with its settings and their defaults.
+pub fn describe<R: Rule>() -> RuleInfo {
+    let info = R::info();
+    let defaults = serde_json::to_value(R::Settings::default()).unwrap_or_default();
+    let settings = match defaults {
+        serde_json::Value::Object(map) => map
+            .into_iter()
+            .map(|(name, value)| SettingSpec {
+                description: info
+                    .setting_docs
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .map(|(_, d)| d.clone())
+                    .unwrap_or_default(),
+                default_json: value.to_string(),
+                name,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
+    RuleInfo {
+        name: info.name,
+        version: info.version,
+        summary: info.summary,
+        subscriptions: info.subscriptions,
+        actions: info.actions,
+        settings,
+        sdk_version: crate::SDK_VERSION.to_owned(),
+    }
+}
+
+/// `init`: parse settings (missing keys take defaults) and build the rule.
+pub fn init<R: Rule>(settings_json: &str) -> Result<(), String> {
+    // A second `set_logger` fails harmlessly; the first one wins.
+    let _ = ::log::set_logger(&crate::host::HostLogger);
+    ::log::set_max_level(::log::LevelFilter::Trace);
+    let json = if settings_json.trim().is_empty() {
+        "{}"
+    } else {
+        settings_json
+    };
+    let settings: R::Settings =
+        serde_json::from_str(json).map_err(|e| format!("invalid settings: {e}"))?;
+    let rule = R::new(settings)?;
+    RULE.with(|cell| *cell.borrow_mut() = Some(Box::new(rule)));
+    Ok(())
+}
+
+/// `on-events`: run the rule over a batch, in order.
+pub fn on_events<R: Rule>(events: &[Event]) -> Vec<Verdict> {
+    let initialised = RULE.with(|cell| cell.borrow().is_some());
+    if !initialised && let Err(e) = init::<R>("{}") {
+        crate::host::log(crate::host::LogLevel::Error, &format!("default settings rejected: {e}"));
+        return Vec::new();
+    }
+    let mut verdicts = Vec::new();
+    RULE.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let rule = slot
+            .as_mut()
+            .and_then(|b| b.downcast_mut::<R>())
+            .expect("the rule stored by init is of this type");
+        for event in events {
+            let mut cx = Context {
+                event_id: event.id,
+                time: event.time,
+                verdicts: &mut verdicts,
+            };
+            rule.on_event(&mut cx, event);
+        }
+    });
+    verdicts
+}
+
+/// Drop the rule instance (the harness starts each test fresh).
+pub(crate) fn reset() {
+    RULE.with(|cell| *cell.borrow_mut() = None);
+}

@@ -1,0 +1,249 @@
+//! A native test harness: run a rule under `cargo test` with an in-memory
+//! host that behaves like the real one.
+//!
+//! ```text
+//! use spamward_sdk::testing::{self, Harness};
+//! let mut h = Harness::<MyRule>::new();
+//! let mut m = testing::received("1abc23-000456-AB", "nobody@host.example");
+//! m.identity.local_user = Some("nobody".into());
+//! let verdicts = h.feed([(testing::at("2024-05-01 10:00:00"), EventBody::MessageReceived(m))]);
+//! assert_eq!(verdicts.len(), 1);
+//! ```
+//!
+//! The host state lives in a thread-local, as the rule does: each test runs on
+//! its own thread, so tests don't see each other. Creating a [`Harness`]
+//! resets the thread's host and rule.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::marker::PhantomData;
+
+use crate::host::LogLevel;
+use crate::rule::Rule;
+use crate::runtime;
+use crate::state::RuleState;
+use crate::types::{
+    Delivery, DeliveryOutcome, Event, EventBody, Identity, MessageReceived, Timestamp, Verdict,
+};
+
+/// The in-memory host of one test thread.
+#[derive(Debug, Default)]
+pub struct MemoryHost {
+    /// Windows, distinct sets and kv pairs, with the host's semantics.
+    pub state: RuleState,
+    /// Settings as the host would serve them (after defaults).
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    /// `domain-owner` answers.
+    pub domain_owners: HashMap<String, String>,
+    /// `is-local-domain` answers.
+    pub local_domains: HashSet<String>,
+    /// Everything the rule logged.
+    pub logs: Vec<(LogLevel, String)>,
+}
+
+thread_local! {
+    static HOST: RefCell<MemoryHost> = RefCell::new(MemoryHost::default());
+}
+
+fn with_host<T>(f: impl FnOnce(&mut MemoryHost) -> T) -> T {
+    HOST.with(|h| f(&mut h.borrow_mut()))
+}
+
+/// Runs a rule natively on events, as the host would.
+pub struct Harness<R: Rule> {
+    next_id: u64,
+    _rule: PhantomData<R>,
+}
+
+impl<R: Rule> Harness<R> {
+    /// A harness with the rule's default settings.
+    pub fn new() -> Self {
+        Self::with_settings("{}").expect("default settings are valid")
+    }
+
+    /// A harness with settings given as a JSON object (missing keys take
+    /// their defaults); `Err` is what the rule's `init` said.
+    pub fn with_settings(settings_json: &str) -> Result<Self, String> {
+        runtime::reset();
+        let settings = merged_settings::<R>(settings_json)?;
+        with_host(|h| {
+            *h = MemoryHost {
+                settings,
+                ..MemoryHost::default()
+            }
+        });
+        runtime::init::<R>(settings_json)?;
+        Ok(Harness {
+            next_id: 1,
+            _rule: PhantomData,
+        })
+    }
+
+    /// Answer `domain-owner(domain)` with `owner`.
+    pub fn domain_owner(self, domain: &str, owner: &str) -> Self {
+        with_host(|h| {
+            h.domain_owners
+                .insert(domain.to_ascii_lowercase(), owner.to_owned())
+        });
+        self
+    }
+
+    /// Answer `is-local-domain(domain)` with true.
+    pub fn local_domain(self, domain: &str) -> Self {
+        with_host(|h| h.local_domains.insert(domain.to_ascii_lowercase()));
+        self
+    }
+
+    /// Feed events `(time, body)` as one batch; returns the verdicts.
+    pub fn feed(&mut self, events: impl IntoIterator<Item = (Timestamp, EventBody)>) -> Vec<Verdict> {
+        let batch: Vec<Event> = events
+            .into_iter()
+            .map(|(time, body)| {
+                let id = self.next_id;
+                self.next_id += 1;
+                Event { id, time, body }
+            })
+            .collect();
+        runtime::on_events::<R>(&batch)
+    }
+
+    /// Inspect the in-memory host (state, logs).
+    pub fn host<T>(&self, f: impl FnOnce(&MemoryHost) -> T) -> T {
+        HOST.with(|h| f(&h.borrow()))
+    }
+}
+
+impl<R: Rule> Default for Harness<R> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The settings object the host would serve: defaults overlaid with `json`.
+fn merged_settings<R: Rule>(
+    json: &str,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let mut merged = match serde_json::to_value(R::Settings::default()) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let given: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| format!("invalid settings JSON: {e}"))?;
+    if let serde_json::Value::Object(given) = given {
+        merged.extend(given);
+    }
+    Ok(merged)
+}
+
+/// Parses `YYYY-MM-DD HH:MM:SS` (as Exim writes it) into a [`Timestamp`].
+///
+/// # Panics
+/// On a malformed time: this is for tests.
+pub fn at(text: &str) -> Timestamp {
+    let parse = |s: &str| -> i64 { s.parse().unwrap_or_else(|_| panic!("bad time {text:?}")) };
+    let (date, time) = text.split_once(' ').unwrap_or_else(|| panic!("bad time {text:?}"));
+    let d: Vec<i64> = date.split('-').map(parse).collect();
+    let t: Vec<i64> = time.split(':').map(parse).collect();
+    assert!(d.len() == 3 && t.len() == 3, "bad time {text:?}");
+    // days_from_civil (Howard Hinnant), as the host computes it.
+    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1]) } else { (d[0], d[1]) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d[2] - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]
+}
+
+/// An identity with only the envelope sender (and its domain) set.
+pub fn sender(address: &str) -> Identity {
+    let address = address.trim_start_matches('<').trim_end_matches('>');
+    Identity {
+        sender: (!address.is_empty()).then(|| address.to_owned()),
+        sender_domain: address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase()),
+        auth_id: None,
+        local_user: None,
+        owner: None,
+        script: None,
+        client_ip: None,
+        client_host: None,
+    }
+}
+
+/// A received message from `from` (use `""` for a bounce) to one recipient.
+pub fn received(message_id: &str, from: &str) -> MessageReceived {
+    MessageReceived {
+        message_id: message_id.to_owned(),
+        identity: sender(from),
+        protocol: None,
+        size: None,
+        recipients: vec!["someone@remote.example".to_owned()],
+        subject: None,
+        bounce: from.trim_matches(|c| c == '<' || c == '>').is_empty(),
+        bounce_of: None,
+    }
+}
+
+/// A delivery attempt of `message_id` from `from` to `recipient`.
+pub fn delivery(message_id: &str, from: &str, outcome: DeliveryOutcome, recipient: &str) -> Delivery {
+    Delivery {
+        message_id: message_id.to_owned(),
+        outcome,
+        recipient: recipient.to_owned(),
+        router: None,
+        transport: None,
+        remote_host: None,
+        remote_ip: None,
+        error: None,
+        identity: sender(from),
+    }
+}
+
+/// The native stand-ins for the host imports ([`crate::host`] calls these
+/// when not compiled to wasm).
+#[doc(hidden)]
+pub mod native {
+    use super::{LogLevel, with_host};
+
+    pub fn log(level: LogLevel, message: &str) {
+        with_host(|h| h.logs.push((level, message.to_owned())))
+    }
+    pub fn window_add(key: &str, at: i64, window: u32, n: u32) -> u64 {
+        with_host(|h| h.state.window_add(key, at, window, n))
+    }
+    pub fn window_total(key: &str, at: i64, window: u32) -> u64 {
+        with_host(|h| h.state.window_total(key, at, window))
+    }
+    pub fn distinct_add(key: &str, member: &str, at: i64, window: u32) -> u32 {
+        with_host(|h| h.state.distinct_add(key, member, at, window))
+    }
+    pub fn kv_get(key: &str) -> Option<String> {
+        with_host(|h| h.state.kv_get(key))
+    }
+    pub fn kv_set(key: &str, value: Option<&str>) {
+        with_host(|h| h.state.kv_set(key, value))
+    }
+    pub fn setting(name: &str) -> Option<String> {
+        with_host(|h| h.settings.get(name).map(|v| v.to_string()))
+    }
+    pub fn domain_owner(domain: &str) -> Option<String> {
+        with_host(|h| h.domain_owners.get(&domain.to_ascii_lowercase()).cloned())
+    }
+    pub fn is_local_domain(domain: &str) -> bool {
+        with_host(|h| h.local_domains.contains(&domain.to_ascii_lowercase()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_matches_unix_time() {
+        assert_eq!(at("1970-01-01 00:00:00"), 0);
+        assert_eq!(at("2019-04-21 04:33:14"), 1_555_821_194);
+        assert_eq!(at("2024-02-29 12:00:00"), 1_709_208_000);
+    }
+}
