@@ -1,1 +1,5 @@
-fn main() {}
+//! The `spamward` binary: see `spamward --help`.
+
+fn main() -> std::process::ExitCode {
+    spamward::cli::main()
+}

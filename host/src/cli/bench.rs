@@ -1,0 +1,126 @@
+//! `spamward bench`: throughput of parse-only vs parse + every enabled rule
+//! on one generated log, side by side in one process so machine noise hits
+//! both alike. A benchmark prints figures; it asserts nothing.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use super::{Cli, Engine, synthetic};
+use crate::engine::Dispatcher;
+use crate::ingest::ingest_file;
+use crate::state::HostLookups;
+
+/// `bench` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Lines of generated log.
+    #[arg(long, default_value_t = 1_000_000)]
+    lines: u64,
+    /// Generator seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Measure this log instead of a generated one.
+    #[arg(long, value_name = "FILE", conflicts_with = "write_log")]
+    log: Option<PathBuf>,
+    /// Write the generated log to FILE and stop (no measuring).
+    #[arg(long, value_name = "FILE")]
+    write_log: Option<PathBuf>,
+    /// Rounds of each measurement; the best round is reported.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.write_log {
+        let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let mut w = BufWriter::new(file);
+        let n = synthetic::generate(args.lines, args.seed, &mut w)?;
+        w.flush()?;
+        eprintln!("wrote {n} lines to {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _tmp;
+    let log = match &args.log {
+        Some(p) => p.clone(),
+        None => {
+            let dir = tempfile_dir()?;
+            let path = dir.join("bench-mainlog");
+            let mut w = BufWriter::new(std::fs::File::create(&path)?);
+            let n = synthetic::generate(args.lines, args.seed, &mut w)?;
+            w.flush()?;
+            eprintln!("generated {n} lines in {}", path.display());
+            _tmp = TempDir(dir);
+            path
+        }
+    };
+
+    let engine = Engine::load(cli)?;
+    let names: Vec<_> = engine.rules.rules.keys().cloned().collect();
+    println!("log: {}  rules: {} ({})", log.display(), names.len(), names.join(", "));
+
+    let mut best_parse = Duration::MAX;
+    let mut best_rules = Duration::MAX;
+    let mut lines = 0;
+    let mut events = 0;
+    for round in 1..=args.rounds.max(1) {
+        let started = Instant::now();
+        let mut count = 0u64;
+        let summary = ingest_file(&log, &mut |e| {
+            count += 1;
+            std::hint::black_box(&e);
+        }, &mut |_, _| {})?;
+        let parse = started.elapsed();
+        lines = summary.lines;
+        events = count;
+
+        let mut dispatcher = Dispatcher::new(engine.runners(Arc::new(HostLookups::default()))?, engine.config.engine.batch_size);
+        let started = Instant::now();
+        ingest_file(&log, &mut |e| dispatcher.push(e), &mut |_, _| {})?;
+        let (findings, reports) = dispatcher.finish();
+        let all = started.elapsed();
+        println!(
+            "round {round}: parse-only {:>9.0} lines/s ({:.2} s)   all rules {:>9.0} lines/s ({:.2} s)   ratio {:.2}x   findings {}",
+            rate(lines, parse), parse.as_secs_f64(), rate(lines, all), all.as_secs_f64(),
+            all.as_secs_f64() / parse.as_secs_f64(), findings.len()
+        );
+        if round == args.rounds.max(1) {
+            for r in &reports {
+                println!(
+                    "  rule {:<18} events {:>9}  batches {:>6}  verdicts {:>6}  in-rule {:>7.3} s  ({:.2} µs/event)",
+                    r.rule, r.health.events, r.health.batches, r.health.verdicts, r.health.busy.as_secs_f64(),
+                    r.health.busy.as_secs_f64() * 1e6 / r.health.events.max(1) as f64
+                );
+            }
+        }
+        best_parse = best_parse.min(parse);
+        best_rules = best_rules.min(all);
+    }
+    println!(
+        "best: {lines} lines, {events} events; parse-only {:.0} lines/s; all rules {:.0} lines/s; all-rules/parse-only time ratio {:.2}x",
+        rate(lines, best_parse), rate(lines, best_rules), best_rules.as_secs_f64() / best_parse.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rate(lines: u64, d: Duration) -> f64 {
+    lines as f64 / d.as_secs_f64().max(1e-9)
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("spamward-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

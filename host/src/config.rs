@@ -1,0 +1,303 @@
+//! `spamward.toml`: engine limits and each rule's table.
+//!
+//! ```toml
+//! [engine]
+//! batch_size = 256
+//! memory_limit_mb = 64
+//! batch_budget_ms = 1000
+//!
+//! [rules.relay-volume]
+//! enabled = true        # host keys: enabled, mode
+//! mode = "dry-run"      # or "enforce"
+//! daily_limit = 1000    # everything else is the rule's own setting
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::engine::{Limits, RuleMeta};
+use crate::policy::Mode;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Engine limits.
+    #[serde(default)]
+    pub engine: EngineConfig,
+    /// `[rules.<name>]` tables.
+    #[serde(default)]
+    pub rules: BTreeMap<String, toml::Table>,
+    /// Where it was read from (for messages).
+    #[serde(skip)]
+    pub path: Option<PathBuf>,
+}
+
+/// `[engine]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EngineConfig {
+    /// Events per batch.
+    pub batch_size: usize,
+    /// Memory cap per rule instance, MiB.
+    pub memory_limit_mb: u32,
+    /// CPU (wall-clock) budget per batch call, ms.
+    pub batch_budget_ms: u64,
+    /// Extra rules directory (also `--rules`).
+    pub rules_dir: Option<PathBuf>,
+    /// Compiled-rule cache directory.
+    pub cache_dir: Option<PathBuf>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            batch_size: crate::engine::DEFAULT_BATCH,
+            memory_limit_mb: 64,
+            batch_budget_ms: 1000,
+            rules_dir: None,
+            cache_dir: None,
+        }
+    }
+}
+
+impl EngineConfig {
+    /// The sandbox limits these settings describe.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            memory_bytes: (self.memory_limit_mb.max(1) as usize) << 20,
+            batch_budget: Duration::from_millis(self.batch_budget_ms.max(10)),
+        }
+    }
+}
+
+/// A configuration problem, naming the file and the setting at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable file.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// TOML syntax or shape (the message includes line and column).
+    #[error("{path}: {message}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// toml's message.
+        message: String,
+    },
+    /// A setting the rule does not have.
+    #[error("{path}: [rules.{rule}]: unknown setting `{key}` (known: {known})")]
+    UnknownSetting {
+        /// File.
+        path: String,
+        /// Rule.
+        rule: String,
+        /// Key.
+        key: String,
+        /// The rule's settings.
+        known: String,
+    },
+    /// A table for a rule that isn't loaded.
+    #[error("{path}: [rules.{rule}]: no such rule (loaded: {loaded})")]
+    UnknownRule {
+        /// File.
+        path: String,
+        /// Rule.
+        rule: String,
+        /// Loaded rule names.
+        loaded: String,
+    },
+    /// A host key with a bad value.
+    #[error("{path}: [rules.{rule}]: `{key}` {problem}")]
+    BadValue {
+        /// File.
+        path: String,
+        /// Rule.
+        rule: String,
+        /// Key.
+        key: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+/// What the host makes of one rule's table.
+#[derive(Debug, Clone)]
+pub struct RuleConfig {
+    /// Run it at all.
+    pub enabled: bool,
+    /// Dry-run or enforce.
+    pub mode: Mode,
+    /// The rule's settings with defaults filled in.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Config {
+    /// Reads `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        config.path = Some(path.to_owned());
+        Ok(config)
+    }
+
+    fn display_path(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| "spamward.toml".into(), |p| p.display().to_string())
+    }
+
+    /// Every `[rules.<name>]` names a loaded rule.
+    pub fn check_rule_names<'a>(&self, loaded: impl Iterator<Item = &'a str> + Clone) -> Result<(), ConfigError> {
+        for name in self.rules.keys() {
+            if !loaded.clone().any(|l| l == name) {
+                return Err(ConfigError::UnknownRule {
+                    path: self.display_path(),
+                    rule: name.clone(),
+                    loaded: loaded.clone().collect::<Vec<_>>().join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration of `rule`: host keys split off, settings checked
+    /// against what the rule declared, defaults filled in.
+    pub fn rule(&self, rule: &RuleMeta) -> Result<RuleConfig, ConfigError> {
+        let mut out = RuleConfig {
+            enabled: true,
+            mode: Mode::DryRun,
+            settings: rule.default_settings(),
+        };
+        let Some(table) = self.rules.get(&rule.name) else {
+            return Ok(out);
+        };
+        let bad = |key: &str, problem: String| ConfigError::BadValue {
+            path: self.display_path(),
+            rule: rule.name.clone(),
+            key: key.to_owned(),
+            problem,
+        };
+        for (key, value) in table {
+            match key.as_str() {
+                "enabled" => {
+                    out.enabled = value
+                        .as_bool()
+                        .ok_or_else(|| bad(key, format!("must be true or false, not {value}")))?
+                }
+                "mode" => {
+                    out.mode = match value.as_str() {
+                        Some("dry-run") => Mode::DryRun,
+                        Some("enforce") => Mode::Enforce,
+                        _ => return Err(bad(key, format!("must be \"dry-run\" or \"enforce\", not {value}"))),
+                    }
+                }
+                _ if out.settings.contains_key(key) => {
+                    let json = serde_json::to_value(value)
+                        .map_err(|e| bad(key, format!("cannot be passed to the rule: {e}")))?;
+                    out.settings.insert(key.clone(), json);
+                }
+                _ => {
+                    return Err(ConfigError::UnknownSetting {
+                        path: self.display_path(),
+                        rule: rule.name.clone(),
+                        key: key.clone(),
+                        known: rule
+                            .settings
+                            .iter()
+                            .map(|s| s.name.as_str())
+                            .chain(["enabled", "mode"])
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::{RuleOrigin, SettingSpec};
+
+    fn meta() -> RuleMeta {
+        RuleMeta {
+            name: "relay-volume".into(),
+            version: "0.1.0".into(),
+            summary: String::new(),
+            subscriptions: vec![],
+            actions: vec![],
+            settings: vec![SettingSpec {
+                name: "daily_limit".into(),
+                description: String::new(),
+                default: serde_json::json!(1000),
+            }],
+            sdk_version: "0.1.0".into(),
+            source: RuleOrigin::Bundled,
+        }
+    }
+
+    fn parse(text: &str) -> Config {
+        let mut c: Config = toml::from_str(text).unwrap();
+        c.path = Some("spamward.toml".into());
+        c
+    }
+
+    #[test]
+    fn settings_override_defaults_and_host_keys_are_split_off() {
+        let c = parse("[rules.relay-volume]\nmode = \"enforce\"\ndaily_limit = 50\n");
+        let r = c.rule(&meta()).unwrap();
+        assert_eq!(r.mode, Mode::Enforce);
+        assert!(r.enabled);
+        assert_eq!(r.settings["daily_limit"], serde_json::json!(50));
+    }
+
+    #[test]
+    fn unknown_setting_names_file_rule_and_key() {
+        let c = parse("[rules.relay-volume]\ndayly_limit = 50\n");
+        let e = c.rule(&meta()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "spamward.toml: [rules.relay-volume]: unknown setting `dayly_limit` (known: daily_limit, enabled, mode)"
+        );
+    }
+
+    #[test]
+    fn bad_mode_is_named() {
+        let c = parse("[rules.relay-volume]\nmode = \"on\"\n");
+        let e = c.rule(&meta()).unwrap_err().to_string();
+        assert!(e.contains("`mode` must be \"dry-run\" or \"enforce\""), "{e}");
+    }
+
+    #[test]
+    fn unknown_rule_table_is_an_error() {
+        let c = parse("[rules.relay-volum]\n");
+        let e = c.check_rule_names(["relay-volume"].into_iter()).unwrap_err().to_string();
+        assert!(e.contains("[rules.relay-volum]: no such rule"), "{e}");
+    }
+
+    #[test]
+    fn syntax_error_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spamward.toml");
+        std::fs::write(&path, "[engine]\nbatch_size = = 3\n").unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(e.contains("spamward.toml") && e.contains("line 2"), "{e}");
+    }
+}

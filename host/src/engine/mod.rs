@@ -1,0 +1,102 @@
+//! The rule engine: loads WebAssembly rules into a sandbox, and runs batches
+//! of events through them.
+//!
+//! - `sandbox`: the wasmtime engine, linker, limits and host imports;
+//! - `cache`: compiled artifacts keyed by content and engine;
+//! - `rule`: loading and describing one rule;
+//! - `runner`: one rule's live instance, state and health;
+//! - `dispatch`: batching, subscriptions, verdicts to the policy.
+
+mod bindings;
+mod cache;
+mod convert;
+mod dispatch;
+mod rule;
+mod runner;
+mod sandbox;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+pub use bindings::INTERFACE_VERSION;
+pub use cache::{CacheOutcome, ComponentCache};
+pub use dispatch::{DEFAULT_BATCH, Dispatcher, RuleReport};
+pub use rule::{LoadError, LoadedRule, RuleMeta, RuleOrigin, SettingSpec, load};
+pub use runner::{BatchOutcome, Health, QUARANTINE_AFTER, RuleRunner};
+pub use sandbox::{Limits, Sandbox};
+
+mod bundled {
+    include!(concat!(env!("OUT_DIR"), "/bundled_rules.rs"));
+}
+
+/// The rules compiled into this binary: `(file stem, component bytes)`.
+pub fn bundled_rules() -> &'static [(&'static str, &'static [u8])] {
+    bundled::BUNDLED_RULES
+}
+
+/// The rules available to a run, by name, and the ones that failed to load.
+pub struct RuleSet {
+    /// Loaded rules by name; a file rule replaces a bundled one of the same
+    /// name.
+    pub rules: BTreeMap<String, Arc<LoadedRule>>,
+    /// Rules that could not be loaded (the others still run).
+    pub errors: Vec<LoadError>,
+}
+
+impl RuleSet {
+    /// Loads the bundled rules, then every `*.wasm` in `extra_dir`.
+    pub fn load(
+        sandbox: &Sandbox,
+        cache: &ComponentCache,
+        extra_dir: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let mut set = RuleSet {
+            rules: BTreeMap::new(),
+            errors: Vec::new(),
+        };
+        for (_, bytes) in bundled_rules() {
+            set.add(load(sandbox, cache, bytes, RuleOrigin::Bundled));
+        }
+        if let Some(dir) = extra_dir {
+            let entries = fs::read_dir(dir)
+                .map_err(|e| anyhow::anyhow!("cannot read rules directory {}: {e}", dir.display()))?;
+            let mut paths: Vec<_> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+                .collect();
+            paths.sort();
+            for path in paths {
+                match fs::read(&path) {
+                    Ok(bytes) => set.add(load(sandbox, cache, &bytes, RuleOrigin::File(path))),
+                    Err(e) => set.errors.push(LoadError::Compile {
+                        origin: RuleOrigin::File(path),
+                        reason: format!("cannot read: {e}"),
+                    }),
+                }
+            }
+        }
+        Ok(set)
+    }
+
+    fn add(&mut self, loaded: Result<LoadedRule, LoadError>) {
+        match loaded {
+            Ok(rule) => {
+                if let Some(old) = self.rules.get(&rule.meta.name) {
+                    tracing::info!(
+                        rule = %rule.meta.name,
+                        "{} replaces the {} rule of the same name",
+                        rule.meta.source,
+                        old.meta.source
+                    );
+                }
+                self.rules.insert(rule.meta.name.clone(), Arc::new(rule));
+            }
+            Err(e) => {
+                tracing::error!("{e}");
+                self.errors.push(e);
+            }
+        }
+    }
+}
