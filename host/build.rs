@@ -21,17 +21,33 @@ const WASM_TARGET: &str = "wasm32-wasip2";
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
-    let workspace = manifest_dir.parent().expect("host/ sits in the workspace").to_path_buf();
+    let workspace = manifest_dir
+        .parent()
+        .expect("host/ sits in the workspace")
+        .to_path_buf();
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
 
-    for watched in ["rules", "sdk", "wit", "tests/fixtures/rules", "Cargo.lock"] {
-        println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
+    for watched in [
+        "rules",
+        "sdk",
+        "wit",
+        "tests/fixtures/rules",
+        "examples",
+        "Cargo.lock",
+    ] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join(watched).display()
+        );
     }
 
     ensure_wasm_target();
 
     let bundled = crate_dirs(&workspace.join("rules"));
+    // Built but not bundled: the bad rules the sandbox tests load, and the
+    // example third-party rule the end-to-end tests load with `--rules`.
     let fixtures = crate_dirs(&workspace.join("tests/fixtures/rules"));
+    let examples = crate_dirs(&workspace.join("examples"));
     let target_dir = env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"))
@@ -40,6 +56,7 @@ fn main() {
     let packages: Vec<String> = bundled
         .iter()
         .chain(&fixtures)
+        .chain(&examples)
         .map(|dir| package_name(dir))
         .collect();
     build_guests(&workspace, &target_dir, &packages);
@@ -52,15 +69,26 @@ fn main() {
     for dir in &bundled {
         let name = dir.file_name().unwrap().to_string_lossy().into_owned();
         let wasm = wasm_dir.join(format!("{}.wasm", package_name(dir).replace('-', "_")));
-        assert!(wasm.exists(), "the guest build did not produce {}", wasm.display());
-        writeln!(generated, "    ({name:?}, include_bytes!({:?})),", wasm.display().to_string())
-            .unwrap();
+        assert!(
+            wasm.exists(),
+            "the guest build did not produce {}",
+            wasm.display()
+        );
+        writeln!(
+            generated,
+            "    ({name:?}, include_bytes!({:?})),",
+            wasm.display().to_string()
+        )
+        .unwrap();
     }
     generated.push_str("];\n");
     fs::write(out_dir.join("bundled_rules.rs"), generated).expect("write bundled_rules.rs");
 
-    // The sandbox tests load the bad fixture rules from here.
-    println!("cargo:rustc-env=SPAMWARD_GUEST_WASM_DIR={}", wasm_dir.display());
+    // The end-to-end tests load the fixture and example rules from here.
+    println!(
+        "cargo:rustc-env=SPAMWARD_GUEST_WASM_DIR={}",
+        wasm_dir.display()
+    );
 }
 
 /// Adds the wasm target through rustup when the toolchain lacks it.
@@ -100,10 +128,14 @@ fn crate_dirs(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A guest crate's package name: `rule-<dir>` for rules, `fixture-<dir>` for
-/// the bad fixture rules.
+/// the bad fixture rules, `example-<dir>` for examples.
 fn package_name(dir: &Path) -> String {
     let name = dir.file_name().unwrap().to_string_lossy();
-    let kind = dir.parent().and_then(|p| p.file_name()).unwrap().to_string_lossy();
+    let kind = dir
+        .parent()
+        .and_then(|p| p.file_name())
+        .unwrap()
+        .to_string_lossy();
     let grandparent = dir
         .parent()
         .and_then(|p| p.parent())
@@ -111,6 +143,7 @@ fn package_name(dir: &Path) -> String {
         .map(|n| n.to_string_lossy().into_owned());
     match (kind.as_ref(), grandparent.as_deref()) {
         ("rules", Some("fixtures")) => format!("fixture-{name}"),
+        ("examples", _) => format!("example-{name}"),
         _ => format!("rule-{name}"),
     }
 }
@@ -119,7 +152,13 @@ fn build_guests(workspace: &Path, target_dir: &Path, packages: &[String]) {
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--release", "--target", WASM_TARGET, "--target-dir"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--target-dir",
+        ])
         .arg(target_dir);
     for package in packages {
         cmd.args(["-p", package]);
@@ -136,5 +175,8 @@ fn build_guests(workspace: &Path, target_dir: &Path, packages: &[String]) {
         cmd.env_remove(var);
     }
     let status = cmd.status().expect("run cargo to build the wasm rules");
-    assert!(status.success(), "building the wasm rules failed (see the errors above)");
+    assert!(
+        status.success(),
+        "building the wasm rules failed (see the errors above)"
+    );
 }

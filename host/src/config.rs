@@ -162,7 +162,10 @@ impl Config {
     }
 
     /// Every `[rules.<name>]` names a loaded rule.
-    pub fn check_rule_names<'a>(&self, loaded: impl Iterator<Item = &'a str> + Clone) -> Result<(), ConfigError> {
+    pub fn check_rule_names<'a>(
+        &self,
+        loaded: impl Iterator<Item = &'a str> + Clone,
+    ) -> Result<(), ConfigError> {
         for name in self.rules.keys() {
             if !loaded.clone().any(|l| l == name) {
                 return Err(ConfigError::UnknownRule {
@@ -203,12 +206,27 @@ impl Config {
                     out.mode = match value.as_str() {
                         Some("dry-run") => Mode::DryRun,
                         Some("enforce") => Mode::Enforce,
-                        _ => return Err(bad(key, format!("must be \"dry-run\" or \"enforce\", not {value}"))),
+                        _ => {
+                            return Err(bad(
+                                key,
+                                format!("must be \"dry-run\" or \"enforce\", not {value}"),
+                            ));
+                        }
                     }
                 }
                 _ if out.settings.contains_key(key) => {
                     let json = serde_json::to_value(value)
                         .map_err(|e| bad(key, format!("cannot be passed to the rule: {e}")))?;
+                    let default = &out.settings[key];
+                    if !same_shape(default, &json) {
+                        return Err(bad(
+                            key,
+                            format!(
+                                "must be {} like its default {default}, not {value}",
+                                shape(default)
+                            ),
+                        ));
+                    }
                     out.settings.insert(key.clone(), json);
                 }
                 _ => {
@@ -228,6 +246,35 @@ impl Config {
             }
         }
         Ok(out)
+    }
+}
+
+/// Whether a configured value has the JSON type of the setting's default
+/// (a number for a number, a list for a list, ...), so a mistyped value is
+/// named here rather than inside the rule.
+fn same_shape(default: &serde_json::Value, given: &serde_json::Value) -> bool {
+    use serde_json::Value as V;
+    match (default, given) {
+        (V::Null, _) => true,
+        (V::Number(d), V::Number(g)) => !(d.is_u64() || d.is_i64()) || g.is_u64() || g.is_i64(),
+        (V::Array(_), V::Array(_))
+        | (V::Object(_), V::Object(_))
+        | (V::String(_), V::String(_))
+        | (V::Bool(_), V::Bool(_)) => true,
+        _ => false,
+    }
+}
+
+fn shape(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value as V;
+    match v {
+        V::Null => "anything",
+        V::Bool(_) => "true or false",
+        V::Number(n) if n.is_u64() || n.is_i64() => "a whole number",
+        V::Number(_) => "a number",
+        V::String(_) => "a string",
+        V::Array(_) => "a list",
+        V::Object(_) => "a table",
     }
 }
 
@@ -279,16 +326,34 @@ mod tests {
     }
 
     #[test]
+    fn mistyped_value_is_named_with_the_expected_shape() {
+        let c = parse("[rules.relay-volume]\ndaily_limit = \"lots\"\n");
+        let e = c.rule(&meta()).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "spamward.toml: [rules.relay-volume]: `daily_limit` must be a whole number like its default 1000, not \"lots\""
+        );
+        let c = parse("[rules.relay-volume]\ndaily_limit = 2.5\n");
+        assert!(c.rule(&meta()).is_err());
+    }
+
+    #[test]
     fn bad_mode_is_named() {
         let c = parse("[rules.relay-volume]\nmode = \"on\"\n");
         let e = c.rule(&meta()).unwrap_err().to_string();
-        assert!(e.contains("`mode` must be \"dry-run\" or \"enforce\""), "{e}");
+        assert!(
+            e.contains("`mode` must be \"dry-run\" or \"enforce\""),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_rule_table_is_an_error() {
         let c = parse("[rules.relay-volum]\n");
-        let e = c.check_rule_names(["relay-volume"].into_iter()).unwrap_err().to_string();
+        let e = c
+            .check_rule_names(["relay-volume"].into_iter())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("[rules.relay-volum]: no such rule"), "{e}");
     }
 

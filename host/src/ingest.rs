@@ -60,7 +60,9 @@ pub fn ingest_file(
             LineOutcome::Unparsed => {
                 summary.unparsed += 1;
                 if summary.unparsed_samples.len() < SAMPLES {
-                    summary.unparsed_samples.push((number, line.chars().take(200).collect()));
+                    summary
+                        .unparsed_samples
+                        .push((number, line.chars().take(200).collect()));
                 }
             }
         }

@@ -29,6 +29,7 @@
 
 extern crate self as spamward_sdk;
 
+pub mod filter;
 pub mod host;
 mod rule;
 pub mod state;
@@ -66,15 +67,17 @@ pub use wit_bindgen as __wit_bindgen;
 /// The interface types: events in, verdicts out.
 pub mod types {
     pub use crate::bindings::spamward::rule::types::{
-        Action, AuthFailure, Delivery, DeliveryOutcome, Event, EventBody, EventKind, Extension,
-        GovernorAction, GovernorLimit, Identity, MailAlias, MailboxStats, MessageReceived,
-        MessageState, QueuedMessage, Rejection, RuleInfo, ServiceState, Setting, SettingSpec,
-        Severity, SmtpStage, Target, Timestamp, Verdict,
+        Action, AuthFailure, Delivery, DeliveryOutcome, Event, EventBody, EventFilter, EventKind,
+        Extension, FieldValues, GovernorAction, GovernorLimit, Identity, IdentityField, MailAlias,
+        MailboxStats, MessageReceived, MessageState, QueuedMessage, Rejection, RuleInfo,
+        ServiceState, Setting, SettingSpec, Severity, SmtpStage, Subscription, Target, Timestamp,
+        Verdict,
     };
 }
 
 /// Everything a rule author usually needs.
 pub mod prelude {
+    pub use crate::filter;
     pub use crate::host::{self, LogLevel};
     pub use crate::types::*;
     pub use crate::{Context, Finding, Info, NoSettings, Rule};
@@ -106,6 +109,11 @@ macro_rules! export_rule {
                 $crate::runtime::on_events::<$rule>(&events)
             }
         }
+
+        // Natively, reference the rule so it type-checks as a `Rule` and
+        // counts as used.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() -> $crate::types::RuleInfo = $crate::runtime::describe::<$rule>;
 
         #[cfg(target_arch = "wasm32")]
         $crate::bindings::__export_spamward_rule!(__SpamwardGuest with_types_in $crate::bindings);

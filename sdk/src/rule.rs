@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::types::{
-    Action, AuthFailure, Delivery, Event, EventBody, EventKind, Extension, GovernorAction,
-    MailAlias, MailboxStats, MessageReceived, MessageState, QueuedMessage, Rejection,
-    ServiceState, Setting, Severity, Target, Timestamp, Verdict,
+    Action, AuthFailure, Delivery, Event, EventBody, EventFilter, EventKind, Extension,
+    GovernorAction, MailAlias, MailboxStats, MessageReceived, MessageState, QueuedMessage,
+    Rejection, ServiceState, Setting, Severity, Subscription, Target, Timestamp, Verdict,
 };
 
 /// A spamward rule.
@@ -85,7 +85,7 @@ pub struct Info {
     pub(crate) name: String,
     pub(crate) version: String,
     pub(crate) summary: String,
-    pub(crate) subscriptions: Vec<EventKind>,
+    pub(crate) subscriptions: Vec<Subscription>,
     pub(crate) actions: Vec<Action>,
     pub(crate) setting_docs: Vec<(String, String)>,
 }
@@ -109,11 +109,24 @@ impl Info {
         self
     }
 
-    /// Deliver events of `kind` to the rule.
+    /// Deliver every event of `kind` to the rule.
     pub fn subscribe(mut self, kind: EventKind) -> Self {
-        if !self.subscriptions.contains(&kind) {
-            self.subscriptions.push(kind);
-        }
+        self.subscriptions.push(crate::filter::all(kind));
+        self
+    }
+
+    /// Deliver events of `kind` that match at least one of `filters` (see
+    /// [`crate::filter`]); the host tests them, so the rule is not called for
+    /// the rest.
+    pub fn subscribe_where(
+        mut self,
+        kind: EventKind,
+        filters: impl IntoIterator<Item = EventFilter>,
+    ) -> Self {
+        self.subscriptions.push(Subscription {
+            kind,
+            any_of: filters.into_iter().collect(),
+        });
         self
     }
 
@@ -169,7 +182,12 @@ pub struct Finding {
 
 impl Finding {
     /// A finding about `target` that requests `action`.
-    pub fn new(severity: Severity, target: Target, action: Action, summary: impl Into<String>) -> Self {
+    pub fn new(
+        severity: Severity,
+        target: Target,
+        action: Action,
+        summary: impl Into<String>,
+    ) -> Self {
         Finding {
             verdict: Verdict {
                 severity,
@@ -184,7 +202,9 @@ impl Finding {
 
     /// Add a named figure (`sent_24h` = `1204`).
     pub fn evidence(mut self, key: &str, value: impl Display) -> Self {
-        self.verdict.evidence.push((key.to_owned(), value.to_string()));
+        self.verdict
+            .evidence
+            .push((key.to_owned(), value.to_string()));
         self
     }
 

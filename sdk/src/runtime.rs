@@ -67,7 +67,10 @@ pub fn init<R: Rule>(settings_json: &str) -> Result<(), String> {
 pub fn on_events<R: Rule>(events: &[Event]) -> Vec<Verdict> {
     let initialised = RULE.with(|cell| cell.borrow().is_some());
     if !initialised && let Err(e) = init::<R>("{}") {
-        crate::host::log(crate::host::LogLevel::Error, &format!("default settings rejected: {e}"));
+        crate::host::log(
+            crate::host::LogLevel::Error,
+            &format!("default settings rejected: {e}"),
+        );
         return Vec::new();
     }
     let mut verdicts = Vec::new();

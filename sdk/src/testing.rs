@@ -94,8 +94,13 @@ impl<R: Rule> Harness<R> {
         self
     }
 
-    /// Feed events `(time, body)` as one batch; returns the verdicts.
-    pub fn feed(&mut self, events: impl IntoIterator<Item = (Timestamp, EventBody)>) -> Vec<Verdict> {
+    /// Feed events `(time, body)` as one batch; returns the verdicts. Events
+    /// the rule did not subscribe to are dropped, as the host drops them
+    /// (they still take an id).
+    pub fn feed(
+        &mut self,
+        events: impl IntoIterator<Item = (Timestamp, EventBody)>,
+    ) -> Vec<Verdict> {
         let batch: Vec<Event> = events
             .into_iter()
             .map(|(time, body)| {
@@ -104,7 +109,13 @@ impl<R: Rule> Harness<R> {
                 Event { id, time, body }
             })
             .collect();
-        runtime::on_events::<R>(&batch)
+        // Filter as the host does, with the same code.
+        let subscriptions = R::info().subscriptions;
+        let wanted: Vec<Event> = batch
+            .into_iter()
+            .filter(|e| crate::filter::wants(&subscriptions, e))
+            .collect();
+        runtime::on_events::<R>(&wanted)
     }
 
     /// Inspect the in-memory host (state, logs).
@@ -141,12 +152,18 @@ fn merged_settings<R: Rule>(
 /// On a malformed time: this is for tests.
 pub fn at(text: &str) -> Timestamp {
     let parse = |s: &str| -> i64 { s.parse().unwrap_or_else(|_| panic!("bad time {text:?}")) };
-    let (date, time) = text.split_once(' ').unwrap_or_else(|| panic!("bad time {text:?}"));
+    let (date, time) = text
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("bad time {text:?}"));
     let d: Vec<i64> = date.split('-').map(parse).collect();
     let t: Vec<i64> = time.split(':').map(parse).collect();
     assert!(d.len() == 3 && t.len() == 3, "bad time {text:?}");
     // days_from_civil (Howard Hinnant), as the host computes it.
-    let (y, m) = if d[1] <= 2 { (d[0] - 1, d[1]) } else { (d[0], d[1]) };
+    let (y, m) = if d[1] <= 2 {
+        (d[0] - 1, d[1])
+    } else {
+        (d[0], d[1])
+    };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
     let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d[2] - 1;
@@ -187,7 +204,12 @@ pub fn received(message_id: &str, from: &str) -> MessageReceived {
 }
 
 /// A delivery attempt of `message_id` from `from` to `recipient`.
-pub fn delivery(message_id: &str, from: &str, outcome: DeliveryOutcome, recipient: &str) -> Delivery {
+pub fn delivery(
+    message_id: &str,
+    from: &str,
+    outcome: DeliveryOutcome,
+    recipient: &str,
+) -> Delivery {
     Delivery {
         message_id: message_id.to_owned(),
         outcome,

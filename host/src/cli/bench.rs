@@ -37,7 +37,8 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.write_log {
-        let file = std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
         let mut w = BufWriter::new(file);
         let n = synthetic::generate(args.lines, args.seed, &mut w)?;
         w.flush()?;
@@ -61,7 +62,12 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
 
     let engine = Engine::load(cli)?;
     let names: Vec<_> = engine.rules.rules.keys().cloned().collect();
-    println!("log: {}  rules: {} ({})", log.display(), names.len(), names.join(", "));
+    println!(
+        "log: {}  rules: {} ({})",
+        log.display(),
+        names.len(),
+        names.join(", ")
+    );
 
     let mut best_parse = Duration::MAX;
     let mut best_rules = Duration::MAX;
@@ -70,29 +76,44 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     for round in 1..=args.rounds.max(1) {
         let started = Instant::now();
         let mut count = 0u64;
-        let summary = ingest_file(&log, &mut |e| {
-            count += 1;
-            std::hint::black_box(&e);
-        }, &mut |_, _| {})?;
+        let summary = ingest_file(
+            &log,
+            &mut |e| {
+                count += 1;
+                std::hint::black_box(&e);
+            },
+            &mut |_, _| {},
+        )?;
         let parse = started.elapsed();
         lines = summary.lines;
         events = count;
 
-        let mut dispatcher = Dispatcher::new(engine.runners(Arc::new(HostLookups::default()))?, engine.config.engine.batch_size);
+        let mut dispatcher = Dispatcher::new(
+            engine.runners(Arc::new(HostLookups::default()))?,
+            engine.config.engine.batch_size,
+        );
         let started = Instant::now();
         ingest_file(&log, &mut |e| dispatcher.push(e), &mut |_, _| {})?;
         let (findings, reports) = dispatcher.finish();
         let all = started.elapsed();
         println!(
             "round {round}: parse-only {:>9.0} lines/s ({:.2} s)   all rules {:>9.0} lines/s ({:.2} s)   ratio {:.2}x   findings {}",
-            rate(lines, parse), parse.as_secs_f64(), rate(lines, all), all.as_secs_f64(),
-            all.as_secs_f64() / parse.as_secs_f64(), findings.len()
+            rate(lines, parse),
+            parse.as_secs_f64(),
+            rate(lines, all),
+            all.as_secs_f64(),
+            all.as_secs_f64() / parse.as_secs_f64(),
+            findings.len()
         );
         if round == args.rounds.max(1) {
             for r in &reports {
                 println!(
                     "  rule {:<18} events {:>9}  batches {:>6}  verdicts {:>6}  in-rule {:>7.3} s  ({:.2} µs/event)",
-                    r.rule, r.health.events, r.health.batches, r.health.verdicts, r.health.busy.as_secs_f64(),
+                    r.rule,
+                    r.health.events,
+                    r.health.batches,
+                    r.health.verdicts,
+                    r.health.busy.as_secs_f64(),
                     r.health.busy.as_secs_f64() * 1e6 / r.health.events.max(1) as f64
                 );
             }
@@ -102,7 +123,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     }
     println!(
         "best: {lines} lines, {events} events; parse-only {:.0} lines/s; all rules {:.0} lines/s; all-rules/parse-only time ratio {:.2}x",
-        rate(lines, best_parse), rate(lines, best_rules), best_rules.as_secs_f64() / best_parse.as_secs_f64()
+        rate(lines, best_parse),
+        rate(lines, best_rules),
+        best_rules.as_secs_f64() / best_parse.as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)
 }

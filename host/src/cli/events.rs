@@ -23,7 +23,9 @@ pub fn run(args: &Args) -> anyhow::Result<ExitCode> {
             path,
             &mut |event| {
                 if write_error.is_none()
-                    && let Err(e) = serde_json::to_writer(&mut out, &event).map_err(std::io::Error::from).and_then(|()| out.write_all(b"\n"))
+                    && let Err(e) = serde_json::to_writer(&mut out, &event)
+                        .map_err(std::io::Error::from)
+                        .and_then(|()| out.write_all(b"\n"))
                 {
                     write_error = Some(e);
                 }

@@ -86,7 +86,9 @@ impl Cli {
     fn load_config(&self) -> anyhow::Result<Config> {
         match &self.config {
             Some(path) => Ok(Config::load(path)?),
-            None if Path::new("spamward.toml").exists() => Ok(Config::load(Path::new("spamward.toml"))?),
+            None if Path::new("spamward.toml").exists() => {
+                Ok(Config::load(Path::new("spamward.toml"))?)
+            }
             None => Ok(Config::default()),
         }
     }
@@ -103,18 +105,31 @@ struct Engine {
 impl Engine {
     fn load(cli: &Cli) -> anyhow::Result<Self> {
         let config = cli.load_config()?;
-        let sandbox = Sandbox::new(config.engine.limits()).context("cannot start the wasm engine")?;
-        let cache = match cli.cache_dir.clone().or_else(|| config.engine.cache_dir.clone()) {
+        let sandbox =
+            Sandbox::new(config.engine.limits()).context("cannot start the wasm engine")?;
+        let cache = match cli
+            .cache_dir
+            .clone()
+            .or_else(|| config.engine.cache_dir.clone())
+        {
             Some(dir) => ComponentCache::new(dir),
-            None => ComponentCache::default_dir().map_or_else(ComponentCache::disabled, ComponentCache::new),
+            None => ComponentCache::default_dir()
+                .map_or_else(ComponentCache::disabled, ComponentCache::new),
         };
-        let rules_dir = cli.rules.clone().or_else(|| config.engine.rules_dir.clone());
+        let rules_dir = cli
+            .rules
+            .clone()
+            .or_else(|| config.engine.rules_dir.clone());
         let rules = RuleSet::load(&sandbox, &cache, rules_dir.as_deref())?;
         for e in &rules.errors {
             eprintln!("spamward: warning: rule not loaded: {e}");
         }
         config.check_rule_names(rules.rules.keys().map(String::as_str))?;
-        Ok(Engine { sandbox, rules, config })
+        Ok(Engine {
+            sandbox,
+            rules,
+            config,
+        })
     }
 
     /// Runners for every enabled rule, initialised with its settings.
@@ -125,11 +140,21 @@ impl Engine {
             if !rc.enabled {
                 continue;
             }
-            let runner = RuleRunner::new(rule.clone(), rc.settings, rc.mode, lookups.clone(), self.sandbox.limits())
-                .map_err(|e| {
-                    let file = self.config.path.as_ref().map_or("spamward.toml".into(), |p| p.display().to_string());
-                    anyhow::anyhow!("{file}: [rules.{name}]: {e}")
-                })?;
+            let runner = RuleRunner::new(
+                rule.clone(),
+                rc.settings,
+                rc.mode,
+                lookups.clone(),
+                self.sandbox.limits(),
+            )
+            .map_err(|e| {
+                let file = self
+                    .config
+                    .path
+                    .as_ref()
+                    .map_or("spamward.toml".into(), |p| p.display().to_string());
+                anyhow::anyhow!("{file}: [rules.{name}]: {e}")
+            })?;
             runners.push(runner);
         }
         Ok(runners)

@@ -34,7 +34,11 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::List { json: false } => {
-            writeln!(out, "{:<18} {:<8} {:<8} {:<40} {}", "RULE", "VERSION", "SOURCE", "SUBSCRIBES", "SUMMARY")?;
+            writeln!(
+                out,
+                "{:<18} {:<8} {:<8} {:<40} SUMMARY",
+                "RULE", "VERSION", "SOURCE", "SUBSCRIBES"
+            )?;
             for rule in engine.rules.rules.values() {
                 let m = &rule.meta;
                 writeln!(
@@ -42,7 +46,11 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<ExitCode> {
                     "{:<18} {:<8} {:<8} {:<40} {}",
                     m.name,
                     m.version,
-                    if matches!(m.source, crate::engine::RuleOrigin::Bundled) { "bundled" } else { "file" },
+                    if matches!(m.source, crate::engine::RuleOrigin::Bundled) {
+                        "bundled"
+                    } else {
+                        "file"
+                    },
                     subscriptions(m),
                     m.summary
                 )?;
@@ -52,18 +60,36 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<ExitCode> {
             let Some(rule) = engine.rules.rules.get(name) else {
                 anyhow::bail!(
                     "no rule named {name:?} (available: {})",
-                    engine.rules.rules.keys().cloned().collect::<Vec<_>>().join(", ")
+                    engine
+                        .rules
+                        .rules
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 );
             };
             let m = &rule.meta;
-            writeln!(out, "{} {} ({})\n{}\n", m.name, m.version, m.source, m.summary)?;
+            writeln!(
+                out,
+                "{} {} ({})\n{}\n",
+                m.name, m.version, m.source, m.summary
+            )?;
             writeln!(out, "subscribes to: {}", subscriptions(m))?;
             writeln!(
                 out,
                 "may request:   {}",
-                m.actions.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                m.actions
+                    .iter()
+                    .map(|a| a.name())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )?;
-            writeln!(out, "built with:    spamward-sdk {}\n\nsettings ([rules.{}]):", m.sdk_version, m.name)?;
+            writeln!(
+                out,
+                "built with:    spamward-sdk {}\n\nsettings ([rules.{}]):",
+                m.sdk_version, m.name
+            )?;
             for s in &m.settings {
                 writeln!(out, "  {} = {}    # {}", s.name, s.default, s.description)?;
             }
@@ -73,5 +99,9 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<ExitCode> {
 }
 
 fn subscriptions(m: &RuleMeta) -> String {
-    m.subscriptions.iter().map(|k| k.name()).collect::<Vec<_>>().join(",")
+    m.subscriptions
+        .iter()
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(",")
 }

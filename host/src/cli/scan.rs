@@ -34,7 +34,8 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let engine = Engine::load(cli)?;
     let lookups = Arc::new(
-        HostLookups::load(&args.root).with_context(|| format!("cannot read server state under {}", args.root.display()))?,
+        HostLookups::load(&args.root)
+            .with_context(|| format!("cannot read server state under {}", args.root.display()))?,
     );
     let mut dispatcher = Dispatcher::new(engine.runners(lookups)?, engine.config.engine.batch_size);
     let mut senders = TopSenders::new();
@@ -103,9 +104,11 @@ fn progress_bar(path: &std::path::Path, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_message(path.display().to_string());
     bar

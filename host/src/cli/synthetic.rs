@@ -77,12 +77,21 @@ const DOMAINS: &[(&str, &str)] = &[
     ("lawfirm.example", "lawfirm"),
     ("club.example", "clubadm"),
 ];
-const REMOTE: &[&str] = &["gmail.example", "outlook.example", "yahoo.example", "corp.example", "isp.example", "web.example"];
+const REMOTE: &[&str] = &[
+    "gmail.example",
+    "outlook.example",
+    "yahoo.example",
+    "corp.example",
+    "isp.example",
+    "web.example",
+];
 
 /// Writes about `lines` lines of log to `out`; returns the number written.
 pub fn generate(lines: u64, seed: u64, out: &mut dyn Write) -> io::Result<u64> {
     let mut rng = Rng(seed | 1);
-    let clock = Clock { base: 1_714_557_600 }; // 2024-05-01 10:00:00
+    let clock = Clock {
+        base: 1_714_557_600,
+    }; // 2024-05-01 10:00:00
     let mut written = 0u64;
     let mut counter = 0u64;
     let mut buf = String::with_capacity(4096);
@@ -90,9 +99,9 @@ pub fn generate(lines: u64, seed: u64, out: &mut dyn Write) -> io::Result<u64> {
         buf.clear();
         counter += 1;
         let t = clock.stamp(written / RATE);
-        let id = message_id(counter, counter % 3 == 0);
+        let id = message_id(counter, counter.is_multiple_of(3));
         let roll = rng.below(1000);
-        let n = match roll {
+        match roll {
             // Inbound mail for a local mailbox.
             0..=349 => {
                 let (dom, _) = DOMAINS[rng.below(DOMAINS.len() as u64) as usize];
@@ -104,7 +113,6 @@ pub fn generate(lines: u64, seed: u64, out: &mut dyn Write) -> io::Result<u64> {
                      {t} {id} Completed\n",
                     rng.below(50), 40000 + rng.below(20000), 2000 + rng.below(50000)
                 ));
-                3
             }
             // Authenticated submission, usually delivered.
             350..=649 => {
@@ -112,15 +120,19 @@ pub fn generate(lines: u64, seed: u64, out: &mut dyn Write) -> io::Result<u64> {
                 let rem = REMOTE[rng.below(REMOTE.len() as u64) as usize];
                 let login = format!("staff{}@{dom}", rng.below(4));
                 let outcome = match rng.below(20) {
-                    0 => format!("{t} {id} == friend@{rem} R=dkim_lookuphost T=dkim_remote_smtp defer (-44) H=mx.{rem} [203.0.113.9]: SMTP error from remote mail server after RCPT TO:<friend@{rem}>: 451 4.7.1 Greylisted\n"),
-                    _ => format!("{t} {id} => friend@{rem} R=dkim_lookuphost T=dkim_remote_smtp H=mx.{rem} [203.0.113.{}] X=TLS1.3:TLS_AES_256_GCM_SHA384:256 CV=yes C=\"250 2.0.0 OK\"\n{t} {id} Completed\n", rng.below(200)),
+                    0 => format!(
+                        "{t} {id} == friend@{rem} R=dkim_lookuphost T=dkim_remote_smtp defer (-44) H=mx.{rem} [203.0.113.9]: SMTP error from remote mail server after RCPT TO:<friend@{rem}>: 451 4.7.1 Greylisted\n"
+                    ),
+                    _ => format!(
+                        "{t} {id} => friend@{rem} R=dkim_lookuphost T=dkim_remote_smtp H=mx.{rem} [203.0.113.{}] X=TLS1.3:TLS_AES_256_GCM_SHA384:256 CV=yes C=\"250 2.0.0 OK\"\n{t} {id} Completed\n",
+                        rng.below(200)
+                    ),
                 };
                 buf.push_str(&format!(
                     "{t} {id} <= {login} H=(laptop) [192.0.2.{}]:{} P=esmtpsa X=TLS1.3:TLS_AES_256_GCM_SHA384:256 CV=no A=dovecot_login:{login} S={} id={counter}@{dom} T=\"Re: order {counter}\" for friend@{rem}\n\
                      {t} {id} Sender identification U={user} D={dom} S={login}\n{outcome}",
                     rng.below(250) + 1, 50000 + rng.below(10000), 3000 + rng.below(9000)
                 ));
-                4
             }
             // A contact form run by the account's PHP.
             650..=749 => {
@@ -133,28 +145,36 @@ pub fn generate(lines: u64, seed: u64, out: &mut dyn Write) -> io::Result<u64> {
                      {t} {id} Completed\n",
                     800 + rng.below(800), rng.below(200)
                 ));
-                4
             }
             // Stolen login blasting from many IPs.
             750..=809 => {
                 let rem = REMOTE[rng.below(REMOTE.len() as u64) as usize];
                 let fail = rng.below(3) == 0;
                 let delivery = if fail {
-                    format!("{t} {id} ** target{}@{rem} R=dkim_lookuphost T=dkim_remote_smtp H=mx.{rem} [203.0.113.7]: SMTP error from remote mail server after RCPT TO:<target@{rem}>: 550 5.1.1 User unknown\n", rng.below(99999))
+                    format!(
+                        "{t} {id} ** target{}@{rem} R=dkim_lookuphost T=dkim_remote_smtp H=mx.{rem} [203.0.113.7]: SMTP error from remote mail server after RCPT TO:<target@{rem}>: 550 5.1.1 User unknown\n",
+                        rng.below(99999)
+                    )
                 } else {
-                    format!("{t} {id} => target{}@{rem} R=dkim_lookuphost T=dkim_remote_smtp H=mx.{rem} [203.0.113.7] C=\"250 OK\"\n", rng.below(99999))
+                    format!(
+                        "{t} {id} => target{}@{rem} R=dkim_lookuphost T=dkim_remote_smtp H=mx.{rem} [203.0.113.7] C=\"250 OK\"\n",
+                        rng.below(99999)
+                    )
                 };
                 // Spam runs address many recipients per message.
                 let mut recipients = String::new();
                 for _ in 0..5 + rng.below(11) {
-                    recipients.push_str(&format!(" target{}@{}", rng.below(99999), REMOTE[rng.below(REMOTE.len() as u64) as usize]));
+                    recipients.push_str(&format!(
+                        " target{}@{}",
+                        rng.below(99999),
+                        REMOTE[rng.below(REMOTE.len() as u64) as usize]
+                    ));
                 }
                 buf.push_str(&format!(
                     "{t} {id} <= sales@bakery.example H=(User) [45.{}.{}.{}]:{} P=esmtpa A=dovecot_login:sales@bakery.example S=1800 T=\"Invoice overdue\" for{recipients}\n\
                      {t} {id} Sender identification U=bakery D=bakery.example S=sales@bakery.example\n{delivery}{t} {id} Completed\n",
                     rng.below(250), rng.below(250), rng.below(250), 1024 + rng.below(60000)
                 ));
-                4
             }
             // A script sending as nobody.
             810..=829 => {
@@ -166,22 +186,26 @@ pub fn generate(lines: u64, seed: u64, out: &mut dyn Write) -> io::Result<u64> {
                      {t} {id} Completed\n",
                     rng.below(9999)
                 ));
-                4
             }
             // A newsletter domain whose deliveries mostly fail.
             830..=879 => {
                 let rem = REMOTE[rng.below(REMOTE.len() as u64) as usize];
                 let bad = rng.below(10) < 7;
                 let delivery = if bad {
-                    format!("{t} {id} ** old{}@{rem} R=dkim_lookuphost T=dkim_remote_smtp H=mx.{rem} [203.0.113.5]: SMTP error from remote mail server after RCPT TO:<old@{rem}>: 550 5.1.1 No such user\n", rng.below(9999))
+                    format!(
+                        "{t} {id} ** old{}@{rem} R=dkim_lookuphost T=dkim_remote_smtp H=mx.{rem} [203.0.113.5]: SMTP error from remote mail server after RCPT TO:<old@{rem}>: 550 5.1.1 No such user\n",
+                        rng.below(9999)
+                    )
                 } else {
-                    format!("{t} {id} => old{}@{rem} R=dkim_lookuphost T=dkim_remote_smtp H=mx.{rem} [203.0.113.5] C=\"250 OK\"\n", rng.below(9999))
+                    format!(
+                        "{t} {id} => old{}@{rem} R=dkim_lookuphost T=dkim_remote_smtp H=mx.{rem} [203.0.113.5] C=\"250 OK\"\n",
+                        rng.below(9999)
+                    )
                 };
                 buf.push_str(&format!(
                     "{t} {id} <= list@club.example U=clubadm P=local S=5000 T=\"Club news\" for old{}@{rem}\n{delivery}{t} {id} Completed\n",
                     rng.below(9999)
                 ));
-                3
             }
             // Rejections and authentication failures.
             880..=939 => {
@@ -197,7 +221,6 @@ pub fn generate(lines: u64, seed: u64, out: &mut dyn Write) -> io::Result<u64> {
                         1024 + rng.below(60000)
                     ));
                 }
-                1
             }
             // Daemon noise.
             _ => {
@@ -207,11 +230,10 @@ pub fn generate(lines: u64, seed: u64, out: &mut dyn Write) -> io::Result<u64> {
                     1 => buf.push_str(&format!("{t} SMTP connection from (client) [{ip}]:{} I=[192.0.2.1]:25 closed by QUIT\n", 1024 + rng.below(60000))),
                     _ => buf.push_str(&format!("{t} Start queue run: pid={}\n", 1000 + rng.below(30000))),
                 }
-                1
             }
         };
         out.write_all(buf.as_bytes())?;
-        written += n;
+        written += buf.bytes().filter(|&b| b == b'\n').count() as u64;
     }
     Ok(written)
 }

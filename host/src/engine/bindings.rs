@@ -8,7 +8,7 @@ wasmtime::component::bindgen!({
     path: "../wit",
 });
 
-pub use spamward::rule::types as wit;
+pub use self::spamward::rule::types as wit;
 
 /// The WIT package version this host serves.
 pub const INTERFACE_VERSION: &str = "0.1.0";

@@ -166,3 +166,57 @@ pub fn kind(kind: wit::EventKind) -> n::EventKind {
         W::Extension => n::EventKind::Extension,
     }
 }
+
+/// The SDK's kind for a host kind (the SDK's filter code speaks SDK types).
+pub fn sdk_kind(kind: n::EventKind) -> spamward_sdk::types::EventKind {
+    use spamward_sdk::types::EventKind as S;
+    match kind {
+        n::EventKind::MessageReceived => S::MessageReceived,
+        n::EventKind::Delivery => S::Delivery,
+        n::EventKind::MessageCompleted => S::MessageCompleted,
+        n::EventKind::MessageFrozen => S::MessageFrozen,
+        n::EventKind::Rejection => S::Rejection,
+        n::EventKind::AuthFailure => S::AuthFailure,
+        n::EventKind::GovernorAction => S::GovernorAction,
+        n::EventKind::QueuedMessage => S::QueuedMessage,
+        n::EventKind::Setting => S::Setting,
+        n::EventKind::MailAlias => S::MailAlias,
+        n::EventKind::MailboxStats => S::MailboxStats,
+        n::EventKind::ServiceState => S::ServiceState,
+        n::EventKind::Extension => S::Extension,
+    }
+}
+
+/// The host's events seen through the SDK's filter interface.
+pub struct FilterView<'a>(pub &'a n::Event);
+
+impl spamward_sdk::filter::EventView for FilterView<'_> {
+    fn kind(&self) -> spamward_sdk::types::EventKind {
+        sdk_kind(self.0.kind())
+    }
+
+    fn identity(&self) -> Option<spamward_sdk::filter::IdentityRef<'_>> {
+        let id = self.0.body.identity()?;
+        Some(spamward_sdk::filter::IdentityRef {
+            sender: id.sender.as_deref(),
+            sender_domain: id.sender_domain.as_deref(),
+            auth_id: id.auth_id.as_deref(),
+            local_user: id.local_user.as_deref(),
+            owner: id.owner.as_deref(),
+            script: id.script.as_deref(),
+            client_ip: id.client_ip.as_deref(),
+        })
+    }
+
+    fn outcome(&self) -> Option<spamward_sdk::types::DeliveryOutcome> {
+        use spamward_sdk::types::DeliveryOutcome as O;
+        match &self.0.body {
+            n::EventBody::Delivery(d) => Some(match d.outcome {
+                n::DeliveryOutcome::Delivered => O::Delivered,
+                n::DeliveryOutcome::Deferred => O::Deferred,
+                n::DeliveryOutcome::Failed => O::Failed,
+            }),
+            _ => None,
+        }
+    }
+}

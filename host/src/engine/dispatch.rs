@@ -81,20 +81,29 @@ impl Dispatcher {
                 self.recent.pop_front();
                 self.first_recent_id += 1;
             }
-            self.recent.push_back((event.file.clone(), event.line, event.time));
+            self.recent
+                .push_back((event.file.clone(), event.line, event.time));
         }
         let kinds_present = self.pending.iter().fold(0u32, |m, e| m | e.kind().bit());
 
         for i in 0..self.runners.len() {
-            let mask = self.runners[i].rule().subscriptions;
+            let rule = self.runners[i].rule();
+            let mask = rule.subscriptions;
             if mask & kinds_present == 0 {
                 continue;
             }
             self.scratch.clear();
             for (offset, event) in self.pending.iter().enumerate() {
-                if mask & event.kind().bit() != 0 {
-                    self.scratch.push(convert::event(first_id + offset as u64, event));
+                let wanted = mask & event.kind().bit() != 0
+                    && (!rule.filtered
+                        || spamward_sdk::filter::wants(&rule.filters, &convert::FilterView(event)));
+                if wanted {
+                    self.scratch
+                        .push(convert::event(first_id + offset as u64, event));
                 }
+            }
+            if self.scratch.is_empty() {
+                continue;
             }
             let outcome = self.runners[i].run_batch(self.batch_no, &self.scratch);
             if let BatchOutcome::Verdicts(verdicts) = outcome {

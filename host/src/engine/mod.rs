@@ -60,8 +60,9 @@ impl RuleSet {
             set.add(load(sandbox, cache, bytes, RuleOrigin::Bundled));
         }
         if let Some(dir) = extra_dir {
-            let entries = fs::read_dir(dir)
-                .map_err(|e| anyhow::anyhow!("cannot read rules directory {}: {e}", dir.display()))?;
+            let entries = fs::read_dir(dir).map_err(|e| {
+                anyhow::anyhow!("cannot read rules directory {}: {e}", dir.display())
+            })?;
             let mut paths: Vec<_> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "wasm"))

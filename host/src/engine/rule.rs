@@ -91,6 +91,10 @@ pub struct LoadedRule {
     pub meta: RuleMeta,
     /// Bitmask of [`EventKind::bit`]s it subscribed to.
     pub subscriptions: u32,
+    /// Its subscriptions with their filters, tested before each call.
+    pub filters: Vec<spamward_sdk::types::Subscription>,
+    /// Whether any subscription has filters (else the mask decides alone).
+    pub filtered: bool,
     /// Whether it came from the cache.
     pub cache: CacheOutcome,
     pub(crate) pre: RulePre<StoreData>,
@@ -118,7 +122,9 @@ pub enum LoadError {
         needed: String,
     },
     /// Imports something the host does not offer.
-    #[error("{origin}: cannot be linked (does it import files, network or another world?): {reason}")]
+    #[error(
+        "{origin}: cannot be linked (does it import files, network or another world?): {reason}"
+    )]
     Link {
         /// Where it came from.
         origin: RuleOrigin,
@@ -143,11 +149,10 @@ pub fn load(
     origin: RuleOrigin,
 ) -> Result<LoadedRule, LoadError> {
     let engine = sandbox.engine();
-    let (component, cache_outcome) =
-        cache.load(engine, bytes).map_err(|e| LoadError::Compile {
-            origin: origin.clone(),
-            reason: format!("{e:#}"),
-        })?;
+    let (component, cache_outcome) = cache.load(engine, bytes).map_err(|e| LoadError::Compile {
+        origin: origin.clone(),
+        reason: format!("{e:#}"),
+    })?;
 
     // Name the interface version mismatch before the linker's generic error.
     let ty = component.component_type();
@@ -199,11 +204,14 @@ pub fn load(
         .spamward_rule_guest()
         .call_describe(&mut store)
         .map_err(|e| describe_err(format!("{e:#}")))?;
+    let filters: Vec<_> = info.subscriptions.iter().map(subscription).collect();
     let meta = meta_from_info(info, origin.clone()).map_err(describe_err)?;
     let subscriptions = meta.subscriptions.iter().fold(0, |m, k| m | k.bit());
     Ok(LoadedRule {
         meta,
         subscriptions,
+        filtered: filters.iter().any(|s| !s.any_of.is_empty()),
+        filters,
         cache: cache_outcome,
         pre,
     })
@@ -225,9 +233,8 @@ fn meta_from_info(info: wit::RuleInfo, source: RuleOrigin) -> Result<RuleMeta, S
         .settings
         .into_iter()
         .map(|s| {
-            let default = serde_json::from_str(&s.default_json).map_err(|e| {
-                format!("default of setting {:?} is not JSON: {e}", s.name)
-            })?;
+            let default = serde_json::from_str(&s.default_json)
+                .map_err(|e| format!("default of setting {:?} is not JSON: {e}", s.name))?;
             Ok(SettingSpec {
                 name: s.name,
                 description: s.description,
@@ -239,12 +246,59 @@ fn meta_from_info(info: wit::RuleInfo, source: RuleOrigin) -> Result<RuleMeta, S
         name: info.name,
         version: info.version,
         summary: info.summary,
-        subscriptions: info.subscriptions.into_iter().map(convert::kind).collect(),
+        subscriptions: {
+            let mut kinds: Vec<EventKind> = info
+                .subscriptions
+                .iter()
+                .map(|s| convert::kind(s.kind))
+                .collect();
+            kinds.sort();
+            kinds.dedup();
+            kinds
+        },
         actions: info.actions.into_iter().map(action).collect(),
         settings,
         sdk_version: info.sdk_version,
         source,
     })
+}
+
+/// The SDK's form of a subscription, so the host filters with the SDK's
+/// matching code (the one the native harness uses).
+fn subscription(s: &wit::Subscription) -> spamward_sdk::types::Subscription {
+    use spamward_sdk::types as sdk;
+    let field = |f: wit::IdentityField| match f {
+        wit::IdentityField::Sender => sdk::IdentityField::Sender,
+        wit::IdentityField::SenderLocalPart => sdk::IdentityField::SenderLocalPart,
+        wit::IdentityField::SenderDomain => sdk::IdentityField::SenderDomain,
+        wit::IdentityField::AuthId => sdk::IdentityField::AuthId,
+        wit::IdentityField::LocalUser => sdk::IdentityField::LocalUser,
+        wit::IdentityField::Owner => sdk::IdentityField::Owner,
+        wit::IdentityField::Script => sdk::IdentityField::Script,
+        wit::IdentityField::ClientIp => sdk::IdentityField::ClientIp,
+    };
+    let outcome = |o: &wit::DeliveryOutcome| match o {
+        wit::DeliveryOutcome::Delivered => sdk::DeliveryOutcome::Delivered,
+        wit::DeliveryOutcome::Deferred => sdk::DeliveryOutcome::Deferred,
+        wit::DeliveryOutcome::Failed => sdk::DeliveryOutcome::Failed,
+    };
+    sdk::Subscription {
+        kind: convert::sdk_kind(convert::kind(s.kind)),
+        any_of: s
+            .any_of
+            .iter()
+            .map(|f| match f {
+                wit::EventFilter::Has(f) => sdk::EventFilter::Has(field(*f)),
+                wit::EventFilter::Equals(fv) => sdk::EventFilter::Equals(sdk::FieldValues {
+                    field: field(fv.field),
+                    values: fv.values.clone(),
+                }),
+                wit::EventFilter::Outcome(os) => {
+                    sdk::EventFilter::Outcome(os.iter().map(outcome).collect())
+                }
+            })
+            .collect(),
+    }
 }
 
 /// The policy's action for a WIT action.

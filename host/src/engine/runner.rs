@@ -177,7 +177,9 @@ impl RuleRunner {
         let (store, instance) = self.live.as_mut().expect("revived above");
         store.set_epoch_deadline(self.limits.budget_ticks());
         let started = Instant::now();
-        let result = instance.spamward_rule_guest().call_on_events(&mut *store, events);
+        let result = instance
+            .spamward_rule_guest()
+            .call_on_events(&mut *store, events);
         self.health.busy += started.elapsed();
         match result {
             Ok(verdicts) => {
@@ -205,7 +207,11 @@ impl RuleRunner {
         h.last_error = Some(reason.clone());
         tracing::warn!(rule = %self.rule.meta.name, "batch {batch_no} failed: {reason}");
         if h.consecutive_failures >= QUARANTINE_AFTER {
-            h.backoff = if h.backoff == 0 { FIRST_BACKOFF } else { (h.backoff * 2).min(MAX_BACKOFF) };
+            h.backoff = if h.backoff == 0 {
+                FIRST_BACKOFF
+            } else {
+                (h.backoff * 2).min(MAX_BACKOFF)
+            };
             h.quarantined_until = Some(batch_no + 1 + h.backoff);
             h.quarantines += 1;
             tracing::error!(
@@ -237,7 +243,9 @@ fn describe_failure(e: &wasmtime::Error) -> String {
         Some(trap) => format!("trapped: {trap}"),
         None => {
             let text = format!("{e:#}");
-            if text.contains("forcing trap when growing memory") || text.contains("memory") && text.contains("limit") {
+            if text.contains("forcing trap when growing memory")
+                || text.contains("memory") && text.contains("limit")
+            {
                 format!("hit its memory cap: {text}")
             } else {
                 text

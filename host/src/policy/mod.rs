@@ -299,9 +299,24 @@ mod tests {
             declared: &[Action::HoldOutgoing],
             mode: Mode::DryRun,
         };
-        p.admit(&grant, verdict(Severity::Warning, Action::HoldOutgoing), None, vec![]);
-        p.admit(&grant, verdict(Severity::Critical, Action::HoldOutgoing), None, vec![]);
-        p.admit(&grant, verdict(Severity::Warning, Action::HoldOutgoing), None, vec![]);
+        p.admit(
+            &grant,
+            verdict(Severity::Warning, Action::HoldOutgoing),
+            None,
+            vec![],
+        );
+        p.admit(
+            &grant,
+            verdict(Severity::Critical, Action::HoldOutgoing),
+            None,
+            vec![],
+        );
+        p.admit(
+            &grant,
+            verdict(Severity::Warning, Action::HoldOutgoing),
+            None,
+            vec![],
+        );
         let f = p.into_findings();
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].count, 3);
@@ -318,13 +333,21 @@ mod tests {
             declared: &[Action::Alert],
             mode: Mode::Enforce,
         };
-        p.admit(&grant, verdict(Severity::Critical, Action::BlockIp), None, vec![]);
+        p.admit(
+            &grant,
+            verdict(Severity::Critical, Action::BlockIp),
+            None,
+            vec![],
+        );
         assert_eq!(p.into_findings()[0].decision, Decision::RefusedUndeclared);
     }
 
     #[test]
     fn target_serializes_as_kind_and_value() {
         let v = serde_json::to_value(Target::Mailbox("a@b.example".into())).unwrap();
-        assert_eq!(v, serde_json::json!({"kind": "mailbox", "value": "a@b.example"}));
+        assert_eq!(
+            v,
+            serde_json::json!({"kind": "mailbox", "value": "a@b.example"})
+        );
     }
 }

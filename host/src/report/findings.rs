@@ -15,8 +15,8 @@ pub fn render_findings(findings: &[Finding]) -> String {
     let _ = writeln!(out, "{} finding(s):\n", findings.len());
     let _ = writeln!(
         out,
-        "{:<9} {:<18} {:<42} {:<17} {}",
-        "SEVERITY", "RULE", "TARGET", "ACTION", "SUMMARY"
+        "{:<9} {:<18} {:<42} {:<17} SUMMARY",
+        "SEVERITY", "RULE", "TARGET", "ACTION"
     );
     for f in findings {
         let action = match f.decision {
@@ -33,12 +33,20 @@ pub fn render_findings(findings: &[Finding]) -> String {
             fit(&action, 17),
             f.summary
         );
-        let mut detail: Vec<String> = f.evidence.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())).collect();
+        let mut detail: Vec<String> = f
+            .evidence
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+            .collect();
         if f.count > 1 {
             detail.push(format!("verdicts={}", f.count));
         }
         if let (Some(a), Some(b)) = (f.first_seen, f.last_seen) {
-            detail.push(if a == b { format!("at {a}") } else { format!("from {a} to {b}") });
+            detail.push(if a == b {
+                format!("at {a}")
+            } else {
+                format!("from {a} to {b}")
+            });
         }
         if let Some(first) = f.lines.first() {
             detail.push(format!("{}:{}", first.file, first.line));

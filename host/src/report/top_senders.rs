@@ -15,7 +15,15 @@ use super::fit;
 use crate::normalize::{DeliveryOutcome, Event, EventBody, Identity};
 
 /// Local users that are the MTA or the system, not customers.
-const SYSTEM_USERS: &[&str] = &["root", "mailnull", "exim", "Debian-exim", "mail", "mailman", "cpanel"];
+const SYSTEM_USERS: &[&str] = &[
+    "root",
+    "mailnull",
+    "exim",
+    "Debian-exim",
+    "mail",
+    "mailman",
+    "cpanel",
+];
 
 /// What is counted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -32,7 +40,12 @@ pub enum Dimension {
 }
 
 impl Dimension {
-    const ALL: [Dimension; 4] = [Dimension::Account, Dimension::AuthId, Dimension::Domain, Dimension::Script];
+    const ALL: [Dimension; 4] = [
+        Dimension::Account,
+        Dimension::AuthId,
+        Dimension::Domain,
+        Dimension::Script,
+    ];
 
     fn title(self) -> &'static str {
         match self {
@@ -123,7 +136,11 @@ impl TopSenders {
         for dim in Dimension::ALL {
             let mut of_dim: Vec<_> = self.counts.iter().filter(|((d, _), _)| *d == dim).collect();
             of_dim.sort_by(|a, b| {
-                (b.1.sent, b.1.failed + b.1.deferred, &a.0.1).cmp(&(a.1.sent, a.1.failed + a.1.deferred, &b.0.1))
+                (b.1.sent, b.1.failed + b.1.deferred, &a.0.1).cmp(&(
+                    a.1.sent,
+                    a.1.failed + a.1.deferred,
+                    &b.0.1,
+                ))
             });
             rows.extend(of_dim.into_iter().take(n).map(|((d, s), c)| SenderRow {
                 by: *d,
@@ -148,7 +165,14 @@ impl TopSenders {
             if of_dim.is_empty() {
                 continue;
             }
-            let _ = writeln!(out, "\n  {:<48} {:>8} {:>8} {:>8}", format!("BY {}", dim.title().to_uppercase()), "SENT", "FAILED", "DEFERRED");
+            let _ = writeln!(
+                out,
+                "\n  {:<48} {:>8} {:>8} {:>8}",
+                format!("BY {}", dim.title().to_uppercase()),
+                "SENT",
+                "FAILED",
+                "DEFERRED"
+            );
             for r in of_dim {
                 let _ = writeln!(
                     out,
@@ -170,7 +194,10 @@ mod tests {
     use crate::normalize::{Delivery, MessageReceived, Origin, Timestamp};
 
     fn event(body: EventBody) -> Event {
-        let origin = Origin { file: "t".into(), line: 1 };
+        let origin = Origin {
+            file: "t".into(),
+            line: 1,
+        };
         Event::new(Timestamp::naive(0), &origin, body)
     }
 
@@ -208,7 +235,14 @@ mod tests {
         let rows = t.top(10);
         assert_eq!(rows.len(), 2, "{rows:?}");
         let auth = rows.iter().find(|r| r.by == Dimension::AuthId).unwrap();
-        assert_eq!(auth.counts, SenderCounts { sent: 2, failed: 1, deferred: 0 });
+        assert_eq!(
+            auth.counts,
+            SenderCounts {
+                sent: 2,
+                failed: 1,
+                deferred: 0
+            }
+        );
         assert!(rows.iter().all(|r| r.sender != "gmail.example"));
     }
 }

@@ -30,7 +30,11 @@ impl HostLookups {
             }
         }
         if let Some(text) = read_optional(&root.join("etc/localdomains"))? {
-            for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            for line in text
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            {
                 lookups.local.insert(line.to_ascii_lowercase());
             }
         }

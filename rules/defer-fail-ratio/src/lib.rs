@@ -52,17 +52,38 @@ impl Rule for DeferFailRatio {
             "Sender domains whose failed + deferred deliveries pass the governor's ratio",
         )
         .version(env!("CARGO_PKG_VERSION"))
-        .subscribe(EventKind::Delivery)
+        // Only mail with a local sending identity is outgoing.
+        .subscribe_where(
+            EventKind::Delivery,
+            [
+                filter::has(IdentityField::AuthId),
+                filter::has(IdentityField::LocalUser),
+                filter::has(IdentityField::Owner),
+                filter::has(IdentityField::Script),
+            ],
+        )
         .action(Action::HoldOutgoing)
-        .setting("max_percent", "percentage of failed + deferred deliveries that trips the rule")
-        .setting("min_failures", "failed + deferred deliveries needed before the ratio counts")
-        .setting("min_failing_domains", "distinct recipient domains the failures must span")
+        .setting(
+            "max_percent",
+            "percentage of failed + deferred deliveries that trips the rule",
+        )
+        .setting(
+            "min_failures",
+            "failed + deferred deliveries needed before the ratio counts",
+        )
+        .setting(
+            "min_failing_domains",
+            "distinct recipient domains the failures must span",
+        )
         .setting("window_minutes", "window length in minutes")
     }
 
     fn new(settings: Settings) -> Result<Self, String> {
         if settings.max_percent > 100 {
-            return Err(format!("max_percent must be 0..=100, not {}", settings.max_percent));
+            return Err(format!(
+                "max_percent must be 0..=100, not {}",
+                settings.max_percent
+            ));
         }
         Ok(DeferFailRatio { settings })
     }
@@ -132,15 +153,23 @@ mod tests {
     use spamward_sdk::testing::{self, Harness};
 
     fn attempt(i: i64, outcome: DeliveryOutcome, rcpt: &str) -> (i64, EventBody) {
-        let d = testing::delivery(&format!("m{i}"), "news@spam.example", outcome, rcpt);
-        (testing::at("2024-05-01 10:00:00") + i * 30, EventBody::Delivery(d))
+        let mut d = testing::delivery(&format!("m{i}"), "news@spam.example", outcome, rcpt);
+        d.identity.local_user = Some("newsacct".into());
+        (
+            testing::at("2024-05-01 10:00:00") + i * 30,
+            EventBody::Delivery(d),
+        )
     }
 
     #[test]
     fn mostly_failing_domain_is_reported_once() {
         let mut h = Harness::<DeferFailRatio>::new();
         let v = h.feed((0..20).map(|i| {
-            let outcome = if i % 4 == 0 { DeliveryOutcome::Delivered } else { DeliveryOutcome::Failed };
+            let outcome = if i % 4 == 0 {
+                DeliveryOutcome::Delivered
+            } else {
+                DeliveryOutcome::Failed
+            };
             attempt(i, outcome, &format!("u{i}@site{}.example", i % 7))
         }));
         assert_eq!(v.len(), 1, "{v:?}");
@@ -151,7 +180,9 @@ mod tests {
     #[test]
     fn below_min_failures_is_quiet() {
         let mut h = Harness::<DeferFailRatio>::new();
-        let v = h.feed((0..4).map(|i| attempt(i, DeliveryOutcome::Deferred, &format!("u@d{i}.example"))));
+        let v = h.feed(
+            (0..4).map(|i| attempt(i, DeliveryOutcome::Deferred, &format!("u@d{i}.example"))),
+        );
         assert!(v.is_empty());
     }
 
@@ -163,10 +194,27 @@ mod tests {
     }
 
     #[test]
+    fn inbound_mail_from_a_failing_remote_domain_is_not_ours_to_judge() {
+        let mut h = Harness::<DeferFailRatio>::new();
+        let v = h.feed((0..20).map(|i| {
+            let (t, mut body) = attempt(i, DeliveryOutcome::Failed, &format!("u@d{i}.example"));
+            if let EventBody::Delivery(d) = &mut body {
+                d.identity.local_user = None;
+            }
+            (t, body)
+        }));
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
     fn healthy_ratio_is_quiet() {
         let mut h = Harness::<DeferFailRatio>::new();
         let v = h.feed((0..100).map(|i| {
-            let outcome = if i % 10 == 0 { DeliveryOutcome::Failed } else { DeliveryOutcome::Delivered };
+            let outcome = if i % 10 == 0 {
+                DeliveryOutcome::Failed
+            } else {
+                DeliveryOutcome::Delivered
+            };
             attempt(i, outcome, &format!("u{i}@d{i}.example"))
         }));
         assert!(v.is_empty(), "{v:?}");

@@ -120,13 +120,21 @@ impl Rule for NobodySender {
             "Mail sent as the nobody user: web scripts that can't be traced to an account",
         )
         .version(env!("CARGO_PKG_VERSION"))
-        .subscribe(EventKind::MessageReceived)
-        .subscribe(EventKind::QueuedMessage)
+        // Only local submissions and nobody@ senders can be nobody's mail;
+        // the host drops the rest before they cross the boundary.
+        .subscribe_where(EventKind::MessageReceived, nobody_filters())
+        .subscribe_where(EventKind::QueuedMessage, nobody_filters())
         .action(Action::FreezeMessage)
         .action(Action::Alert)
         .setting("users", "local users that count as nobody")
-        .setting("min_messages", "messages per source in the window before it is reported")
-        .setting("critical_messages", "messages per source in the window that make it critical")
+        .setting(
+            "min_messages",
+            "messages per source in the window before it is reported",
+        )
+        .setting(
+            "critical_messages",
+            "messages per source in the window that make it critical",
+        )
         .setting("window_minutes", "window length in minutes")
     }
 
@@ -144,6 +152,16 @@ impl Rule for NobodySender {
     fn on_queued_message(&mut self, cx: &mut Context<'_>, q: &QueuedMessage) {
         self.judge(cx, &q.identity, 1);
     }
+}
+
+fn nobody_filters() -> [EventFilter; 2] {
+    [
+        filter::has(IdentityField::LocalUser),
+        filter::equals(
+            IdentityField::SenderLocalPart,
+            &["nobody", "apache", "www-data"],
+        ),
+    ]
 }
 
 spamward_sdk::export_rule!(NobodySender);
@@ -164,7 +182,10 @@ mod tests {
     fn first_nobody_message_is_a_warning_on_the_script() {
         let mut h = Harness::<NobodySender>::new();
         let t = testing::at("2024-05-01 10:00:00");
-        let v = h.feed([(t, nobody_message("1abc23-000456-AB", Some("/home/u/public_html")))]);
+        let v = h.feed([(
+            t,
+            nobody_message("1abc23-000456-AB", Some("/home/u/public_html")),
+        )]);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].severity, Severity::Warning);
         assert_eq!(v[0].target, Target::Script("/home/u/public_html".into()));

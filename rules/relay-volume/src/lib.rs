@@ -35,9 +35,17 @@ impl Default for Settings {
             daily_limit: 1000,
             hourly_limit: 250,
             count_recipients: true,
-            system_users: ["root", "mailnull", "exim", "Debian-exim", "mail", "mailman", "cpanel"]
-                .map(String::from)
-                .to_vec(),
+            system_users: [
+                "root",
+                "mailnull",
+                "exim",
+                "Debian-exim",
+                "mail",
+                "mailman",
+                "cpanel",
+            ]
+            .map(String::from)
+            .to_vec(),
         }
     }
 }
@@ -65,7 +73,10 @@ impl RelayVolume {
             .as_ref()
             .filter(|u| !self.settings.system_users.contains(u)));
         if let Some(account) = account {
-            out.push((Target::Account(account.clone()), format!("account:{account}")));
+            out.push((
+                Target::Account(account.clone()),
+                format!("account:{account}"),
+            ));
         }
         out
     }
@@ -80,12 +91,30 @@ impl Rule for RelayVolume {
             "Outgoing emails per login, script and account over the hourly and daily ceilings",
         )
         .version(env!("CARGO_PKG_VERSION"))
-        .subscribe(EventKind::MessageReceived)
+        // Only mail with a local sending identity is outgoing.
+        .subscribe_where(
+            EventKind::MessageReceived,
+            [
+                filter::has(IdentityField::AuthId),
+                filter::has(IdentityField::LocalUser),
+                filter::has(IdentityField::Owner),
+                filter::has(IdentityField::Script),
+            ],
+        )
         .action(Action::HoldOutgoing)
-        .setting("daily_limit", "emails per identity per 24 h (the host's relay limit)")
+        .setting(
+            "daily_limit",
+            "emails per identity per 24 h (the host's relay limit)",
+        )
         .setting("hourly_limit", "emails per identity per hour")
-        .setting("count_recipients", "count each recipient as one email (as cPanel does)")
-        .setting("system_users", "local users that are the MTA or the system, never counted")
+        .setting(
+            "count_recipients",
+            "count each recipient as one email (as cPanel does)",
+        )
+        .setting(
+            "system_users",
+            "local users that are the MTA or the system, never counted",
+        )
     }
 
     fn new(settings: Settings) -> Result<Self, String> {
@@ -152,7 +181,9 @@ mod tests {
     fn authed(id: &str, login: &str, recipients: usize) -> EventBody {
         let mut m = testing::received(id, login);
         m.identity.auth_id = Some(login.into());
-        m.recipients = (0..recipients).map(|i| format!("r{i}@remote.example")).collect();
+        m.recipients = (0..recipients)
+            .map(|i| format!("r{i}@remote.example"))
+            .collect();
         EventBody::MessageReceived(m)
     }
 
@@ -160,17 +191,23 @@ mod tests {
     fn login_over_hourly_limit_is_named() {
         let mut h = Harness::<RelayVolume>::with_settings(r#"{"hourly_limit": 10}"#).unwrap();
         let t = testing::at("2024-05-01 10:00:00");
-        let v = h.feed((0..12).map(|i| (t + i * 60, authed(&format!("m{i}"), "info@shop.example", 1))));
+        let v =
+            h.feed((0..12).map(|i| (t + i * 60, authed(&format!("m{i}"), "info@shop.example", 1))));
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].target, Target::Mailbox("info@shop.example".into()));
         assert_eq!(v[0].severity, Severity::Warning);
-        assert!(v[0].summary.contains("10 emails in the last hour"), "{}", v[0].summary);
+        assert!(
+            v[0].summary.contains("10 emails in the last hour"),
+            "{}",
+            v[0].summary
+        );
     }
 
     #[test]
     fn spread_over_the_day_stays_under_the_hourly_limit_but_hits_the_daily_one() {
-        let mut h = Harness::<RelayVolume>::with_settings(r#"{"hourly_limit": 100, "daily_limit": 200}"#)
-            .unwrap();
+        let mut h =
+            Harness::<RelayVolume>::with_settings(r#"{"hourly_limit": 100, "daily_limit": 200}"#)
+                .unwrap();
         let t = testing::at("2024-05-01 00:00:00");
         // 210 emails, one every 6 minutes: 10 an hour.
         let v = h.feed((0..210).map(|i| (t + i * 360, authed(&format!("m{i}"), "a@b.example", 1))));

@@ -1,0 +1,206 @@
+//! Subscription filters: the host tests these before calling a rule, so a
+//! rule is not called for events it would ignore.
+//!
+//! This is the one implementation of the matching; the host applies it to
+//! its own events through [`EventView`], the native harness to WIT events,
+//! so a rule under `cargo test` sees exactly the events it would in the host.
+
+use crate::types::{
+    DeliveryOutcome, Event, EventBody, EventFilter, EventKind, FieldValues, Identity,
+    IdentityField, Subscription,
+};
+
+/// What a filter needs to know about an event.
+pub trait EventView {
+    /// The event's kind.
+    fn kind(&self) -> EventKind;
+    /// Its sender identity, if it is about a message.
+    fn identity(&self) -> Option<IdentityRef<'_>>;
+    /// Its outcome, if it is a delivery.
+    fn outcome(&self) -> Option<DeliveryOutcome>;
+}
+
+/// A borrowed sender identity, whoever's type it came from.
+#[derive(Debug, Clone, Copy, Default)]
+#[allow(missing_docs)]
+pub struct IdentityRef<'a> {
+    pub sender: Option<&'a str>,
+    pub sender_domain: Option<&'a str>,
+    pub auth_id: Option<&'a str>,
+    pub local_user: Option<&'a str>,
+    pub owner: Option<&'a str>,
+    pub script: Option<&'a str>,
+    pub client_ip: Option<&'a str>,
+}
+
+impl<'a> IdentityRef<'a> {
+    /// The value of `field` (the sender's local part is derived); empty
+    /// strings count as absent.
+    pub fn field(&self, field: IdentityField) -> Option<&'a str> {
+        let value = match field {
+            IdentityField::Sender => self.sender,
+            IdentityField::SenderLocalPart => self
+                .sender
+                .and_then(|s| s.rsplit_once('@'))
+                .map(|(local, _)| local),
+            IdentityField::SenderDomain => self.sender_domain,
+            IdentityField::AuthId => self.auth_id,
+            IdentityField::LocalUser => self.local_user,
+            IdentityField::Owner => self.owner,
+            IdentityField::Script => self.script,
+            IdentityField::ClientIp => self.client_ip,
+        };
+        value.filter(|v| !v.is_empty())
+    }
+}
+
+impl<'a> From<&'a Identity> for IdentityRef<'a> {
+    fn from(id: &'a Identity) -> Self {
+        IdentityRef {
+            sender: id.sender.as_deref(),
+            sender_domain: id.sender_domain.as_deref(),
+            auth_id: id.auth_id.as_deref(),
+            local_user: id.local_user.as_deref(),
+            owner: id.owner.as_deref(),
+            script: id.script.as_deref(),
+            client_ip: id.client_ip.as_deref(),
+        }
+    }
+}
+
+/// All events of the subscribed kind.
+pub fn all(kind: EventKind) -> Subscription {
+    Subscription {
+        kind,
+        any_of: Vec::new(),
+    }
+}
+
+/// The identity has `field`.
+pub fn has(field: IdentityField) -> EventFilter {
+    EventFilter::Has(field)
+}
+
+/// The identity's `field` equals one of `values` (ASCII case-insensitive).
+pub fn equals(field: IdentityField, values: &[&str]) -> EventFilter {
+    EventFilter::Equals(FieldValues {
+        field,
+        values: values.iter().map(|v| (*v).to_owned()).collect(),
+    })
+}
+
+/// A delivery with one of `outcomes`.
+pub fn outcome(outcomes: &[DeliveryOutcome]) -> EventFilter {
+    EventFilter::Outcome(outcomes.to_vec())
+}
+
+/// Whether `subscriptions` want `event`.
+pub fn wants(subscriptions: &[Subscription], event: &impl EventView) -> bool {
+    let kind = event.kind();
+    subscriptions
+        .iter()
+        .filter(|s| s.kind == kind)
+        .any(|s| s.any_of.is_empty() || s.any_of.iter().any(|f| matches(f, event)))
+}
+
+fn matches(filter: &EventFilter, event: &impl EventView) -> bool {
+    match filter {
+        EventFilter::Has(field) => event.identity().and_then(|id| id.field(*field)).is_some(),
+        EventFilter::Equals(fv) => event
+            .identity()
+            .and_then(|id| id.field(fv.field))
+            .is_some_and(|v| fv.values.iter().any(|want| want.eq_ignore_ascii_case(v))),
+        EventFilter::Outcome(outcomes) => event.outcome().is_some_and(|o| outcomes.contains(&o)),
+    }
+}
+
+impl EventView for Event {
+    fn kind(&self) -> EventKind {
+        match &self.body {
+            EventBody::MessageReceived(_) => EventKind::MessageReceived,
+            EventBody::Delivery(_) => EventKind::Delivery,
+            EventBody::MessageCompleted(_) => EventKind::MessageCompleted,
+            EventBody::MessageFrozen(_) => EventKind::MessageFrozen,
+            EventBody::Rejection(_) => EventKind::Rejection,
+            EventBody::AuthFailure(_) => EventKind::AuthFailure,
+            EventBody::GovernorAction(_) => EventKind::GovernorAction,
+            EventBody::QueuedMessage(_) => EventKind::QueuedMessage,
+            EventBody::Setting(_) => EventKind::Setting,
+            EventBody::MailAlias(_) => EventKind::MailAlias,
+            EventBody::MailboxStats(_) => EventKind::MailboxStats,
+            EventBody::ServiceState(_) => EventKind::ServiceState,
+            EventBody::Extension(_) => EventKind::Extension,
+        }
+    }
+
+    fn identity(&self) -> Option<IdentityRef<'_>> {
+        let identity = match &self.body {
+            EventBody::MessageReceived(m) => &m.identity,
+            EventBody::Delivery(d) => &d.identity,
+            EventBody::MessageCompleted(m) | EventBody::MessageFrozen(m) => &m.identity,
+            EventBody::GovernorAction(g) => &g.identity,
+            EventBody::QueuedMessage(q) => &q.identity,
+            _ => return None,
+        };
+        Some(identity.into())
+    }
+
+    fn outcome(&self) -> Option<DeliveryOutcome> {
+        match &self.body {
+            EventBody::Delivery(d) => Some(d.outcome),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing;
+
+    fn event(body: EventBody) -> Event {
+        Event {
+            id: 1,
+            time: 0,
+            body,
+        }
+    }
+
+    #[test]
+    fn filters_select_by_identity_and_outcome() {
+        let mut m = testing::received("m1", "Nobody@host.example");
+        let subs = [Subscription {
+            kind: EventKind::MessageReceived,
+            any_of: vec![
+                has(IdentityField::AuthId),
+                equals(IdentityField::SenderLocalPart, &["nobody"]),
+            ],
+        }];
+        assert!(wants(&subs, &event(EventBody::MessageReceived(m.clone()))));
+        m.identity = testing::sender("alice@host.example");
+        assert!(!wants(&subs, &event(EventBody::MessageReceived(m.clone()))));
+        m.identity.auth_id = Some("alice@host.example".into());
+        assert!(wants(&subs, &event(EventBody::MessageReceived(m))));
+
+        let d = testing::delivery(
+            "m1",
+            "a@b.example",
+            DeliveryOutcome::Delivered,
+            "x@y.example",
+        );
+        let subs = [Subscription {
+            kind: EventKind::Delivery,
+            any_of: vec![outcome(&[DeliveryOutcome::Failed])],
+        }];
+        assert!(!wants(&subs, &event(EventBody::Delivery(d))));
+        assert!(wants(
+            &[all(EventKind::Delivery)],
+            &event(EventBody::Delivery(testing::delivery(
+                "m1",
+                "a@b.example",
+                DeliveryOutcome::Delivered,
+                "x@y.example"
+            )))
+        ));
+    }
+}

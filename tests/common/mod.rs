@@ -1,0 +1,74 @@
+//! Helpers shared by the end-to-end tests: run the real `spamward` binary
+//! and read what it prints.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// The shared real-world corpus, beside the checkout.
+pub fn corpus() -> PathBuf {
+    let dir = std::env::var_os("SPAMWARD_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared/corpus"));
+    assert!(
+        dir.join("README.md").exists(),
+        "the shared corpus is missing: looked in {} (set SPAMWARD_CORPUS)",
+        dir.display()
+    );
+    dir
+}
+
+/// Runs `spamward` with `args`, with an isolated cache directory.
+pub fn spamward(args: &[&str], cache: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_spamward"))
+        .arg("--cache-dir")
+        .arg(cache)
+        .args(args)
+        .env("SPAMWARD_LOG", "warn")
+        .output()
+        .expect("run spamward")
+}
+
+/// stdout as JSON Lines.
+pub fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// `(rule, target kind, target value)` of each finding.
+pub fn finding_keys(findings: &[serde_json::Value]) -> Vec<(String, String, String)> {
+    let mut keys: Vec<_> = findings
+        .iter()
+        .map(|f| {
+            (
+                f["rule"].as_str().unwrap().to_owned(),
+                f["target"]["kind"].as_str().unwrap().to_owned(),
+                f["target"]["value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Asserts the process succeeded, showing its stderr if not.
+pub fn assert_ok(out: &Output) {
+    assert!(
+        out.status.success(),
+        "spamward failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,158 @@
+//! The sandbox holds: deliberately bad rules (built from
+//! `tests/fixtures/rules/` by the host's build script) loop, panic, hoard
+//! memory and trap, and in each case the bad rule is contained, the next
+//! batch runs, and the bundled rules' findings are exactly what they are
+//! without the bad rule.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::{assert_ok, finding_keys, json_lines, spamward};
+
+/// Where the build script put the compiled fixture rules.
+fn fixture(name: &str) -> PathBuf {
+    let path = Path::new(env!("SPAMWARD_GUEST_WASM_DIR"))
+        .join(format!("fixture_{}.wasm", name.replace('-', "_")));
+    assert!(path.exists(), "fixture rule not built: {}", path.display());
+    path
+}
+
+/// A log where fixture messages (`hello` subjects, then the trigger, then
+/// more `hello`s) sit amid abuse the bundled rules report.
+fn log(trigger: &str) -> String {
+    let mut log = String::new();
+    for i in 0..20u32 {
+        let t = format!("2024-05-01 10:{:02}:00", i);
+        let subject = match i {
+            5 => trigger,
+            2 | 12 | 18 => "hello",
+            _ => "news",
+        };
+        log.push_str(&format!(
+            "{t} 1abc{i:02}-000001-AA <= nobody@server.example U=nobody P=local S=900 T=\"{subject}\" for x{i}@site{i}.example\n"
+        ));
+        log.push_str(&format!(
+            "{t} 1abc{i:02}-000001-AA ** x{i}@site{i}.example R=dnslookup T=remote_smtp: SMTP error from remote mail server after RCPT TO:<x{i}@site{i}.example>: 550 No such user\n"
+        ));
+    }
+    log
+}
+
+struct Run {
+    keys: Vec<(String, String, String)>,
+    stderr: String,
+}
+
+fn scan(dir: &Path, trigger: &str, bad_rule: Option<&str>) -> Run {
+    let log_path = dir.join(format!("mainlog-{trigger}"));
+    fs::write(&log_path, log(trigger)).unwrap();
+    // One event per batch, so "the next batch" is the next message; a short
+    // CPU budget and a small memory cap keep the test quick.
+    let config = dir.join("spamward.toml");
+    fs::write(
+        &config,
+        "[engine]\nbatch_size = 1\nbatch_budget_ms = 200\nmemory_limit_mb = 32\n",
+    )
+    .unwrap();
+    let rules = dir.join(format!("rules-{}", bad_rule.unwrap_or("none")));
+    fs::create_dir_all(&rules).unwrap();
+    if let Some(name) = bad_rule {
+        fs::copy(fixture(name), rules.join(format!("{name}.wasm"))).unwrap();
+    }
+    let out = spamward(
+        &[
+            "scan",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+            "--rules",
+            rules.to_str().unwrap(),
+            log_path.to_str().unwrap(),
+        ],
+        &dir.join("cache"),
+    );
+    assert_ok(&out);
+    Run {
+        keys: finding_keys(&json_lines(&out)),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn bundled_only(keys: &[(String, String, String)]) -> Vec<(String, String, String)> {
+    keys.iter()
+        .filter(|(rule, _, _)| !rule.starts_with("fixture-"))
+        .cloned()
+        .collect()
+}
+
+fn hellos(keys: &[(String, String, String)]) -> Vec<String> {
+    keys.iter()
+        .filter(|(rule, _, _)| rule.starts_with("fixture-"))
+        .map(|(_, _, v)| v.clone())
+        .collect()
+}
+
+fn check_contained(bad: &str, trigger: &str, expect_in_stderr: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = scan(dir.path(), trigger, None);
+    assert!(
+        !baseline.keys.is_empty(),
+        "the bundled rules should find the abuse"
+    );
+    let run = scan(dir.path(), trigger, Some(bad));
+    assert_eq!(
+        bundled_only(&run.keys),
+        baseline.keys,
+        "other rules' findings changed; stderr:\n{}",
+        run.stderr
+    );
+    // The hello before the trigger and both after it were reported: the
+    // rule was re-created and kept running.
+    assert_eq!(
+        hellos(&run.keys),
+        ["1abc02-000001-AA", "1abc12-000001-AA", "1abc18-000001-AA"],
+        "stderr:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(expect_in_stderr),
+        "expected {expect_in_stderr:?} in:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn infinite_loop_is_interrupted_and_the_next_batch_runs() {
+    check_contained("looper", "loop", "exceeded its CPU budget");
+}
+
+#[test]
+fn panic_is_contained_and_its_message_logged() {
+    check_contained("panicker", "panic", "fixture panic on purpose");
+}
+
+#[test]
+fn memory_bomb_hits_the_cap() {
+    check_contained("memory-bomb", "bomb", "memory");
+}
+
+#[test]
+fn rule_that_always_traps_is_quarantined() {
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = scan(dir.path(), "news", None);
+    let run = scan(dir.path(), "news", Some("trapper"));
+    assert_eq!(
+        bundled_only(&run.keys),
+        baseline.keys,
+        "stderr:\n{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("quarantined"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("rule fixture-trapper"),
+        "{}",
+        run.stderr
+    );
+}
