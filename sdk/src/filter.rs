@@ -94,6 +94,18 @@ pub fn outcome(outcomes: &[DeliveryOutcome]) -> EventFilter {
     EventFilter::Outcome(outcomes.to_vec())
 }
 
+/// Filters that pass mail with a local sending identity — an SMTP login, a
+/// local user, an owning account or a script — i.e. outgoing mail, not mail
+/// arriving from the Internet.
+pub fn local_sender() -> [EventFilter; 4] {
+    [
+        has(IdentityField::AuthId),
+        has(IdentityField::LocalUser),
+        has(IdentityField::Owner),
+        has(IdentityField::Script),
+    ]
+}
+
 /// Whether `subscriptions` want `event`.
 pub fn wants(subscriptions: &[Subscription], event: &impl EventView) -> bool {
     let kind = event.kind();

@@ -35,6 +35,12 @@ pub fn distinct_add(key: &str, member: &str, at: i64, window_seconds: u32) -> u3
     imports::distinct_add(key, member, at, window_seconds)
 }
 
+/// The distinct count of set `key` over `(at - window_seconds, at]`,
+/// without adding a member.
+pub fn distinct_count(key: &str, at: i64, window_seconds: u32) -> u32 {
+    imports::distinct_count(key, at, window_seconds)
+}
+
 /// The value stored under `key`.
 pub fn kv_get(key: &str) -> Option<String> {
     imports::kv_get(key)
@@ -55,8 +61,9 @@ pub fn domain_owner(domain: &str) -> Option<String> {
     imports::domain_owner(domain)
 }
 
-/// Whether `domain` is delivered locally on this server.
-pub fn is_local_domain(domain: &str) -> bool {
+/// Whether `domain` is delivered locally on this server; `None` when the
+/// host does not know the server's local domains.
+pub fn is_local_domain(domain: &str) -> Option<bool> {
     imports::is_local_domain(domain)
 }
 

@@ -54,6 +54,24 @@ struct DistinctSet {
 }
 
 impl DistinctSet {
+    fn expire(&mut self, at: i64, window: u32) {
+        let cutoff = at.saturating_sub(i64::from(window));
+        while let Some((t, _)) = self.order.front() {
+            if *t > cutoff {
+                break;
+            }
+            let (t, m) = self.order.pop_front().expect("front exists");
+            // Only forget the member if this was its latest sighting.
+            if self.last_seen.get(&m) == Some(&t) {
+                self.last_seen.remove(&m);
+            }
+        }
+    }
+
+    fn count(&self) -> u32 {
+        u32::try_from(self.last_seen.len()).unwrap_or(u32::MAX)
+    }
+
     fn add(&mut self, member: &str, at: i64, window: u32) -> u32 {
         match self.last_seen.get_mut(member) {
             Some(t) if *t >= at => {}
@@ -66,18 +84,8 @@ impl DistinctSet {
                 self.order.push_back((at, member.to_owned()));
             }
         }
-        let cutoff = at.saturating_sub(i64::from(window));
-        while let Some((t, _)) = self.order.front() {
-            if *t > cutoff {
-                break;
-            }
-            let (t, m) = self.order.pop_front().expect("front exists");
-            // Only forget the member if this was its latest sighting.
-            if self.last_seen.get(&m) == Some(&t) {
-                self.last_seen.remove(&m);
-            }
-        }
-        u32::try_from(self.last_seen.len()).unwrap_or(u32::MAX)
+        self.expire(at, window);
+        self.count()
     }
 }
 
@@ -143,6 +151,20 @@ impl RuleState {
         slot(&mut self.distinct, key, window).add(member, at, window)
     }
 
+    /// The distinct count of set `key` over `(at - window, at]`.
+    pub fn distinct_count(&mut self, key: &str, at: i64, window: u32) -> u32 {
+        match self.distinct.get_mut(key) {
+            Some(slots) => match slots.iter_mut().find(|(w, _)| *w == window) {
+                Some((_, set)) => {
+                    set.expire(at, window);
+                    set.count()
+                }
+                None => 0,
+            },
+            None => 0,
+        }
+    }
+
     /// The value stored under `key`.
     pub fn kv_get(&self, key: &str) -> Option<String> {
         self.kv.get(key).cloned()
@@ -206,6 +228,9 @@ mod tests {
         // At 155, "b"@50 has left; "a" was refreshed at 60.
         assert_eq!(s.distinct_add("ips", "c", 155, 100), 2);
         assert_eq!(s.distinct_add("ips", "c", 300, 100), 1);
+        assert_eq!(s.distinct_count("ips", 300, 100), 1);
+        assert_eq!(s.distinct_count("ips", 401, 100), 0);
+        assert_eq!(s.distinct_count("nothing", 0, 100), 0);
     }
 
     #[test]

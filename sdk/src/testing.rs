@@ -79,16 +79,19 @@ impl<R: Rule> Harness<R> {
         })
     }
 
-    /// Answer `domain-owner(domain)` with `owner`.
+    /// Answer `domain-owner(domain)` with `owner` (the domain is then local,
+    /// as with the host's `/etc/userdomains`).
     pub fn domain_owner(self, domain: &str, owner: &str) -> Self {
         with_host(|h| {
-            h.domain_owners
-                .insert(domain.to_ascii_lowercase(), owner.to_owned())
+            let domain = domain.to_ascii_lowercase();
+            h.local_domains.insert(domain.clone());
+            h.domain_owners.insert(domain, owner.to_owned())
         });
         self
     }
 
-    /// Answer `is-local-domain(domain)` with true.
+    /// Answer `is-local-domain(domain)` with true (and every domain not
+    /// listed with false, instead of "unknown").
     pub fn local_domain(self, domain: &str) -> Self {
         with_host(|h| h.local_domains.insert(domain.to_ascii_lowercase()));
         self
@@ -241,6 +244,9 @@ pub mod native {
     pub fn distinct_add(key: &str, member: &str, at: i64, window: u32) -> u32 {
         with_host(|h| h.state.distinct_add(key, member, at, window))
     }
+    pub fn distinct_count(key: &str, at: i64, window: u32) -> u32 {
+        with_host(|h| h.state.distinct_count(key, at, window))
+    }
     pub fn kv_get(key: &str) -> Option<String> {
         with_host(|h| h.state.kv_get(key))
     }
@@ -253,8 +259,11 @@ pub mod native {
     pub fn domain_owner(domain: &str) -> Option<String> {
         with_host(|h| h.domain_owners.get(&domain.to_ascii_lowercase()).cloned())
     }
-    pub fn is_local_domain(domain: &str) -> bool {
-        with_host(|h| h.local_domains.contains(&domain.to_ascii_lowercase()))
+    pub fn is_local_domain(domain: &str) -> Option<bool> {
+        with_host(|h| {
+            (!h.local_domains.is_empty() || !h.domain_owners.is_empty())
+                .then(|| h.local_domains.contains(&domain.to_ascii_lowercase()))
+        })
     }
 }
 

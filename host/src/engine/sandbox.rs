@@ -214,6 +214,10 @@ impl bindings::spamward::rule::host::Host for StoreData {
         self.state.distinct_add(&key, &member, at, window_seconds)
     }
 
+    fn distinct_count(&mut self, key: String, at: i64, window_seconds: u32) -> u32 {
+        self.state.distinct_count(&key, at, window_seconds)
+    }
+
     fn kv_get(&mut self, key: String) -> Option<String> {
         self.state.kv_get(&key)
     }
@@ -230,8 +234,10 @@ impl bindings::spamward::rule::host::Host for StoreData {
         self.lookups.domain_owner(&domain).map(str::to_owned)
     }
 
-    fn is_local_domain(&mut self, domain: String) -> bool {
-        self.lookups.is_local_domain(&domain)
+    fn is_local_domain(&mut self, domain: String) -> Option<bool> {
+        self.lookups
+            .knows_local_domains()
+            .then(|| self.lookups.is_local_domain(&domain))
     }
 }
 

@@ -10,6 +10,18 @@ pub mod exim_log;
 pub use event::*;
 pub use exim_log::EximLogParser;
 
+/// Local users that submit mail for the MTA or the system rather than for a
+/// customer: never an owning account.
+pub const SYSTEM_USERS: &[&str] = &[
+    "root",
+    "mailnull",
+    "exim",
+    "Debian-exim",
+    "mail",
+    "mailman",
+    "cpanel",
+];
+
 /// What one input line turned into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LineOutcome {

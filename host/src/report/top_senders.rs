@@ -12,18 +12,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::fit;
-use crate::normalize::{DeliveryOutcome, Event, EventBody, Identity};
-
-/// Local users that are the MTA or the system, not customers.
-const SYSTEM_USERS: &[&str] = &[
-    "root",
-    "mailnull",
-    "exim",
-    "Debian-exim",
-    "mail",
-    "mailman",
-    "cpanel",
-];
+use crate::normalize::{DeliveryOutcome, Event, EventBody, Identity, SYSTEM_USERS};
 
 /// What is counted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -56,6 +56,12 @@ impl HostLookups {
             .map(String::as_str)
     }
 
+    /// Whether any local domain is known (else "not local" means "can't
+    /// tell").
+    pub fn knows_local_domains(&self) -> bool {
+        !self.local.is_empty()
+    }
+
     /// Whether `domain` is delivered locally.
     pub fn is_local_domain(&self, domain: &str) -> bool {
         self.local.contains(domain) || self.local.contains(&domain.to_ascii_lowercase())

@@ -53,15 +53,7 @@ impl Rule for DeferFailRatio {
         )
         .version(env!("CARGO_PKG_VERSION"))
         // Only mail with a local sending identity is outgoing.
-        .subscribe_where(
-            EventKind::Delivery,
-            [
-                filter::has(IdentityField::AuthId),
-                filter::has(IdentityField::LocalUser),
-                filter::has(IdentityField::Owner),
-                filter::has(IdentityField::Script),
-            ],
-        )
+        .subscribe_where(EventKind::Delivery, filter::local_sender())
         .action(Action::HoldOutgoing)
         .setting(
             "max_percent",

@@ -92,15 +92,7 @@ impl Rule for RelayVolume {
         )
         .version(env!("CARGO_PKG_VERSION"))
         // Only mail with a local sending identity is outgoing.
-        .subscribe_where(
-            EventKind::MessageReceived,
-            [
-                filter::has(IdentityField::AuthId),
-                filter::has(IdentityField::LocalUser),
-                filter::has(IdentityField::Owner),
-                filter::has(IdentityField::Script),
-            ],
-        )
+        .subscribe_where(EventKind::MessageReceived, filter::local_sender())
         .action(Action::HoldOutgoing)
         .setting(
             "daily_limit",

@@ -37,17 +37,6 @@ const MAX_TRACKED: usize = 500_000;
 const CWD_WINDOW: i64 = 2;
 /// `cwd=` lines remembered per pid before old ones are dropped.
 const MAX_CWD_PIDS: usize = 4096;
-/// Accounts that submit mail for the system rather than for a customer.
-const SYSTEM_USERS: &[&str] = &[
-    "root",
-    "mailnull",
-    "exim",
-    "Debian-exim",
-    "mail",
-    "mailman",
-    "cpanel",
-    "nobody",
-];
 
 /// An Exim message id packed into a fixed array: a cheap map key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,7 +115,8 @@ pub struct EximLogParser {
 }
 
 fn is_system_user(u: &str) -> bool {
-    SYSTEM_USERS.contains(&u)
+    // `nobody` is the web server, not an account that could own mail.
+    super::SYSTEM_USERS.contains(&u) || u == "nobody"
 }
 
 fn real_user(u: &str) -> Option<&str> {
