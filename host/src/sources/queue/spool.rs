@@ -571,4 +571,4 @@ fn header_start(s: &[u8]) -> Option<(usize, u8, usize)> {
 
 #[cfg(test)]
 #[path = "spool_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -461,8 +461,3 @@ fn is_word(s: &str) -> bool {
             .all(|c| !c.is_whitespace() && !c.is_control() && c != char::REPLACEMENT_CHARACTER)
 }
 
-#[cfg(test)]
-mod testutil;
-
-#[cfg(test)]
-mod tests;

@@ -1,0 +1,207 @@
+//! The `exim -bp` queue listing: one paragraph per message, a header line
+//! `<age> <size> <id> <sender> [*** frozen ***]` and indented recipient
+//! lines, `D ` marking those already delivered. Shape as printed by Exim's
+//! `queue_list()`: the age is `%2dm`/`%2dh`/`%2dd` (so it may start with a
+//! space), the size is blank for an empty message, and an untrusted sender
+//! is followed by the submitting login in parentheses.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::{QueueError, looks_like_message_id, lossy};
+use crate::normalize::{Event, EventBody, Origin, QueuedMessage, SYSTEM_USERS, Timestamp};
+
+/// Exim's marker for a frozen message.
+const FROZEN: &str = "*** frozen ***";
+
+/// Parses an `exim -bp` listing into [`QueuedMessage`] events at snapshot
+/// time `now`, each with the 1-based line of its header line as origin.
+/// Lines that are not part of a message are returned as errors; the rest of
+/// the listing is still read.
+pub fn parse_queue_listing(
+    text: &str,
+    origin_file: &str,
+    now: Timestamp,
+    out: &mut Vec<Event>,
+) -> Vec<QueueError> {
+    let mut errors = Vec::new();
+    let origin_file: std::sync::Arc<str> = origin_file.into();
+    let mut current: Option<(u64, QueuedMessage)> = None;
+    let flush = |current: &mut Option<(u64, QueuedMessage)>, out: &mut Vec<Event>| {
+        if let Some((line, msg)) = current.take() {
+            let origin = Origin {
+                file: origin_file.clone(),
+                line,
+            };
+            out.push(Event::new(now, &origin, EventBody::QueuedMessage(msg)));
+        }
+    };
+    for (index, line) in text.lines().enumerate() {
+        let number = index as u64 + 1;
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() {
+            flush(&mut current, out);
+            continue;
+        }
+        if let Some(msg) = parse_message_line(line) {
+            flush(&mut current, out);
+            current = Some((number, msg));
+            continue;
+        }
+        let indented = line.starts_with([' ', '\t']);
+        match (&mut current, indented) {
+            (Some((_, msg)), true) => {
+                let item = line.trim();
+                if item.starts_with("***") {
+                    // `*** spool format error ***` and the like: Exim could
+                    // not read this message's header file. The message is
+                    // still in the queue, so it is kept; the line is
+                    // reported.
+                    errors.push(QueueError::new(&*origin_file, number, item));
+                } else if item.starts_with("D ") || item.starts_with("+D ") {
+                    // Delivered already (`+D`: a delivered generated
+                    // address, in `-bpa` output).
+                } else {
+                    msg.recipients.push(item.to_owned());
+                }
+            }
+            _ => errors.push(QueueError::new(
+                &*origin_file,
+                number,
+                format!(
+                    "not a queue listing line: {}",
+                    line.chars().take(200).collect::<String>()
+                ),
+            )),
+        }
+    }
+    flush(&mut current, out);
+    errors
+}
+
+/// Runs `<exim> -bp` and parses its output (see [`parse_queue_listing`]);
+/// the events' file is `<exim> -bp`. An error if the command cannot be run
+/// or fails; otherwise the lines of its output that could not be read.
+pub fn run_exim_bp(
+    exim: &Path,
+    now: Timestamp,
+    out: &mut Vec<Event>,
+) -> Result<Vec<QueueError>, QueueError> {
+    let name = format!("{} -bp", exim.display());
+    let output = Command::new(exim)
+        .arg("-bp")
+        .output()
+        .map_err(|e| QueueError::new(&name, 0, format!("could not run: {e}")))?;
+    if !output.status.success() {
+        let stderr = lossy(&output.stderr);
+        let stderr = stderr.trim();
+        return Err(QueueError::new(
+            &name,
+            0,
+            format!(
+                "failed ({}){}{}",
+                output.status,
+                if stderr.is_empty() { "" } else { ": " },
+                stderr.chars().take(500).collect::<String>()
+            ),
+        ));
+    }
+    Ok(parse_queue_listing(&lossy(&output.stdout), &name, now, out))
+}
+
+/// Whether `line` is a `-bp` message header line; used by format detection.
+pub(crate) fn looks_like_listing_line(line: &str) -> bool {
+    parse_message_line(line).is_some()
+}
+
+/// `<age> <size> <id> <<sender>> [(login)] [*** frozen ***]`.
+fn parse_message_line(line: &str) -> Option<QueuedMessage> {
+    let mut rest = line.trim();
+    let frozen = match rest.strip_suffix(FROZEN) {
+        Some(r) => {
+            rest = r.trim_end();
+            true
+        }
+        None => false,
+    };
+    let (age, r) = rest.split_once(char::is_whitespace)?;
+    let age_seconds = parse_age(age)?;
+    let r = r.trim_start();
+    let (first, r) = r.split_once(char::is_whitespace)?;
+    // The size is printed blank for an empty message, so the next word is
+    // either the size or already the id.
+    let (size, id, r) = if looks_like_message_id(first) && parse_size(first).is_none() {
+        (None, first, r)
+    } else {
+        let size = parse_size(first)?;
+        let (id, r) = r.trim_start().split_once(char::is_whitespace)?;
+        (Some(size), id, r)
+    };
+    if !looks_like_message_id(id) {
+        return None;
+    }
+    // The sender is in `<...>` and may contain spaces; `(login)` may follow.
+    let r = r.trim_start();
+    let close = r.rfind('>')?;
+    let sender = r.strip_prefix('<')?.get(..close - 1)?;
+    let login = r[close + 1..]
+        .trim()
+        .strip_prefix('(')
+        .and_then(|l| l.strip_suffix(')'))
+        .map(str::trim)
+        .filter(|l| !l.is_empty());
+    if !r[close + 1..].trim().is_empty() && login.is_none() {
+        return None;
+    }
+    let mut msg = QueuedMessage {
+        message_id: id.to_owned(),
+        age_seconds,
+        size: Some(size).flatten().filter(|&s| s > 0),
+        frozen,
+        bounce: sender.is_empty(),
+        ..QueuedMessage::default()
+    };
+    msg.identity.set_sender(sender);
+    if let Some(login) = login {
+        msg.identity.local_user = Some(login.to_owned());
+        if !SYSTEM_USERS.contains(&login) && login != "nobody" {
+            msg.identity.owner = Some(login.to_owned());
+        }
+    }
+    Some(msg)
+}
+
+/// `45s`, `25m`, `3h`, `2d`, `1w` → seconds.
+fn parse_age(age: &str) -> Option<u64> {
+    let unit = age.chars().last()?;
+    let n: u64 = age[..age.len() - unit.len_utf8()].parse().ok()?;
+    let mult = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3_600,
+        'd' => 86_400,
+        'w' => 604_800,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+/// `512`, `2.9K`, `1.2M`, `3G` → bytes, with Exim's binary multiples.
+fn parse_size(size: &str) -> Option<u64> {
+    let (number, mult) = match size.chars().last()? {
+        'K' => (&size[..size.len() - 1], 1024.0),
+        'M' => (&size[..size.len() - 1], 1024.0 * 1024.0),
+        'G' => (&size[..size.len() - 1], 1024.0 * 1024.0 * 1024.0),
+        _ => (size, 1.0),
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let value: f64 = number.parse().ok()?;
+    let bytes = (value * mult).round();
+    (bytes.is_finite() && bytes >= 0.0 && bytes < u64::MAX as f64).then_some(bytes as u64)
+}
+
+#[cfg(test)]
+#[path = "listing_tests.rs"]
+mod tests;

@@ -1,0 +1,322 @@
+//! `compromised-account`: an SMTP login used the way stolen logins are.
+//!
+//! A person sends from one or two places to people they know. A stolen login
+//! is used from many client IPs at once, fans out to many recipient domains,
+//! has most of its deliveries fail (harvested addresses), and often follows a
+//! run of failed password guesses. Each of these is counted per login over
+//! an hour, on event time; one signal is a warning, two or more are critical.
+//! The login is reported once per window, naming every signal.
+
+use serde::{Deserialize, Serialize};
+use spamward_sdk::prelude::*;
+
+/// `[rules.compromised-account]` settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Window length in minutes.
+    pub window_minutes: u32,
+    /// Messages a login must send in the window before it is judged.
+    pub min_messages: u32,
+    /// Distinct client IPs per login in the window.
+    pub max_client_ips: u32,
+    /// Distinct recipient domains per login in the window.
+    pub max_recipient_domains: u32,
+    /// Percentage of failed + deferred deliveries.
+    pub max_failure_percent: u32,
+    /// Deliveries needed before the failure ratio counts.
+    pub min_deliveries: u32,
+    /// Failed AUTH attempts for a login before a successful send.
+    pub max_auth_failures: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            window_minutes: 60,
+            min_messages: 10,
+            max_client_ips: 5,
+            max_recipient_domains: 50,
+            max_failure_percent: 50,
+            min_deliveries: 20,
+            max_auth_failures: 10,
+        }
+    }
+}
+
+/// The rule.
+pub struct CompromisedAccount {
+    settings: Settings,
+}
+
+impl CompromisedAccount {
+    fn window(&self) -> u32 {
+        self.settings.window_minutes.max(1) * 60
+    }
+
+    /// Judges `login` at `at` on everything counted so far.
+    fn judge(&self, cx: &mut Context<'_>, login: &str, at: i64) {
+        let w = self.window();
+        let s = &self.settings;
+        let messages = host::window_total(&format!("msgs:{login}"), at, w);
+        if messages < u64::from(s.min_messages) {
+            return;
+        }
+        let ips = host::distinct_count(&format!("ips:{login}"), at, w);
+        let domains = host::distinct_count(&format!("doms:{login}"), at, w);
+        let deliveries = host::window_total(&format!("dlv:{login}"), at, w);
+        let failures = host::window_total(&format!("fail:{login}"), at, w);
+        let guesses: u64 = host::kv_get(&format!("guesses:{login}"))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+
+        let mut signals = Vec::new();
+        if ips > s.max_client_ips {
+            signals.push(format!("{ips} client IPs"));
+        }
+        if domains > s.max_recipient_domains {
+            signals.push(format!("{domains} recipient domains"));
+        }
+        if deliveries >= u64::from(s.min_deliveries)
+            && failures * 100 > deliveries * u64::from(s.max_failure_percent)
+        {
+            signals.push(format!("{failures} of {deliveries} deliveries failed"));
+        }
+        if guesses >= u64::from(s.max_auth_failures) {
+            signals.push(format!("{guesses} failed logins before it sent"));
+        }
+        if signals.is_empty() {
+            return;
+        }
+        // Report once per window per login, unless it got worse.
+        let key = format!("reported:{login}");
+        let last = host::kv_get(&key).and_then(|v| {
+            let (t, n) = v.split_once(' ')?;
+            Some((t.parse::<i64>().ok()?, n.parse::<usize>().ok()?))
+        });
+        if let Some((t, n)) = last
+            && at - t < i64::from(w)
+            && n >= signals.len()
+        {
+            return;
+        }
+        host::kv_set(&key, Some(&format!("{at} {}", signals.len())));
+        let severity = if signals.len() >= 2 {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        cx.report(
+            Finding::new(
+                severity,
+                Target::Mailbox(login.to_owned()),
+                Action::SuspendOutgoing,
+                format!(
+                    "login {login} looks stolen: {} in {} min ({messages} messages)",
+                    signals.join(", "),
+                    w / 60
+                ),
+            )
+            .evidence("messages", messages)
+            .evidence("client_ips", ips)
+            .evidence("recipient_domains", domains)
+            .evidence("deliveries", deliveries)
+            .evidence("failed_or_deferred", failures)
+            .evidence("auth_failures_before", guesses)
+            .evidence(
+                "fix",
+                format!("Suspend outgoing mail for {login} and change its password"),
+            ),
+        );
+    }
+}
+
+impl Rule for CompromisedAccount {
+    type Settings = Settings;
+
+    fn info() -> Info {
+        Info::new(
+            "compromised-account",
+            "SMTP logins used from many IPs, fanning out, failing, or after password guessing",
+        )
+        .version(env!("CARGO_PKG_VERSION"))
+        .subscribe_where(
+            EventKind::MessageReceived,
+            [filter::has(IdentityField::AuthId)],
+        )
+        .subscribe_where(EventKind::Delivery, [filter::has(IdentityField::AuthId)])
+        .subscribe(EventKind::AuthFailure)
+        .action(Action::SuspendOutgoing)
+        .action(Action::ResetPassword)
+        .setting("window_minutes", "window length in minutes")
+        .setting(
+            "min_messages",
+            "messages a login must send in the window before it is judged",
+        )
+        .setting(
+            "max_client_ips",
+            "distinct client IPs per login in the window",
+        )
+        .setting(
+            "max_recipient_domains",
+            "distinct recipient domains per login in the window",
+        )
+        .setting(
+            "max_failure_percent",
+            "percentage of failed + deferred deliveries",
+        )
+        .setting(
+            "min_deliveries",
+            "deliveries needed before the failure ratio counts",
+        )
+        .setting(
+            "max_auth_failures",
+            "failed AUTH attempts for a login before it sent",
+        )
+    }
+
+    fn new(settings: Settings) -> Result<Self, String> {
+        Ok(CompromisedAccount { settings })
+    }
+
+    fn on_message_received(&mut self, cx: &mut Context<'_>, m: &MessageReceived) {
+        let Some(login) = m.identity.auth_id.as_deref() else {
+            return;
+        };
+        let (at, w) = (cx.time(), self.window());
+        // The first message after a run of guesses: remember how many.
+        let failed = host::window_total(&format!("authfail:{login}"), at, w);
+        if failed > 0 && host::kv_get(&format!("guesses:{login}")).is_none() {
+            host::kv_set(&format!("guesses:{login}"), Some(&failed.to_string()));
+        }
+        host::window_add(&format!("msgs:{login}"), at, w, 1);
+        if let Some(ip) = &m.identity.client_ip {
+            host::distinct_add(&format!("ips:{login}"), ip, at, w);
+        }
+        for rcpt in &m.recipients {
+            let domain = rcpt
+                .rsplit_once('@')
+                .map_or("", |(_, d)| d)
+                .to_ascii_lowercase();
+            host::distinct_add(&format!("doms:{login}"), &domain, at, w);
+        }
+        self.judge(cx, login, at);
+    }
+
+    fn on_delivery(&mut self, cx: &mut Context<'_>, d: &Delivery) {
+        let Some(login) = d.identity.auth_id.as_deref() else {
+            return;
+        };
+        let (at, w) = (cx.time(), self.window());
+        host::window_add(&format!("dlv:{login}"), at, w, 1);
+        if d.outcome != DeliveryOutcome::Delivered {
+            host::window_add(&format!("fail:{login}"), at, w, 1);
+            self.judge(cx, login, at);
+        }
+    }
+
+    fn on_auth_failure(&mut self, cx: &mut Context<'_>, a: &AuthFailure) {
+        if let Some(login) = a.set_id.as_deref() {
+            host::window_add(&format!("authfail:{login}"), cx.time(), self.window(), 1);
+        }
+    }
+}
+
+spamward_sdk::export_rule!(CompromisedAccount);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spamward_sdk::testing::{self, Harness};
+
+    const T0: &str = "2024-05-01 10:00:00";
+
+    fn sent(i: i64, login: &str, ip: &str, rcpt: &str) -> (i64, EventBody) {
+        let mut m = testing::received(&format!("m{i}"), login);
+        m.identity.auth_id = Some(login.into());
+        m.identity.client_ip = Some(ip.into());
+        m.recipients = vec![rcpt.into()];
+        (testing::at(T0) + i * 20, EventBody::MessageReceived(m))
+    }
+
+    #[test]
+    fn many_client_ips_is_a_warning_naming_the_login() {
+        let mut h = Harness::<CompromisedAccount>::new();
+        let v = h.feed((0..20).map(|i| {
+            sent(
+                i,
+                "sales@bakery.example",
+                &format!("45.0.0.{i}"),
+                "a@friend.example",
+            )
+        }));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].target, Target::Mailbox("sales@bakery.example".into()));
+        assert_eq!(v[0].severity, Severity::Warning);
+        assert_eq!(v[0].action, Action::SuspendOutgoing);
+        assert!(v[0].summary.contains("client IPs"), "{}", v[0].summary);
+    }
+
+    #[test]
+    fn ips_plus_failures_plus_guessing_is_critical() {
+        let mut h = Harness::<CompromisedAccount>::new();
+        let login = "info@shop.example";
+        let mut events: Vec<(i64, EventBody)> = (0..12)
+            .map(|i| {
+                (
+                    testing::at(T0) - 600 + i,
+                    EventBody::AuthFailure(AuthFailure {
+                        client_ip: Some("203.0.113.9".into()),
+                        client_host: None,
+                        authenticator: "dovecot_login".into(),
+                        set_id: Some(login.into()),
+                        reason: None,
+                    }),
+                )
+            })
+            .collect();
+        for i in 0..30 {
+            events.push(sent(
+                i,
+                login,
+                &format!("45.0.1.{i}"),
+                &format!("u{i}@d{i}.example"),
+            ));
+            let mut d = testing::delivery(
+                &format!("m{i}"),
+                login,
+                DeliveryOutcome::Failed,
+                "x@y.example",
+            );
+            d.identity.auth_id = Some(login.into());
+            events.push((testing::at(T0) + i * 20, EventBody::Delivery(d)));
+        }
+        let v = h.feed(events);
+        let last = v.last().expect("reported");
+        assert_eq!(last.severity, Severity::Critical, "{v:?}");
+        assert!(
+            last.summary.contains("failed logins before it sent"),
+            "{}",
+            last.summary
+        );
+        assert!(
+            last.summary.contains("deliveries failed"),
+            "{}",
+            last.summary
+        );
+    }
+
+    #[test]
+    fn a_person_sending_from_one_place_is_fine() {
+        let mut h = Harness::<CompromisedAccount>::new();
+        let v = h.feed((0..40).map(|i| {
+            sent(
+                i,
+                "me@shop.example",
+                "192.0.2.10",
+                &format!("c{}@client.example", i % 5),
+            )
+        }));
+        assert!(v.is_empty(), "{v:?}");
+    }
+}
