@@ -310,6 +310,7 @@ fn rules_list_json_describes_the_bundled_rules() {
         .collect();
     crates.sort();
     assert_eq!(names, crates);
+    assert_eq!(names.len(), 13, "one rule per check of DESIGN.md");
     for r in &rules {
         assert_eq!(r["source"], "bundled");
         assert!(!r["summary"].as_str().unwrap().is_empty());

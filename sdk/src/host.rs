@@ -67,6 +67,20 @@ pub fn is_local_domain(domain: &str) -> Option<bool> {
     imports::is_local_domain(domain)
 }
 
+/// True the first time it is asked for `key` in each window of
+/// `window_seconds` (measured from the time it last said true): how a rule
+/// speaks once per window about a target instead of on every event. Kept in
+/// host kv, so it holds across reloads.
+pub fn once_per_window(key: &str, at: i64, window_seconds: u32) -> bool {
+    let key = format!("once:{key}");
+    let last: Option<i64> = kv_get(&key).and_then(|v| v.parse().ok());
+    if last.is_some_and(|t| at.saturating_sub(t) < i64::from(window_seconds)) {
+        return false;
+    }
+    kv_set(&key, Some(&at.to_string()));
+    true
+}
+
 /// Forwards the `log` crate's records to the host, so rule authors can use
 /// `log::info!` and friends.
 pub(crate) struct HostLogger;

@@ -121,6 +121,15 @@ impl<R: Rule> Harness<R> {
         runtime::on_events::<R>(&wanted)
     }
 
+    /// Reloads the rule with new settings, as the host does on a settings
+    /// change or a new version: guest memory starts over, host state stays.
+    pub fn reload(&mut self, settings_json: &str) -> Result<(), String> {
+        let settings = merged_settings::<R>(settings_json)?;
+        with_host(|h| h.settings = settings);
+        runtime::reset();
+        runtime::init::<R>(settings_json)
+    }
+
     /// Inspect the in-memory host (state, logs).
     pub fn host<T>(&self, f: impl FnOnce(&MemoryHost) -> T) -> T {
         HOST.with(|h| f(&h.borrow()))
@@ -173,6 +182,15 @@ pub fn at(text: &str) -> Timestamp {
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     let days = era * 146_097 + doe - 719_468;
     days * 86_400 + t[0] * 3600 + t[1] * 60 + t[2]
+}
+
+/// The value of evidence `key` in `verdict`.
+pub fn evidence<'a>(verdict: &'a Verdict, key: &str) -> Option<&'a str> {
+    verdict
+        .evidence
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
 }
 
 /// An identity with only the envelope sender (and its domain) set.

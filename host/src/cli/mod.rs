@@ -4,6 +4,7 @@
 //! at fault; every subcommand returns them, and [`main`] prints them and
 //! exits non-zero.
 
+mod audit;
 mod bench;
 mod events;
 mod rules;
@@ -46,6 +47,8 @@ enum Command {
     Scan(scan::Args),
     /// Print the normalized events of logs as JSON Lines.
     Events(events::Args),
+    /// Check the server's configuration posture: a checklist with fixes.
+    Audit(audit::Args),
     /// Inspect the available rules.
     #[command(subcommand)]
     Rules(rules::Command),
@@ -60,6 +63,7 @@ pub fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Scan(args) => scan::run(&cli, args),
         Command::Events(args) => events::run(args),
+        Command::Audit(args) => audit::run(&cli, args),
         Command::Rules(cmd) => rules::run(&cli, cmd),
         Command::Bench(args) => bench::run(&cli, args),
     };

@@ -4,6 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -11,15 +12,24 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::{Cli, Engine};
 use crate::engine::Dispatcher;
 use crate::ingest::{FileSummary, ingest_file};
+use crate::normalize::Timestamp;
 use crate::report::{TopSenders, render_findings};
+use crate::sources::{queue, relay_probe};
 use crate::state::HostLookups;
 
 /// `scan` arguments.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Exim mainlogs (plain or .gz).
-    #[arg(required = true, value_name = "FILE")]
+    /// Inputs, told apart by content: Exim mainlogs (plain or .gz), spool
+    /// `-H` files, spool directories, saved `exim -bp` output.
+    #[arg(required_unless_present = "queue", value_name = "FILE")]
     files: Vec<PathBuf>,
+    /// Also read the live queue by running `exim -bp`.
+    #[arg(long)]
+    queue: bool,
+    /// The Exim binary for `--queue` (default: found in /usr/sbin).
+    #[arg(long, value_name = "FILE")]
+    exim: Option<PathBuf>,
     /// One JSON object per finding per line on stdout.
     #[arg(long)]
     json: bool,
@@ -57,6 +67,24 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         bar.finish_and_clear();
         summaries.push(summary);
     }
+    if args.queue {
+        let exim = args
+            .exim
+            .clone()
+            .or_else(relay_probe::find_exim)
+            .context("--queue: no Exim binary found (give one with --exim)")?;
+        let now = Timestamp::from_system_time(SystemTime::now());
+        let mut events = Vec::new();
+        let problems = queue::run_exim_bp(&exim, now, &mut events)?;
+        for p in &problems {
+            eprintln!("spamward: warning: {p}");
+        }
+        eprintln!("{} -bp: {} queued messages", exim.display(), events.len());
+        for event in events {
+            senders.observe(&event);
+            dispatcher.push(event);
+        }
+    }
     let (findings, reports) = dispatcher.finish();
 
     let stdout = std::io::stdout();
@@ -77,8 +105,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     // Input and rule health go to stderr so `--json` output stays clean.
     for s in &summaries {
         eprintln!(
-            "{}: {} lines, {} events, {} ignored, {} unparsed",
-            s.file, s.lines, s.events, s.ignored, s.unparsed
+            "{} ({}): {} lines, {} events, {} ignored, {} unparsed",
+            s.file, s.kind, s.lines, s.events, s.ignored, s.unparsed
         );
         for (line, text) in &s.unparsed_samples {
             eprintln!("  unparsed {}:{line}: {text}", s.file);

@@ -35,6 +35,16 @@ impl Timestamp {
         }
     }
 
+    /// A system time (file modification, now) as UTC wall-clock fields: the
+    /// time of snapshots the host takes itself.
+    pub fn from_system_time(t: std::time::SystemTime) -> Self {
+        let seconds = match t.duration_since(std::time::UNIX_EPOCH) {
+            Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+        };
+        Timestamp::naive(seconds)
+    }
+
     /// Builds a timestamp from calendar fields; `None` if any is out of range.
     pub fn from_civil(
         year: i32,

@@ -1,5 +1,10 @@
-//! Sources: they read inputs (log files now; live tails, the queue and
-//! configuration later) and produce raw records for the normalizer. A source
-//! knows nothing of what a record means.
+//! Sources: they read inputs — log files, the queue (spool files, `exim
+//! -bp`), the server's configuration state, Exim's own answer to a relay
+//! probe — and hand records to the normalizer or, for structured inputs,
+//! events. `detect` tells input formats apart by content.
 
+pub mod detect;
 pub mod log_file;
+pub mod queue;
+pub mod relay_probe;
+pub mod server;

@@ -110,12 +110,9 @@ impl Rule for DeferFailRatio {
             return;
         }
         // One report per domain per window: remember when we last spoke.
-        let key = format!("reported:{domain}");
-        let last: Option<i64> = host::kv_get(&key).and_then(|v| v.parse().ok());
-        if last.is_some_and(|t| at - t < i64::from(window)) {
+        if !host::once_per_window(&format!("reported:{domain}"), at, window) {
             return;
         }
-        host::kv_set(&key, Some(&at.to_string()));
         let percent = failures * 100 / attempts.max(1);
         cx.report(
             Finding::new(

@@ -124,6 +124,8 @@ impl Rule for NobodySender {
         // the host drops the rest before they cross the boundary.
         .subscribe_where(EventKind::MessageReceived, nobody_filters())
         .subscribe_where(EventKind::QueuedMessage, nobody_filters())
+        // cPanel's "Prevent nobody from sending mail" (`nobodyspam`).
+        .subscribe(EventKind::Setting)
         .action(Action::FreezeMessage)
         .action(Action::Alert)
         .setting("users", "local users that count as nobody")
@@ -151,6 +153,22 @@ impl Rule for NobodySender {
 
     fn on_queued_message(&mut self, cx: &mut Context<'_>, q: &QueuedMessage) {
         self.judge(cx, &q.identity, 1);
+    }
+
+    fn on_setting(&mut self, cx: &mut Context<'_>, s: &Setting) {
+        if s.source != "cpanel.config" || s.key != "nobodyspam" || s.value.as_deref() == Some("1") {
+            return;
+        }
+        cx.report(
+            Finding::new(
+                Severity::Warning,
+                Target::Setting("cpanel.config:nobodyspam".into()),
+                Action::Alert,
+                "the nobody user may send mail: scripts can send without being traced to an account",
+            )
+            .evidence("nobodyspam", s.value.as_deref().unwrap_or("(unset)"))
+            .evidence("fix", "WHM → Tweak Settings → Mail → Prevent \"nobody\" from sending mail: On"),
+        );
     }
 }
 
@@ -210,6 +228,34 @@ mod tests {
         m.identity.local_user = Some("alice".into());
         let v = h.feed([(0, EventBody::MessageReceived(m))]);
         assert!(v.is_empty());
+    }
+
+    #[test]
+    fn nobodyspam_off_or_unset_is_flagged_and_on_is_fine() {
+        let setting = |value: Option<&str>| {
+            EventBody::Setting(Setting {
+                source: "cpanel.config".into(),
+                scope: None,
+                key: "nobodyspam".into(),
+                value: value.map(str::to_owned),
+            })
+        };
+        let mut h = Harness::<NobodySender>::new();
+        let v = h.feed([
+            (0, setting(Some("0"))),
+            (0, setting(None)),
+            (0, setting(Some("1"))),
+        ]);
+        assert_eq!(v.len(), 2);
+        assert_eq!(
+            v[0].target,
+            Target::Setting("cpanel.config:nobodyspam".into())
+        );
+        assert!(
+            v[0].evidence
+                .iter()
+                .any(|(k, v)| k == "fix" && v.contains("Prevent"))
+        );
     }
 
     #[test]

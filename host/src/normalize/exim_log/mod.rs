@@ -35,6 +35,8 @@ const HOLD_SECONDS: i64 = 5;
 const MAX_TRACKED: usize = 500_000;
 /// How far (seconds) a `cwd=` line may precede the arrival it belongs to.
 const CWD_WINDOW: i64 = 2;
+/// `cwd=` lines without a pid waiting for their arrival.
+const MAX_PENDING_CWDS: usize = 64;
 /// `cwd=` lines remembered per pid before old ones are dropped.
 const MAX_CWD_PIDS: usize = 4096;
 
@@ -111,7 +113,10 @@ pub struct EximLogParser {
     messages: HashMap<MsgKey, MsgInfo>,
     order: VecDeque<MsgKey>,
     cwd_by_pid: HashMap<u32, Cwd>,
-    last_cwd: Option<Cwd>,
+    /// `cwd=` lines without a pid, oldest first: concurrent scripts
+    /// interleave their `cwd=` and `<=` lines, so each arrival takes the
+    /// oldest fresh one it can belong to.
+    pending_cwds: VecDeque<Cwd>,
 }
 
 fn is_system_user(u: &str) -> bool {
@@ -128,12 +133,41 @@ fn is_user_dir(path: &str) -> bool {
     !path.is_empty() && path != "/" && !path.starts_with("/var/spool/exim")
 }
 
-/// `/home/<user>/...` (also `/home2`, `/home3`, ... as cPanel uses).
+/// `/home/<user>/...` (also `/home2`, `/home3`, ... as cPanel uses), found
+/// as a path segment so a server root mounted elsewhere still resolves.
 fn home_owner(path: &str) -> Option<&str> {
-    let r = path.strip_prefix("/home")?;
-    let r = r.trim_start_matches(|c: char| c.is_ascii_digit());
-    let r = r.strip_prefix('/')?;
-    real_user(r.split('/').next()?)
+    let mut segments = path.split('/');
+    while let Some(segment) = segments.next() {
+        let is_home = segment
+            .strip_prefix("home")
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        if is_home {
+            return segments.next().and_then(real_user);
+        }
+    }
+    None
+}
+
+/// Whether a `cwd=` line's command is Exim running itself (a delivery
+/// process `-Mc`, a queue runner `-q`, the daemon `-bd`, a bounce `-E<id>`,
+/// admin commands) rather than something submitting mail.
+fn is_exim_internal(args: &str) -> bool {
+    args.split_ascii_whitespace().skip(1).any(|a| {
+        a.starts_with("-M")
+            || a.starts_with("-q")
+            || a.starts_with("-E")
+            || matches!(a, "-bd" | "-bdf" | "-bp" | "-bpc" | "-bh" | "-bt" | "-bV")
+    })
+}
+
+/// Whether the `cwd=` directory can be the submitting process's: a real
+/// user submits from their own home (or from outside any home); `nobody`
+/// and system users can run anywhere.
+fn cwd_fits(path: &str, local_user: Option<&str>) -> bool {
+    match (home_owner(path), local_user.and_then(real_user)) {
+        (Some(owner), Some(user)) => owner == user,
+        _ => true,
+    }
 }
 
 fn opt(s: &str) -> Option<String> {
@@ -388,7 +422,11 @@ impl EximLogParser {
             if let Some(u) = local_user.and_then(real_user) {
                 m.identity.owner = Some(u.to_owned());
             }
-            if let Some(cwd) = self.take_cwd(ctx.pid, ctx.time.seconds)
+            // The MTA's own submissions (bounces) run from its spool, never
+            // from a script's directory.
+            let by_mta = m.bounce || local_user.is_some_and(|u| super::SYSTEM_USERS.contains(&u));
+            if !by_mta
+                && let Some(cwd) = self.take_cwd(ctx.pid, ctx.time.seconds, local_user)
                 && is_user_dir(&cwd)
             {
                 if m.identity.owner.is_none() {
@@ -431,20 +469,27 @@ impl EximLogParser {
     }
 
     /// The `cwd=` of the process that is submitting a local message.
-    fn take_cwd(&mut self, pid: Option<u32>, now: i64) -> Option<String> {
+    fn take_cwd(&mut self, pid: Option<u32>, now: i64, local_user: Option<&str>) -> Option<String> {
         let fresh = |c: &Cwd| (now - c.time).abs() <= CWD_WINDOW;
         if let Some(pid) = pid
             && let Some(c) = self.cwd_by_pid.remove(&pid)
         {
             return fresh(&c).then_some(c.path);
         }
-        match self.last_cwd.take() {
-            Some(c) if fresh(&c) => Some(c.path),
-            _ => None,
-        }
+        self.pending_cwds.retain(|c| fresh(c));
+        let i = self
+            .pending_cwds
+            .iter()
+            .position(|c| cwd_fits(&c.path, local_user))?;
+        self.pending_cwds.remove(i).map(|c| c.path)
     }
 
     fn cwd(&mut self, r: &str, ctx: &Ctx<'_>) -> LineOutcome {
+        if let Some((_, args)) = r.split_once(" args: ")
+            && is_exim_internal(args)
+        {
+            return LineOutcome::Understood;
+        }
         let path = match r.find(" args:") {
             Some(i) => r[..i]
                 .trim_end_matches(|c: char| c.is_ascii_digit())
@@ -467,7 +512,12 @@ impl EximLogParser {
                 }
                 self.cwd_by_pid.insert(pid, cwd);
             }
-            None => self.last_cwd = Some(cwd),
+            None => {
+                if self.pending_cwds.len() >= MAX_PENDING_CWDS {
+                    self.pending_cwds.pop_front();
+                }
+                self.pending_cwds.push_back(cwd);
+            }
         }
         LineOutcome::Understood
     }
@@ -634,6 +684,15 @@ impl EximLogParser {
             rej.recipient = opt(strip_angles(addr));
             rej.stage = SmtpStage::RcptTo;
             rej.reason = if reason.is_empty() { phrase } else { reason }.to_owned();
+        } else if let Some((what, reason)) = ph.split_once(": discarded by ") {
+            // A `discard` ACL verb: accepted on the wire, thrown away.
+            if let Some(addr) = what.strip_prefix("RCPT ") {
+                rej.recipient = opt(strip_angles(addr.trim()));
+                rej.stage = SmtpStage::RcptTo;
+            } else {
+                rej.stage = SmtpStage::Data;
+            }
+            rej.reason = format!("discarded by {}", reason.trim());
         } else if let Some(a) = ph.strip_prefix("dropped by '") {
             let (acl, reason) = a.split_once('\'').unwrap_or((a, ""));
             rej.stage = acl_stage(acl);

@@ -775,3 +775,69 @@ fn fail2ban_postfix_lines_are_unparsed_not_misread() {
         assert!(ev.is_empty());
     }
 }
+
+/// Regression (real Exim, concurrent scripts, no `+pid`): `cwd=` lines of
+/// Exim's own processes must not be taken for a script's, each arrival takes
+/// the oldest fresh `cwd=` that can be its own, and a user's arrival never
+/// takes a directory in another user's home.
+#[test]
+fn interleaved_script_cwds_join_the_right_arrivals() {
+    let text = "\
+2026-11-27 00:06:18 cwd=/srv/root/spool 3 args: /usr/sbin/exim4 -Mc 1xWjTm-0007C0-2c
+2026-11-27 00:06:18 cwd=/srv/root/home/blogger/public_html/up 3 args: /usr/sbin/sendmail -t -i
+2026-11-27 00:06:18 cwd=/srv/root/home/formsite/public_html/contact 3 args: /usr/sbin/sendmail -t -i
+2026-11-27 00:06:18 cwd=/srv/root/spool 7 args: /usr/sbin/exim4 -t -oem -oi -f <> -E1xWjTX-0006fD-16
+2026-11-27 00:06:18 1xWjTY-0006gh-0f <= <> R=1xWjTX-0006fD-16 U=Debian-exim P=local S=1987 T=\"Mail delivery failed: returning message to sender\" from <> for victim@bakery.example
+2026-11-27 00:06:18 1xWjTm-0007CQ-2y <= formsite@host.example U=formsite P=local S=552 T=\"Limited\" for client0@bank.example
+2026-11-27 00:06:18 1xWjTm-0007C5-2c <= nobody@host.example U=nobody P=local S=433 T=\"Won\" for winner1@lottery.example
+2026-11-27 00:06:18 1xWjTm-0007C6-2c <= nobody@host.example U=nobody P=local S=433 T=\"Won\" for winner2@lottery.example
+";
+    let (events, outcomes) = run(text);
+    assert!(
+        outcomes.iter().all(|o| *o == LineOutcome::Understood),
+        "{outcomes:?}"
+    );
+    let scripts: Vec<(Option<&str>, Option<&str>)> = events
+        .iter()
+        .map(|e| {
+            let m = received(e);
+            (
+                m.identity.local_user.as_deref(),
+                m.identity.script.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        scripts,
+        vec![
+            (Some("Debian-exim"), None),
+            (
+                Some("formsite"),
+                Some("/srv/root/home/formsite/public_html/contact")
+            ),
+            (
+                Some("nobody"),
+                Some("/srv/root/home/blogger/public_html/up")
+            ),
+            (Some("nobody"), None),
+        ]
+    );
+    assert_eq!(
+        received(&events[2]).identity.owner.as_deref(),
+        Some("blogger")
+    );
+}
+
+/// Regression (real Exim with a `discard` ACL): the line is a rejection, not
+/// an unparsed line.
+#[test]
+fn discarded_by_acl_is_a_rejection() {
+    let e = one(
+        "2026-11-26 23:59:11 H=(mail.host.example) [127.0.0.1] F=<chef@cafe.example> RCPT <customer1@partner1.example>: discarded by RCPT ACL",
+    );
+    let r = rejection(&e);
+    assert_eq!(r.stage, SmtpStage::RcptTo);
+    assert_eq!(r.recipient.as_deref(), Some("customer1@partner1.example"));
+    assert_eq!(r.client_ip.as_deref(), Some("127.0.0.1"));
+    assert_eq!(r.reason, "discarded by RCPT ACL");
+}

@@ -156,7 +156,7 @@ fn parse_message_line(line: &str) -> Option<QueuedMessage> {
     let mut msg = QueuedMessage {
         message_id: id.to_owned(),
         age_seconds,
-        size: Some(size).flatten().filter(|&s| s > 0),
+        size,
         frozen,
         bounce: sender.is_empty(),
         ..QueuedMessage::default()

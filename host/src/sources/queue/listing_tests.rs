@@ -52,7 +52,8 @@ fn listing_from_the_exim_spec() {
 #[test]
 fn frozen_bounce_from_check_mailq() {
     // `real-lines.md` §2, from nagios-plugins' check_mailq.pl.
-    let (m, _, errors) = parse("22m  1.7K 19aEEr-0007hx-Dy <> *** frozen ***\n          root@exlixams.glups.fr\n");
+    let (m, _, errors) =
+        parse("22m  1.7K 19aEEr-0007hx-Dy <> *** frozen ***\n          root@exlixams.glups.fr\n");
     assert!(errors.is_empty(), "{errors:?}");
     assert_eq!(m.len(), 1);
     assert!(m[0].frozen);
@@ -100,7 +101,11 @@ fn several_messages_delivered_recipients_units_and_lines() {
     assert_eq!(m[3].age_seconds, 2 * 86_400);
     assert_eq!(m[3].size, Some(10 * 1024 * 1024));
     assert_eq!(m[3].identity.sender.as_deref(), Some("x y@host.example"));
-    assert_eq!(m[3].recipients, ["g@remote.example"], "no blank line needed");
+    assert_eq!(
+        m[3].recipients,
+        ["g@remote.example"],
+        "no blank line needed"
+    );
     assert_eq!(m[4].age_seconds, 7 * 86_400);
     assert_eq!(m[4].size, None, "Exim prints an empty message's size blank");
     assert!(m[4].recipients.is_empty());
@@ -120,7 +125,11 @@ Xm  2.9K 0t5C6f-0000c8-02 <alice@x.example>
     assert_eq!(at, [1, 2, 4, 5, 6], "{errors:?}");
     assert!(errors.iter().all(|e| e.path == "mailq.txt"));
     assert_eq!(errors[2].what, "*** spool format error: size=1234 ***");
-    assert!(errors[0].to_string().starts_with("mailq.txt:1: not a queue listing line: stray text"));
+    assert!(
+        errors[0]
+            .to_string()
+            .starts_with("mailq.txt:1: not a queue listing line: stray text")
+    );
     // The message with the unreadable spool file is still in the queue.
     assert_eq!(m.len(), 1);
     assert_eq!(ev[0].line, 3);
@@ -167,9 +176,18 @@ fn never_panics() {
 #[test]
 fn run_exim_bp_reports_a_missing_binary() {
     let mut out = Vec::new();
-    let e = run_exim_bp(Path::new("/nonexistent/exim"), Timestamp::naive(0), &mut out).unwrap_err();
+    let e = run_exim_bp(
+        Path::new("/nonexistent/exim"),
+        Timestamp::naive(0),
+        &mut out,
+    )
+    .unwrap_err();
     assert_eq!(e.path, "/nonexistent/exim -bp");
-    assert!(e.to_string().starts_with("/nonexistent/exim -bp:0: could not run: "), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("/nonexistent/exim -bp:0: could not run: "),
+        "{e}"
+    );
 }
 
 #[test]
@@ -177,7 +195,11 @@ fn run_exim_bp_reports_a_failing_command() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("exim");
-    std::fs::write(&fake, "#!/bin/sh\necho 'exim: permission denied' >&2\nexit 1\n").unwrap();
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'exim: permission denied' >&2\nexit 1\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let e = run_exim_bp(&fake, Timestamp::naive(0), &mut Vec::new()).unwrap_err();
     assert!(e.what.contains("failed"), "{e}");
@@ -192,7 +214,12 @@ fn real_exim_listing() {
     };
     let dir = tempfile::tempdir().unwrap();
     let wrapper = private_exim(dir.path(), &exim);
-    submit(&wrapper, "a@x.example", "r1@remote.example", "Subject: one\n\nbody\n");
+    submit(
+        &wrapper,
+        "a@x.example",
+        "r1@remote.example",
+        "Subject: one\n\nbody\n",
+    );
     submit(&wrapper, "", "r2@remote.example", "Subject: two\n\nbody\n");
     let mut out = Vec::new();
     let errors = run_exim_bp(&wrapper, Timestamp::naive(0), &mut out).unwrap();

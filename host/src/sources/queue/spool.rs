@@ -18,7 +18,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use super::{QueueError, lossy};
-use crate::normalize::{Event, EventBody, Identity, Origin, QueuedMessage, SYSTEM_USERS, Timestamp};
+use crate::normalize::{
+    Event, EventBody, Identity, Origin, QueuedMessage, SYSTEM_USERS, Timestamp,
+};
 
 /// Headers copied into [`QueuedMessage::headers`], with the spelling they
 /// are stored under (matching is case-insensitive; storing one spelling lets
@@ -43,7 +45,8 @@ const DELETED: u8 = b'*';
 /// file name ends in `-H` and that file exists.
 pub fn read_header_file(path: &Path, now: Timestamp) -> Result<Event, QueueError> {
     let name = path.display().to_string();
-    let bytes = fs::read(path).map_err(|e| QueueError::new(&name, 0, format!("cannot read: {e}")))?;
+    let bytes =
+        fs::read(path).map_err(|e| QueueError::new(&name, 0, format!("cannot read: {e}")))?;
     parse_header_bytes(&bytes, &name, now, data_file_size(path))
 }
 
@@ -71,12 +74,16 @@ pub fn parse_header_bytes(
 
     // Line 2: `<login> <uid> <gid>`; the login may contain spaces, so the
     // numbers are taken from the end as Exim does.
-    let line = cur.next_line().ok_or_else(|| err(2, "file ends before the `login uid gid` line"))?;
+    let line = cur
+        .next_line()
+        .ok_or_else(|| err(2, "file ends before the `login uid gid` line"))?;
     let login = parse_login(line).ok_or_else(|| err(2, "expected `<login> <uid> <gid>`"))?;
     msg.identity = identity_for_login(&lossy(login));
 
     // Line 3: `<sender>`, `<>` for a bounce.
-    let line = cur.next_line().ok_or_else(|| err(3, "file ends before the sender line"))?;
+    let line = cur
+        .next_line()
+        .ok_or_else(|| err(3, "file ends before the sender line"))?;
     let sender = line
         .strip_prefix(b"<")
         .and_then(|s| s.strip_suffix(b">"))
@@ -85,7 +92,9 @@ pub fn parse_header_bytes(
     msg.identity.set_sender(&lossy(sender));
 
     // Line 4: `<received epoch> <warning count>`.
-    let line = cur.next_line().ok_or_else(|| err(4, "file ends before the received-time line"))?;
+    let line = cur
+        .next_line()
+        .ok_or_else(|| err(4, "file ends before the received-time line"))?;
     let received = lossy(line)
         .split_ascii_whitespace()
         .next()
@@ -97,7 +106,9 @@ pub fn parse_header_bytes(
     let mut host_ip = None;
     let mut helo = None;
     let after_flags = loop {
-        let line = cur.next_line().ok_or_else(|| err(cur.line + 1, "file ends before the recipients"))?;
+        let line = cur
+            .next_line()
+            .ok_or_else(|| err(cur.line + 1, "file ends before the recipients"))?;
         let Some(flag) = line.strip_prefix(b"-") else {
             break line;
         };
@@ -121,8 +132,12 @@ pub fn parse_header_bytes(
                     .next()
                     .and_then(|n| n.parse::<usize>().ok())
                     .ok_or_else(|| err(line_no, "expected `-acl<c|m> <name> <length>`"))?;
-                cur.skip_value(len)
-                    .ok_or_else(|| err(line_no, "the variable's value runs past the end of the file"))?;
+                cur.skip_value(len).ok_or_else(|| {
+                    err(
+                        line_no,
+                        "the variable's value runs past the end of the file",
+                    )
+                })?;
             }
             _ => {}
         }
@@ -136,17 +151,23 @@ pub fn parse_header_bytes(
     // pre-order, one node a line, `<left?><right?> <address>`.
     let mut delivered = HashSet::new();
     let count_line = if after_flags.starts_with(b"XX") {
-        cur.next_line().ok_or_else(|| err(cur.line + 1, "file ends before the recipient count"))?
+        cur.next_line()
+            .ok_or_else(|| err(cur.line + 1, "file ends before the recipient count"))?
     } else if is_tree_node(after_flags) {
         let mut pending = 1usize;
         let mut node = after_flags;
         loop {
             if !is_tree_node(node) {
-                return Err(err(cur.line, "expected a non-recipients tree node `YN address`"));
+                return Err(err(
+                    cur.line,
+                    "expected a non-recipients tree node `YN address`",
+                ));
             }
             delivered.insert(lossy(&node[3..]).to_ascii_lowercase());
             pending = pending - 1 + usize::from(node[0] == b'Y') + usize::from(node[1] == b'Y');
-            node = cur.next_line().ok_or_else(|| err(cur.line + 1, "file ends inside the non-recipients tree"))?;
+            node = cur
+                .next_line()
+                .ok_or_else(|| err(cur.line + 1, "file ends inside the non-recipients tree"))?;
             if pending == 0 {
                 break node;
             }
@@ -163,7 +184,10 @@ pub fn parse_header_bytes(
     let mut recipients = Vec::with_capacity(count.min(1024));
     for i in 0..count {
         let line = cur.next_line().ok_or_else(|| {
-            err(cur.line + 1, &format!("file ends after {i} of {count} recipients"))
+            err(
+                cur.line + 1,
+                &format!("file ends after {i} of {count} recipients"),
+            )
         })?;
         let address = lossy(recipient_address(line)).into_owned();
         // The listing shows pending recipients only; so do we.
@@ -257,7 +281,11 @@ pub fn read_spool_dir(dir: &Path, now: Timestamp, out: &mut Vec<Event>) -> Vec<Q
 /// listed.
 pub fn list_header_files(dir: &Path) -> (Vec<PathBuf>, Vec<QueueError>) {
     let input = dir.join("input");
-    let root = if input.is_dir() { input } else { dir.to_path_buf() };
+    let root = if input.is_dir() {
+        input
+    } else {
+        dir.to_path_buf()
+    };
     let mut files = Vec::new();
     let mut errors = Vec::new();
     let mut subdirs = Vec::new();
@@ -275,7 +303,13 @@ fn scan_dir(
     mut subdirs: Option<&mut Vec<PathBuf>>,
     errors: &mut Vec<QueueError>,
 ) {
-    let list_err = |e: io::Error| QueueError::new(dir.display().to_string(), 0, format!("cannot list directory: {e}"));
+    let list_err = |e: io::Error| {
+        QueueError::new(
+            dir.display().to_string(),
+            0,
+            format!("cannot list directory: {e}"),
+        )
+    };
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) => return errors.push(list_err(e)),
@@ -289,7 +323,9 @@ fn scan_dir(
             }
         };
         let path = entry.path();
-        let Ok(kind) = entry.file_type() else { continue };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
         if kind.is_dir() {
             if let Some(subdirs) = subdirs.as_deref_mut() {
                 subdirs.push(path);
@@ -308,7 +344,9 @@ fn data_file_size(header: &Path) -> Option<u64> {
     data.extend_from_slice(b"-D");
     // The bytes came from an OsStr and only ASCII was appended.
     let data = std::ffi::OsStr::new(std::str::from_utf8(&data).ok()?);
-    fs::metadata(header.with_file_name(data)).ok().map(|m| m.len())
+    fs::metadata(header.with_file_name(data))
+        .ok()
+        .map(|m| m.len())
 }
 
 /// Who submitted the message, from the `-H` file's login.
@@ -326,7 +364,7 @@ fn identity_for_login(login: &str) -> Identity {
 /// The login of a `<login> <uid> <gid>` line; uid and gid may be negative.
 fn parse_login(line: &[u8]) -> Option<&[u8]> {
     let line = line.trim_ascii_end();
-    let (rest, gid) = split_last_number(line)?;
+    let (rest, _gid) = split_last_number(line)?;
     let (login, _uid) = split_last_number(rest)?;
     Some(login)
 }
@@ -350,7 +388,8 @@ fn strip_port(value: &str) -> Option<String> {
     if let Some((addr, port)) = value.rsplit_once('.')
         && !port.is_empty()
         && port.bytes().all(|b| b.is_ascii_digit())
-        && (addr.parse::<IpAddr>().is_ok() || (addr.contains(':') && value.parse::<IpAddr>().is_err()))
+        && (addr.parse::<IpAddr>().is_ok()
+            || (addr.contains(':') && value.parse::<IpAddr>().is_err()))
     {
         return Some(addr.to_owned());
     }
@@ -472,7 +511,11 @@ struct Cursor<'a> {
 
 impl<'a> Cursor<'a> {
     fn new(data: &'a [u8]) -> Self {
-        Cursor { data, pos: 0, line: 0 }
+        Cursor {
+            data,
+            pos: 0,
+            line: 0,
+        }
     }
 
     fn at_end(&self) -> bool {
@@ -496,8 +539,14 @@ impl<'a> Cursor<'a> {
 
     /// Skips a `len`-byte value and the newline after it.
     fn skip_value(&mut self, len: usize) -> Option<()> {
-        let end = self.pos.checked_add(len).filter(|&e| e <= self.data.len())?;
-        self.line += self.data[self.pos..end].iter().filter(|&&b| b == b'\n').count() as u64;
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&e| e <= self.data.len())?;
+        self.line += self.data[self.pos..end]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count() as u64;
         self.pos = end;
         if self.data.get(self.pos) == Some(&b'\n') {
             self.pos += 1;

@@ -8,7 +8,9 @@ use crate::normalize::EventKind;
 fn corpus() -> PathBuf {
     let dir = std::env::var_os("SPAMWARD_CORPUS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus")));
+        .unwrap_or_else(|| {
+            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"))
+        });
     assert!(
         dir.is_dir(),
         "corpus not found at {} (set SPAMWARD_CORPUS to its directory)",
@@ -25,7 +27,10 @@ fn queued(ev: &Event) -> &QueuedMessage {
 }
 
 fn header<'m>(m: &'m QueuedMessage, name: &str) -> Option<&'m str> {
-    m.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+    m.headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Epoch the CSM fixtures were received at (2026-04-28).
@@ -155,7 +160,11 @@ fn every_csm_capture_parses_with_its_identity() {
             c.sender.rsplit_once('@').map(|(_, d)| d),
             "{ctx}"
         );
-        assert_eq!(m.identity.local_user.as_deref(), Some("exampleuser"), "{ctx}");
+        assert_eq!(
+            m.identity.local_user.as_deref(),
+            Some("exampleuser"),
+            "{ctx}"
+        );
         assert_eq!(m.identity.owner.as_deref(), Some("exampleuser"), "{ctx}");
         assert_eq!(m.identity.script.as_deref(), c.script, "{ctx}");
         assert_eq!(m.identity.client_ip.as_deref(), c.client_ip, "{ctx}");
@@ -196,7 +205,11 @@ fn csm_attack_details() {
         Some("rentvsloan.example.com/wp-admin/admin-ajax.php for 192.0.2.10")
     );
     // Uninteresting headers are not carried.
-    assert!(m.headers.iter().all(|(n, _)| n != "Date" && n != "MIME-Version"));
+    assert!(
+        m.headers
+            .iter()
+            .all(|(n, _)| n != "Date" && n != "MIME-Version")
+    );
 
     // Received before the snapshot? Age saturates at zero.
     let early = Timestamp::naive(CSM_RECEIVED - 10);
@@ -257,14 +270,23 @@ fn handmade() -> String {
     s += &h(' ', "Subject: Invoice\n  overdue\n");
     // A continuation that looks like a header start is only right because
     // the length says so.
-    s += &h('F', "From: \"Accounts\"\n123  <accounts@teletek-intl.com>\n");
+    s += &h(
+        'F',
+        "From: \"Accounts\"\n123  <accounts@teletek-intl.com>\n",
+    );
     s += &h('R', "Reply-To: payme@elsewhere.example\n");
     s += &h(' ', "X-Mailer: Spammer 1.0\n");
     s += &h(' ', "X-Source: /opt/cpanel/ea-php81/root/usr/bin/php-cgi\n");
-    s += &h(' ', "X-Source-Args: php-cgi /home/webacct/public_html/x.php\n");
+    s += &h(
+        ' ',
+        "X-Source-Args: php-cgi /home/webacct/public_html/x.php\n",
+    );
     s += &h(' ', "X-Source-Dir: teletek-intl.com:/public_html\n");
     s += &h('I', "Message-Id: <abc@teletek-intl.com>\n");
-    s += &h(' ', "X-PHP-Script: teletek-intl.com/x.php for 203.0.113.9\n");
+    s += &h(
+        ' ',
+        "X-PHP-Script: teletek-intl.com/x.php for 203.0.113.9\n",
+    );
     s
 }
 
@@ -275,7 +297,10 @@ fn handmade_file_every_field() {
     let m = queued(&ev);
     assert_eq!(m.message_id, "1hIAif-00H7J4-Lb");
     assert_eq!(m.identity.sender.as_deref(), Some("Vani@Teletek-Intl.com"));
-    assert_eq!(m.identity.sender_domain.as_deref(), Some("teletek-intl.com"));
+    assert_eq!(
+        m.identity.sender_domain.as_deref(),
+        Some("teletek-intl.com")
+    );
     assert_eq!(m.identity.local_user.as_deref(), Some("webacct"));
     assert_eq!(m.identity.owner.as_deref(), Some("webacct"));
     assert_eq!(m.identity.auth_id.as_deref(), Some("vani@teletek-intl.com"));
@@ -318,7 +343,10 @@ fn handmade_file_every_field() {
         Some("from client.example ([192.0.2.7]) by host.example with esmtpsa id 1hIAif-00H7J4-Lb;")
     );
     assert_eq!(header(m, "Message-ID"), Some("<abc@teletek-intl.com>"));
-    assert_eq!(header(m, "X-Source-Dir"), Some("teletek-intl.com:/public_html"));
+    assert_eq!(
+        header(m, "X-Source-Dir"),
+        Some("teletek-intl.com:/public_html")
+    );
 
     let json = serde_json::to_value(&ev).unwrap();
     assert_eq!(json["kind"], "queued_message");
@@ -335,7 +363,8 @@ fn minimal(login: &str, sender: &str, flags: &str, recipients: &str) -> String {
 }
 
 fn parse(s: &str) -> Result<QueuedMessage, QueueError> {
-    parse_header_bytes(s.as_bytes(), "f-H", Timestamp::naive(1_700_000_000), None).map(|ev| queued(&ev).clone())
+    parse_header_bytes(s.as_bytes(), "f-H", Timestamp::naive(1_700_000_000), None)
+        .map(|ev| queued(&ev).clone())
 }
 
 #[test]
@@ -360,11 +389,26 @@ fn bounce_system_users_and_nobody() {
     assert_eq!(m.identity.sender, None);
     assert_eq!(m.identity.local_user.as_deref(), Some("mailnull"));
     assert_eq!(m.identity.owner, None);
-    let m = parse(&minimal("nobody", "nobody@host.example", "", "XX\n1\nr@x.example\n")).unwrap();
+    let m = parse(&minimal(
+        "nobody",
+        "nobody@host.example",
+        "",
+        "XX\n1\nr@x.example\n",
+    ))
+    .unwrap();
     assert_eq!(m.identity.local_user.as_deref(), Some("nobody"));
-    assert_eq!(m.identity.owner, None, "nobody is the web server, not an owner");
+    assert_eq!(
+        m.identity.owner, None,
+        "nobody is the web server, not an owner"
+    );
     // Logins may contain spaces; uid and gid are read from the end.
-    let m = parse(&minimal("odd login", "a@b.example", "", "XX\n1\nr@x.example\n")).unwrap();
+    let m = parse(&minimal(
+        "odd login",
+        "a@b.example",
+        "",
+        "XX\n1\nr@x.example\n",
+    ))
+    .unwrap();
     assert_eq!(m.identity.local_user.as_deref(), Some("odd login"));
 }
 
@@ -408,14 +452,42 @@ fn errors_name_file_and_line() {
         ("id-H\nuser 1 1\nsender@x\n", 3, "sender"),
         ("id-H\nuser 1 1\n<s@x>\nsoon 0\n", 4, "received"),
         ("id-H\nuser 1 1\n<s@x>\n1 0\n-local\n", 6, "file ends"),
-        ("id-H\nuser 1 1\n<s@x>\n1 0\n-aclc x 99\nab\n", 5, "past the end"),
+        (
+            "id-H\nuser 1 1\n<s@x>\n1 0\n-aclc x 99\nab\n",
+            5,
+            "past the end",
+        ),
         ("id-H\nuser 1 1\n<s@x>\n1 0\n-aclc x\nab\n", 5, "-acl"),
-        ("id-H\nuser 1 1\n<s@x>\n1 0\nXX\nmany\n", 6, "recipient count"),
-        ("id-H\nuser 1 1\n<s@x>\n1 0\nXX\n3\na@x\n", 8, "after 1 of 3"),
-        ("id-H\nuser 1 1\n<s@x>\n1 0\nYN a@x\n1\nb@x\n", 6, "tree node"),
-        ("id-H\nuser 1 1\n<s@x>\n1 0\nXX\n1\na@x\nnot blank\n", 8, "blank line"),
-        ("id-H\nuser 1 1\n<s@x>\n1 0\nXX\n1\na@x\n", 8, "before the headers"),
-        ("id-H\nuser 1 1\n<s@x>\n1 0\nXX\n1\na@x\n\nSubject: x\n", 9, "header line"),
+        (
+            "id-H\nuser 1 1\n<s@x>\n1 0\nXX\nmany\n",
+            6,
+            "recipient count",
+        ),
+        (
+            "id-H\nuser 1 1\n<s@x>\n1 0\nXX\n3\na@x\n",
+            8,
+            "after 1 of 3",
+        ),
+        (
+            "id-H\nuser 1 1\n<s@x>\n1 0\nYN a@x\n1\nb@x\n",
+            6,
+            "tree node",
+        ),
+        (
+            "id-H\nuser 1 1\n<s@x>\n1 0\nXX\n1\na@x\nnot blank\n",
+            8,
+            "blank line",
+        ),
+        (
+            "id-H\nuser 1 1\n<s@x>\n1 0\nXX\n1\na@x\n",
+            8,
+            "before the headers",
+        ),
+        (
+            "id-H\nuser 1 1\n<s@x>\n1 0\nXX\n1\na@x\n\nSubject: x\n",
+            9,
+            "header line",
+        ),
     ];
     for (text, line, what) in cases {
         let e = parse(text).expect_err(text);
@@ -485,7 +557,11 @@ fn spool_directory_split_and_flat_with_data_size_and_bad_file() {
     let good = handmade();
     let other = good.replace("1hIAif-00H7J4-Lb-H", "1hIAiL-00H7J4-Lc-H");
     fs::write(input.join("1hIAif-00H7J4-Lb-H"), &good).unwrap();
-    fs::write(input.join("1hIAif-00H7J4-Lb-D"), b"1hIAif-00H7J4-Lb-D\nbody\n").unwrap();
+    fs::write(
+        input.join("1hIAif-00H7J4-Lb-D"),
+        b"1hIAif-00H7J4-Lb-D\nbody\n",
+    )
+    .unwrap();
     fs::write(input.join("L/1hIAiL-00H7J4-Lc-H"), &other).unwrap();
     fs::write(input.join("L/1hIAiL-00H7J4-Ld-H"), b"garbage\n").unwrap();
     fs::write(input.join("hdr.12345"), b"a temporary file Exim is writing").unwrap();
@@ -510,7 +586,11 @@ fn spool_directory_split_and_flat_with_data_size_and_bad_file() {
     let mut out = Vec::new();
     let errors = read_spool_dir(&dir.path().join("missing"), now, &mut out);
     assert_eq!(errors.len(), 1);
-    assert!(errors[0].what.contains("cannot list directory"), "{}", errors[0]);
+    assert!(
+        errors[0].what.contains("cannot list directory"),
+        "{}",
+        errors[0]
+    );
     assert!(out.is_empty());
     let e = read_header_file(&dir.path().join("missing-H"), now).unwrap_err();
     assert_eq!(e.line, 0);
@@ -610,6 +690,9 @@ fn spool_written_by_real_exim() {
     assert!(!m.frozen);
     // Exim's own Received: header comes first, folded over lines.
     let received = header(m, "Received").unwrap();
-    assert!(received.starts_with("from ") && received.contains(" id "), "{received}");
+    assert!(
+        received.starts_with("from ") && received.contains(" id "),
+        "{received}"
+    );
     assert!(header(m, "Message-ID").is_some());
 }

@@ -98,7 +98,10 @@ mod tests {
         let origin = &events[0];
         assert_eq!(
             &*origin.file,
-            tree.root().join("var/cpanel/cpanel.config").display().to_string()
+            tree.root()
+                .join("var/cpanel/cpanel.config")
+                .display()
+                .to_string()
         );
         assert_eq!(origin.time, super::super::tests::at());
     }

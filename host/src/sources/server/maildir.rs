@@ -69,7 +69,14 @@ fn read_account(scan: &mut Scan, account: &Entry) {
         return;
     };
     if has_maildir(&entries) {
-        read_mailbox(scan, &account.name, DEFAULT_DOMAIN, &account.name, &mail, &entries);
+        read_mailbox(
+            scan,
+            &account.name,
+            DEFAULT_DOMAIN,
+            &account.name,
+            &mail,
+            &entries,
+        );
     }
     for domain in entries
         .iter()
@@ -306,7 +313,10 @@ mod tests {
         // A bounce header past the 8 KiB read is not seen.
         let mut late = "X-Pad: a\n".repeat(1000);
         late.push_str("Return-Path: <>\n\n");
-        let cut = late.as_bytes().get(..HEAD_BYTES as usize).unwrap_or_default();
+        let cut = late
+            .as_bytes()
+            .get(..HEAD_BYTES as usize)
+            .unwrap_or_default();
         assert!(!is_bounce(cut));
     }
 
@@ -360,11 +370,17 @@ mod tests {
                 },
             ]
         );
-        let origins: Vec<_> = events.iter().map(|e| (e.file.to_string(), e.line)).collect();
+        let origins: Vec<_> = events
+            .iter()
+            .map(|e| (e.file.to_string(), e.line))
+            .collect();
         assert_eq!(
             origins,
             vec![
-                (tree.root().join("home/shopco/mail").display().to_string(), 0),
+                (
+                    tree.root().join("home/shopco/mail").display().to_string(),
+                    0
+                ),
                 (
                     tree.root()
                         .join("home/shopco/mail/Shop.Example/info")
@@ -385,7 +401,11 @@ mod tests {
         let (events, report) = tree.read();
         assert!(stats(&events).is_empty());
         assert_eq!(report.problems.len(), 1);
-        assert!(report.problems[0].message.contains("outside the server root"));
+        assert!(
+            report.problems[0]
+                .message
+                .contains("outside the server root")
+        );
     }
 
     #[test]
@@ -403,7 +423,7 @@ mod tests {
         count_messages(&mut scan, &tree.root().join("home/u/mail/cur"), &mut tally);
         assert_eq!(tally.messages, 2);
         assert_eq!(tally.bounces, 1);
-        assert_eq!(tally.bytes, 2 * 18);
+        assert_eq!(tally.bytes, 2 * 17);
         assert_eq!(tally.examined, MAX_EXAMINED);
     }
 }

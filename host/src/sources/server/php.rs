@@ -27,8 +27,9 @@ const SUEXEC_MODULES: [&str; 2] = [
     "usr/local/apache/modules/mod_suexec.so",
 ];
 
-/// Directory of EA4's module load files (`*suexec*.conf`).
-const CONF_MODULES_DIR: &str = "etc/apache2/conf.modules.d";
+/// Directories of module load files: EA4's `conf.modules.d/*suexec*.conf`,
+/// then Debian's `mods-enabled/suexec.load` (plain Apache hosts).
+const LOAD_FILE_DIRS: [&str; 2] = ["etc/apache2/conf.modules.d", "etc/apache2/mods-enabled"];
 
 /// The suEXEC wrapper binary.
 const SUEXEC_BINARY: &str = "usr/sbin/suexec";
@@ -55,9 +56,7 @@ fn read_handlers(scan: &mut Scan) {
             return Ok(());
         }
         if line.starts_with(char::is_whitespace) {
-            return Err(format!(
-                "nested YAML is not expected in php.conf: {line:?}"
-            ));
+            return Err(format!("nested YAML is not expected in php.conf: {line:?}"));
         }
         let Some((key, value)) = trimmed.split_once(':') else {
             return Err(format!("expected `key: value`, found {line:?}"));
@@ -157,16 +156,18 @@ fn read_suexec(scan: &mut Scan) {
     );
 }
 
-/// The first sign of suEXEC, in the order of the module files, a load file
-/// in `conf.modules.d`, then the wrapper binary.
+/// The first sign of suEXEC, in the order of the module files, a load file,
+/// then the wrapper binary.
 fn find_suexec(scan: &mut Scan) -> Option<PathBuf> {
     let found = |scan: &Scan, rel: &str| Some(scan.path(rel)).filter(|p| scan.present(p));
     if let Some(p) = SUEXEC_MODULES.iter().find_map(|rel| found(scan, rel)) {
         return Some(p);
     }
-    let conf_dir = scan.path(CONF_MODULES_DIR);
-    if let Some(p) = suexec_load_file(scan, &conf_dir) {
-        return Some(p);
+    for rel in LOAD_FILE_DIRS {
+        let dir = scan.path(rel);
+        if let Some(p) = suexec_load_file(scan, &dir) {
+            return Some(p);
+        }
     }
     found(scan, SUEXEC_BINARY)
 }
@@ -263,6 +264,7 @@ mod tests {
             "etc/apache2/modules/mod_suexec.so",
             "usr/local/apache/modules/mod_suexec.so",
             "etc/apache2/conf.modules.d/090_mod_suexec.conf",
+            "etc/apache2/mods-enabled/suexec.load",
             "usr/sbin/suexec",
         ] {
             let tree = Tree::new();

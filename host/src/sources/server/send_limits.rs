@@ -164,7 +164,12 @@ mod tests {
                 s("*", "min_defer_fail_to_trigger_protection", Some("5"), 3),
                 s("shop.example", "max_emails_per_hour", None, 4),
                 s("shop.example", "max_defer_fail_percentage", None, 4),
-                s("shop.example", "min_defer_fail_to_trigger_protection", None, 4),
+                s(
+                    "shop.example",
+                    "min_defer_fail_to_trigger_protection",
+                    None,
+                    4
+                ),
             ]
         );
         let lines: Vec<_> = report.problems.iter().map(|p| p.line).collect();
@@ -210,11 +215,11 @@ mod tests {
     #[test]
     fn hold_and_suspend_lists() {
         let tree = Tree::new();
-        tree.write("etc/outgoing_mail_hold_users", "shopco\nsales@shop.example\n\n");
         tree.write(
-            "etc/outgoing_mail_suspended_users",
-            "spammer\ntwo words\n",
+            "etc/outgoing_mail_hold_users",
+            "shopco\nsales@shop.example\n\n",
         );
+        tree.write("etc/outgoing_mail_suspended_users", "spammer\ntwo words\n");
         let (events, report) = tree.read();
         assert_eq!(
             settings(&events, "outgoing_mail_hold_users"),

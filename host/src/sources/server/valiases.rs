@@ -60,7 +60,10 @@ mod tests {
              pipe@principal-ci.com: \"|/home/cpclient/script.php\"\n\
              *: :fail: No Such User Here\n",
         );
-        tree.write("etc/valiases/other.example", "*: :blackhole:\r\nbob: cpclient\n");
+        tree.write(
+            "etc/valiases/other.example",
+            "*: :blackhole:\r\nbob: cpclient\n",
+        );
         tree.write("etc/valiases/third.example", "*: cpclient\n");
         let (events, report) = tree.read();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
@@ -86,7 +89,11 @@ mod tests {
             ]
         );
         let file = tree.root().join("etc/valiases/principal-ci.com");
-        assert!(events.iter().any(|e| *e.file == *file.display().to_string()));
+        assert!(
+            events
+                .iter()
+                .any(|e| *e.file == *file.display().to_string())
+        );
     }
 
     #[test]

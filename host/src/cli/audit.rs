@@ -1,0 +1,163 @@
+//! `spamward audit`: the server's posture as a checklist.
+//!
+//! Reads the configuration state under `--root` (and, on a live server, asks
+//! Exim itself whether it relays for strangers), runs every rule that judges
+//! configuration once, and prints each check as failed (with the fix),
+//! passed, or not applicable (nothing for it to look at on this server).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::Context as _;
+
+use super::{Cli, Engine};
+use crate::engine::Dispatcher;
+use crate::normalize::{EventBody, EventKind, Timestamp};
+use crate::policy::Finding;
+use crate::sources::relay_probe;
+use crate::sources::server::read_server_state;
+use crate::state::HostLookups;
+
+/// `audit` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Server root to read (`/`, or a copy of a server).
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// One JSON object per finding per line (the shape `scan --json` prints).
+    #[arg(long)]
+    json: bool,
+    /// Exim binary for the open-relay probe (default: found on a live root).
+    #[arg(long, value_name = "FILE")]
+    exim: Option<PathBuf>,
+    /// Exim configuration for the probe (`exim -C`).
+    #[arg(long, value_name = "FILE", requires = "exim")]
+    exim_config: Option<PathBuf>,
+}
+
+/// Event kinds that describe configuration: rules subscribing to any of
+/// them are the audit's checks.
+const CONFIG_KINDS: [EventKind; 5] = [
+    EventKind::Setting,
+    EventKind::MailAlias,
+    EventKind::MailboxStats,
+    EventKind::ServiceState,
+    EventKind::Extension,
+];
+
+/// How one check came out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Failed,
+    Passed,
+    NotApplicable,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let engine = Engine::load(cli)?;
+    let now = Timestamp::from_system_time(SystemTime::now());
+    let lookups = Arc::new(
+        HostLookups::load(&args.root)
+            .with_context(|| format!("cannot read server state under {}", args.root.display()))?,
+    );
+
+    let mut events = Vec::new();
+    let report = read_server_state(&args.root, now, &mut events);
+    for problem in &report.problems {
+        eprintln!("spamward: warning: {problem}");
+    }
+    // The suexec state must reach a rule before the PHP handlers it qualifies.
+    events.sort_by_key(|e| !matches!(&e.body, EventBody::ServiceState(s) if s.name == "suexec"));
+
+    let exim = args.exim.clone().or_else(|| {
+        // Probe the live Exim only when auditing the live server.
+        (args.root == std::path::Path::new("/"))
+            .then(relay_probe::find_exim)
+            .flatten()
+    });
+    if let Some(exim) = exim {
+        match relay_probe::probe(&exim, args.exim_config.as_deref(), now) {
+            Ok(event) => events.push(event),
+            Err(e) => eprintln!("spamward: warning: open-relay probe skipped: {e}"),
+        }
+    }
+
+    let checks: Vec<String> = engine
+        .rules
+        .rules
+        .values()
+        .filter(|r| {
+            r.meta
+                .subscriptions
+                .iter()
+                .any(|k| CONFIG_KINDS.contains(k))
+        })
+        .map(|r| r.meta.name.clone())
+        .collect();
+    let mut dispatcher = Dispatcher::new(engine.runners(lookups)?, engine.config.engine.batch_size);
+    for event in events {
+        dispatcher.push(event);
+    }
+    let (findings, reports) = dispatcher.finish();
+
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        for f in findings.iter().filter(|f| checks.contains(&f.rule)) {
+            serde_json::to_writer(&mut out, f)?;
+            out.write_all(b"\n")?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    writeln!(out, "spamward audit of {} at {now}\n", args.root.display())?;
+    let mut counts = [0usize; 3];
+    for name in &checks {
+        let mine: Vec<&Finding> = findings.iter().filter(|f| &f.rule == name).collect();
+        let report = reports.iter().find(|r| &r.rule == name);
+        let status = if !mine.is_empty() {
+            Status::Failed
+        } else if report.is_some_and(|r| r.health.events > 0) {
+            Status::Passed
+        } else {
+            Status::NotApplicable
+        };
+        let summary = engine
+            .rules
+            .rules
+            .get(name)
+            .map_or("", |r| r.meta.summary.as_str());
+        let (label, index) = match status {
+            Status::Failed => ("FAIL", 0),
+            Status::Passed => ("ok", 1),
+            Status::NotApplicable => ("n/a", 2),
+        };
+        counts[index] += 1;
+        writeln!(out, "  {label:<5} {name:<20} {summary}")?;
+        for f in mine {
+            writeln!(out, "        {}: {}", f.target, f.summary)?;
+            if let Some(fix) = f.evidence.get("fix").and_then(|v| v.as_str()) {
+                writeln!(out, "        fix: {fix}")?;
+            }
+        }
+        if let Some(r) = report.filter(|r| r.health.failures > 0) {
+            writeln!(
+                out,
+                "        (the rule failed: {})",
+                r.health.last_error.as_deref().unwrap_or("-")
+            )?;
+        }
+    }
+    writeln!(
+        out,
+        "\n{} failed, {} passed, {} not applicable ({} files read)",
+        counts[0],
+        counts[1],
+        counts[2],
+        report.files_read.len()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}

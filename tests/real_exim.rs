@@ -1,0 +1,1306 @@
+//! End to end against a real Exim (Debian's `exim4-daemon-heavy`).
+//!
+//! The harness starts two Exim daemons on loopback, each with its own
+//! configuration, spool and logs under one temp dir:
+//!
+//! - **the server** (`tests/exim/main.conf`): a small shared-hosting box with
+//!   local domains, SMTP logins and web scripts, whose mainlog and queue
+//!   spamward reads;
+//! - **the sink** (`tests/exim/sink.conf`): "the Internet". Every non-local
+//!   domain is routed to it; it accepts, defers (451) or rejects (550) each
+//!   recipient by its local part, so the server logs real deliveries,
+//!   deferrals, failures, bounces and frozen bounces.
+//!
+//! It drives normal and abusive traffic through the server (swaks over SMTP,
+//! `sendmail -t -i` from `public_html` as `nobody` and as a customer), lets
+//! the queue settle, stops both daemons and only then runs `spamward` on what
+//! Exim wrote. The scenario runs once per test binary; each `#[test]` checks
+//! one thing about it.
+//!
+//! **Why no `-C`.** Exim honours `-C <file>` with root privilege only for
+//! root and, via Debian's `/etc/exim4/trusted_configs`, for the Exim user: a
+//! script running as `nobody` or as a customer always loses privilege and
+//! cannot write the spool, and Exim's own re-executions (`-Mc`, bounces) log
+//! "exim user lost privilege for using -C option" unless the file is listed.
+//! So every Exim process here runs in a private mount namespace
+//! (`unshare --mount`) in which the test's config directory is bind-mounted
+//! over `/etc/exim4`: Exim reads its compiled-in default
+//! `/etc/exim4/exim4.conf`, keeps its privileges, and a script's line reads
+//! exactly like PHP's `mail()` on a real server
+//! (`cwd=/home/.../public_html 3 args: /usr/sbin/sendmail -t -i`). Nothing
+//! outside the temp dir changes: the bind mount is invisible to the rest of
+//! the system, the system Exim (if any) is untouched. The one lasting change
+//! is the customer account `formsite`, created with `useradd` if missing.
+//!
+//! Needs root (mount namespace, setuid Exim, `setpriv`); without Exim, swaks
+//! or root the tests print why on stderr and pass. `.ci/run` installs Exim.
+//! Set `SPAMWARD_KEEP_EXIM=1` to keep the temp dir for inspection.
+
+mod common;
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::Write as _;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{assert_ok, finding_keys, json_lines, spamward};
+
+const EXIM: &str = "/usr/sbin/exim4";
+/// What PHP's `mail()` runs (a symlink to exim4 on Debian).
+const SENDMAIL: &str = "/usr/sbin/sendmail";
+/// The Exim user of Debian's package: local deliveries run as it.
+const EXIM_USER: &str = "Debian-exim";
+/// The customer whose web script sends mail under its own uid.
+const SCRIPT_USER: &str = "formsite";
+
+/// The normal senders: SMTP logins that send a handful of messages, all
+/// delivered, and their domains. No finding may name them.
+const NORMAL_LOGINS: [(&str, &str); 2] = [
+    ("staff@shop.example", "counter-2024"),
+    ("chef@cafe.example", "espresso!"),
+];
+const NORMAL_DOMAINS: [&str; 2] = ["shop.example", "cafe.example"];
+const NORMAL_ACCOUNTS: [&str; 2] = ["shop", "cafe"];
+/// The stolen login and how much it sends.
+const COMPROMISED_LOGIN: (&str, &str) = ("victim@bakery.example", "bread123");
+const COMPROMISED_MESSAGES: u32 = 240;
+/// Client IPs the stolen login is used from: 127.0.0.2 ..= 127.0.0.40.
+const COMPROMISED_IPS: u32 = 39;
+/// A newsletter domain whose recipients mostly fail.
+const FAILING_LOGIN: (&str, &str) = ("news@club.example", "newsletter");
+const FAILING_DOMAIN: &str = "club.example";
+/// A domain with cPanel's `*: :fail:` default address: mail for its unknown
+/// users bounces to whatever sender was given (backscatter).
+const BACKSCATTER_DOMAIN: &str = "blog.example";
+/// An outside client trying to relay.
+const RELAY_ATTEMPT_IP: &str = "127.0.0.66";
+/// An outside client forging envelope senders.
+const FORGER_IP: &str = "127.0.0.60";
+
+/// Timeout for any single command (every other wait has its own bound).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// swaks processes in flight at once (a 2-core box; swaks mostly waits).
+const SWAKS_PARALLEL: usize = 8;
+
+/// What one run of the scenario left behind, for the tests to check.
+#[derive(Debug)]
+struct EximRun {
+    /// The temp dir holding everything below (a server root for
+    /// `spamward scan --root`: `etc/userdomains`, `etc/localdomains`).
+    root: PathBuf,
+    /// The server's mainlog.
+    mainlog: PathBuf,
+    /// `exim -bp` of the server after the traffic settled.
+    queue_listing: PathBuf,
+    /// The server's spool directory (`input/` holds the queued messages).
+    spool: PathBuf,
+    /// A spamward.toml with ceilings lowered for a short run.
+    spamward_config: PathBuf,
+    /// The stolen login (`A=` id).
+    compromised_login: String,
+    /// The domain whose sends mostly fail.
+    failing_domain: String,
+    /// Working directory of the script that sends as `nobody`.
+    nobody_script_dir: PathBuf,
+    /// Working directory of the script that sends as `SCRIPT_USER`.
+    user_script_dir: PathBuf,
+    /// The account that owns `user_script_dir`.
+    user_script_account: String,
+    /// The client that tried to relay.
+    relay_attempt_ip: String,
+    /// The domain that bounces mail for unknown users to forged senders.
+    backscatter_domain: String,
+    /// Ids of the messages left frozen in the queue.
+    frozen: Vec<String>,
+}
+
+/// The one scenario run of this test binary, shared by its tests: `None`
+/// when skipped; a harness failure fails every test with its message.
+fn exim_run() -> Option<&'static EximRun> {
+    static RUN: OnceLock<Result<Option<EximRun>, String>> = OnceLock::new();
+    let run = RUN.get_or_init(|| {
+        // A panic inside get_or_init would leave the lock empty and make
+        // every other test re-run the whole scenario; keep the message
+        // instead and fail each test with it.
+        std::panic::catch_unwind(run_exim_scenario).map_err(|e| {
+            e.downcast_ref::<String>()
+                .cloned()
+                .or_else(|| e.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_else(|| "the Exim scenario panicked".into())
+        })
+    });
+    match run {
+        Ok(run) => run.as_ref(),
+        Err(msg) => panic!("the real-Exim scenario failed: {msg}"),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The tests.
+
+#[test]
+fn exim_logged_every_scenario() {
+    let Some(run) = exim_run() else { return };
+    let log = fs::read_to_string(&run.mainlog).unwrap();
+    let sendmail = "args: /usr/sbin/sendmail -t -i";
+    let smtp_error = "SMTP error from remote mail server after RCPT TO";
+    // Each scenario and the substrings one of its lines must all contain.
+    let expect: [(&str, Vec<String>); 11] = [
+        (
+            "compromised login",
+            vec![format!(" A=plain_server:{} ", run.compromised_login)],
+        ),
+        (
+            "script as nobody",
+            vec![
+                format!("cwd={} ", run.nobody_script_dir.display()),
+                sendmail.into(),
+            ],
+        ),
+        ("U=nobody", vec![" U=nobody P=local ".into()]),
+        (
+            "script as a user",
+            vec![
+                format!("cwd={} ", run.user_script_dir.display()),
+                sendmail.into(),
+            ],
+        ),
+        (
+            "U=<script user>",
+            vec![format!(" U={} P=local ", run.user_script_account)],
+        ),
+        (
+            "unknown user of the :fail: domain",
+            vec![
+                " ** ".into(),
+                format!("@{} ", run.backscatter_domain),
+                "R=valiases: No Such User Here".into(),
+            ],
+        ),
+        ("bounce", vec![" <= <> R=".into()]),
+        (
+            "refused relay",
+            vec![
+                format!("[{}]", run.relay_attempt_ip),
+                ": relay not permitted".into(),
+            ],
+        ),
+        ("550 at the sink", vec![" ** ".into(), smtp_error.into()]),
+        ("451 at the sink", vec![" == ".into(), smtp_error.into()]),
+        (
+            "frozen bounce",
+            vec![" Frozen (delivery error message)".into()],
+        ),
+    ];
+    let missing: Vec<&str> = expect
+        .iter()
+        .filter(|(_, parts)| {
+            !log.lines()
+                .any(|l| parts.iter().all(|p| l.contains(p.as_str())))
+        })
+        .map(|(what, _)| *what)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the mainlog {} lacks: {missing:?}",
+        run.mainlog.display()
+    );
+}
+
+#[test]
+fn queue_listing_shows_the_frozen_messages() {
+    let Some(run) = exim_run() else { return };
+    let listing = fs::read_to_string(&run.queue_listing).unwrap();
+    assert!(run.frozen.len() >= 3, "{}", listing);
+    for id in &run.frozen {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.contains(id.as_str()) && l.contains("*** frozen ***")),
+            "{id} is not listed frozen:\n{listing}"
+        );
+    }
+    assert!(
+        run.spool.join("input").is_dir(),
+        "no spool at {}",
+        run.spool.display()
+    );
+}
+
+#[test]
+fn events_reads_every_line_real_exim_writes() {
+    let Some(run) = exim_run() else { return };
+    // The server's mainlog: the sink's is a by-product, and its "discarded
+    // by RCPT ACL" lines are the sink's own choice.
+    let log = &run.mainlog;
+    let out = spamward(&["events", log.to_str().unwrap()], &run.root.join("cache"));
+    assert_ok(&out);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(" 0 unparsed"),
+        "spamward left lines of {} unparsed:\n{stderr}",
+        log.display()
+    );
+    assert!(
+        !json_lines(&out).is_empty(),
+        "no events from {}",
+        log.display()
+    );
+}
+
+#[test]
+fn scan_names_each_abuse_and_spares_normal_senders() {
+    let Some(run) = exim_run() else { return };
+    let out = spamward(
+        &[
+            "--config",
+            run.spamward_config.to_str().unwrap(),
+            "scan",
+            "--json",
+            "--root",
+            run.root.to_str().unwrap(),
+            run.mainlog.to_str().unwrap(),
+        ],
+        &run.root.join("cache"),
+    );
+    assert_ok(&out);
+    let findings = json_lines(&out);
+    let keys = finding_keys(&findings);
+    let report: String = keys.iter().fold(String::new(), |mut s, k| {
+        let _ = writeln!(s, "  {k:?}");
+        s
+    });
+    let has = |rule: &str, kind: &str, value: &str| {
+        keys.iter()
+            .any(|(r, k, v)| r == rule && k == kind && v == value)
+    };
+    assert!(
+        has("relay-volume", "mailbox", &run.compromised_login),
+        "no relay-volume finding on the stolen login; findings:\n{report}"
+    );
+    assert!(
+        has(
+            "nobody-sender",
+            "script",
+            run.nobody_script_dir.to_str().unwrap()
+        ),
+        "no nobody-sender finding on {}; findings:\n{report}",
+        run.nobody_script_dir.display()
+    );
+    assert!(
+        has("defer-fail-ratio", "domain", &run.failing_domain),
+        "no defer-fail-ratio finding on {}; findings:\n{report}",
+        run.failing_domain
+    );
+    // Nobody acts on an info finding; a warning or critical one about a
+    // normal sender would be a false alarm.
+    for f in &findings {
+        if f["severity"] == "info" {
+            continue;
+        }
+        let value = f["target"]["value"].as_str().unwrap();
+        let normal = NORMAL_LOGINS.iter().any(|(login, _)| value == *login)
+            || NORMAL_DOMAINS
+                .iter()
+                .any(|d| value == *d || value.ends_with(&format!("@{d}")))
+            || NORMAL_ACCOUNTS.contains(&value);
+        assert!(!normal, "a normal sender was flagged: {f}");
+    }
+}
+
+/// Only the script that runs as nobody is reported as sending as nobody:
+/// the customer's script runs under its own uid, and Exim's own
+/// re-executions (`cwd=<spool> ... -Mc <id>`) are no scripts. Scripts run
+/// concurrently here, as on a busy web server, so their `cwd=` lines
+/// interleave with other processes' lines.
+#[test]
+fn nobody_sender_names_only_the_nobody_script() {
+    let Some(run) = exim_run() else { return };
+    let out = spamward(
+        &[
+            "scan",
+            "--json",
+            "--root",
+            run.root.to_str().unwrap(),
+            run.mainlog.to_str().unwrap(),
+        ],
+        &run.root.join("cache"),
+    );
+    assert_ok(&out);
+    let wrong: Vec<(String, String, String)> = finding_keys(&json_lines(&out))
+        .into_iter()
+        .filter(|(rule, kind, value)| {
+            rule == "nobody-sender"
+                && !(kind == "script" && Path::new(value) == run.nobody_script_dir)
+        })
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "nobody-sender blames other sources than {}: {wrong:#?}",
+        run.nobody_script_dir.display()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The scenario.
+
+fn run_exim_scenario() -> Option<EximRun> {
+    if let Some(why) = missing_prerequisite() {
+        say(&format!("real_exim: SKIPPED: {why}"));
+        return None;
+    }
+    let started = Instant::now();
+    let root = make_root();
+    let (main_port, sink_port) = free_ports();
+    ensure_script_user();
+    let layout = Layout::write(&root, sink_port);
+
+    let mut daemons = Daemons::new(&root);
+    daemons.start(&layout.sink_conf_dir, sink_port);
+    daemons.start(&layout.main_conf_dir, main_port);
+
+    let smtp = Smtp { port: main_port };
+    let mut jobs = Vec::new();
+    // 1. Normal traffic: two logins, a few messages each, all delivered (one
+    // of them to a local mailbox).
+    for (n, (login, password)) in NORMAL_LOGINS.iter().enumerate() {
+        for i in 0..5 {
+            let to = if n == 1 && i == 4 {
+                "staff@shop.example".to_owned()
+            } else {
+                format!("customer{i}@partner{n}.example")
+            };
+            jobs.push(smtp.send(
+                &format!("normal-{n}-{i}"),
+                "127.0.0.1",
+                Some((login, password)),
+                login,
+                &to,
+                &format!("Order {i}"),
+            ));
+        }
+    }
+    // 2. A stolen login: many messages from many client IPs to many
+    // recipients; a third is refused by the recipients' server, a few are
+    // deferred.
+    for i in 0..COMPROMISED_MESSAGES {
+        let ip = format!("127.0.0.{}", 2 + i % COMPROMISED_IPS);
+        let local = match i % 20 {
+            5 => format!("defer-lead{i}"),
+            n if n % 3 == 1 => format!("nosuch-lead{i}"),
+            _ => format!("lead{i}"),
+        };
+        jobs.push(smtp.send(
+            &format!("compromised-{i}"),
+            &ip,
+            Some(COMPROMISED_LOGIN),
+            COMPROMISED_LOGIN.0,
+            &format!("{local}@target{}.example", i % 7),
+            "Your invoice is ready",
+        ));
+    }
+    // 6. A domain whose sends mostly fail: 3 of 12 delivered, the rest
+    // rejected (550) or deferred (451), across several recipient domains.
+    for i in 0..12u32 {
+        let local = match i % 4 {
+            0 => format!("member{i}"),
+            1 | 3 => format!("reject-member{i}"),
+            _ => format!("defer-member{i}"),
+        };
+        jobs.push(smtp.send(
+            &format!("failing-{i}"),
+            "127.0.0.1",
+            Some(FAILING_LOGIN),
+            FAILING_LOGIN.0,
+            &format!("{local}@list{}.example", i % 3),
+            "Club news",
+        ));
+    }
+    // 4. Forged envelope senders to unknown users of a `:fail:` domain: the
+    // server accepts, then bounces to the forged sender. Bounces the sink
+    // rejects freeze; one is deferred; two are delivered (backscatter).
+    for (i, forged) in [
+        "reject-alice@forged.example",
+        "reject-bob@forged.example",
+        "reject-carol@forged2.example",
+        "defer-dave@forged2.example",
+        "erin@forged.example",
+        "frank@forged3.example",
+    ]
+    .iter()
+    .enumerate()
+    {
+        jobs.push(smtp.send(
+            &format!("forged-{i}"),
+            FORGER_IP,
+            None,
+            forged,
+            &format!("old-user{i}@{BACKSCATTER_DOMAIN}"),
+            "Re: your account",
+        ));
+    }
+    // 5. Relay attempts from an outside client, refused at RCPT.
+    for i in 0..3 {
+        let mut job = smtp.send(
+            &format!("relay-{i}"),
+            RELAY_ATTEMPT_IP,
+            None,
+            "promo@spam.example",
+            &format!("someone{i}@elsewhere.example"),
+            "Cheap pills",
+        );
+        job.expect = Expect::RcptRefused;
+        jobs.push(job);
+    }
+    let traffic = Instant::now();
+    run_jobs(jobs, SWAKS_PARALLEL);
+    let smtp_secs = traffic.elapsed().as_secs_f64();
+
+    // 3. Scripts: PHP's mail() runs `sendmail -t -i` in the script's
+    // directory, as nobody (no suEXEC) or as the customer (suEXEC).
+    let mut scripts = Vec::new();
+    for i in 0..6 {
+        scripts.push(script_job(
+            &layout,
+            &format!("nobody-{i}"),
+            &layout.nobody_script_dir,
+            ("nobody", "nogroup"),
+            &format!(
+                "To: winner{i}@lottery{}.example\nFrom: \"Prize Desk\" <prizes@lottery.example>\n\
+                 Subject: You have won\n\nClaim your prize now.\n",
+                i % 3
+            ),
+        ));
+    }
+    for i in 0..30 {
+        // A few deferred, so queued messages keep their X-PHP-Script header
+        // in the spool.
+        let to = if i % 10 == 3 {
+            format!("defer-client{i}@bank-customers.example")
+        } else {
+            format!("client{i}@bank-customers{}.example", i % 4)
+        };
+        scripts.push(script_job(
+            &layout,
+            &format!("user-script-{i}"),
+            &layout.user_script_dir,
+            (SCRIPT_USER, SCRIPT_USER),
+            &format!(
+                "To: {to}\nFrom: \"PayPal\" <service@paypal.example>\n\
+                 Subject: Your account is limited\n\
+                 X-PHP-Script: forms.example/contact/send.php for 127.0.0.9\n\n\
+                 Please confirm your details.\n"
+            ),
+        ));
+    }
+    run_jobs(scripts, 4);
+
+    // Let the immediate deliveries (and the bounces they cause) finish, run
+    // the queue once as a cron'd `exim -qf` would, and settle again.
+    daemons.wait_until_idle(Duration::from_secs(60));
+    let queue_run = Instant::now();
+    run_ok(
+        exim_command(&layout.main_conf_dir, None, EXIM, &["-qf"]),
+        "queue-run",
+    );
+    daemons.wait_until_idle(Duration::from_secs(60));
+    let queue_secs = queue_run.elapsed().as_secs_f64();
+
+    // 7. Frozen messages: the bounces the sink refused froze by themselves;
+    // an admin also freezes one of the stolen login's deferred messages.
+    let listing = exim_listing(&layout);
+    let mut frozen = frozen_ids(&listing);
+    let to_freeze = queue_entries(&listing)
+        .into_iter()
+        .find(|(_, sender, is_frozen)| sender == COMPROMISED_LOGIN.0 && !is_frozen)
+        .map(|(id, _, _)| id)
+        .unwrap_or_else(|| panic!("no queued message of the stolen login:\n{listing}"));
+    run_ok(
+        exim_command(&layout.main_conf_dir, None, EXIM, &["-Mf", &to_freeze]),
+        "freeze",
+    );
+    frozen.push(to_freeze);
+
+    let listing = exim_listing(&layout);
+    let queue_listing = root.join("queue-listing.txt");
+    fs::write(&queue_listing, &listing).unwrap();
+    daemons.stop();
+
+    let spamward_config = root.join("spamward.toml");
+    fs::write(
+        &spamward_config,
+        "# The scenario sends a few hundred messages in a minute: lower the\n\
+         # hourly ceiling so that the stolen login crosses it.\n\
+         [rules.relay-volume]\nhourly_limit = 100\n",
+    )
+    .unwrap();
+
+    let run = EximRun {
+        mainlog: root.join("log/mainlog"),
+        queue_listing,
+        spool: root.join("spool"),
+        spamward_config,
+        compromised_login: COMPROMISED_LOGIN.0.into(),
+        failing_domain: FAILING_DOMAIN.into(),
+        nobody_script_dir: layout.nobody_script_dir.clone(),
+        user_script_dir: layout.user_script_dir.clone(),
+        user_script_account: SCRIPT_USER.into(),
+        relay_attempt_ip: RELAY_ATTEMPT_IP.into(),
+        backscatter_domain: BACKSCATTER_DOMAIN.into(),
+        frozen,
+        root,
+    };
+    say(&format!(
+        "real_exim: scenario done in {:.1}s (SMTP traffic {smtp_secs:.1}s, queue run and settling {queue_secs:.1}s)\n\
+         real_exim: files in      {} (removed at exit unless SPAMWARD_KEEP_EXIM=1)\n\
+         real_exim: mainlog       {}\n\
+         real_exim: queue listing {}\n\
+         real_exim: spool         {}\n\
+         real_exim: frozen        {:?}",
+        started.elapsed().as_secs_f64(),
+        run.root.display(),
+        run.mainlog.display(),
+        run.queue_listing.display(),
+        run.spool.display(),
+        run.frozen,
+    ));
+    Some(run)
+}
+
+/// Writes `text` to stderr past the test harness's capture, so that CI logs
+/// show why the tests skipped and where the run's files are.
+fn say(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
+}
+
+/// Why the scenario cannot run here, if it cannot.
+fn missing_prerequisite() -> Option<String> {
+    let installed = |p: &str| Path::new(p).exists();
+    let swaks = ["/usr/bin/swaks", "/usr/local/bin/swaks"]
+        .iter()
+        .any(|p| installed(p));
+    if !installed(EXIM) || !swaks {
+        return Some("exim4-daemon-heavy/swaks not installed (.ci/run installs them)".into());
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("needs root (Exim daemons, a mount namespace, setpriv)".into());
+    }
+    let probe = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "true"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        return Some("cannot create a mount namespace (unshare --mount failed)".into());
+    }
+    None
+}
+
+/// The run's temp dir, once created.
+static ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// The temp dir every file of the run lives in. It must be reachable by
+/// the Exim user, `nobody` and the script user, so it is made in /tmp
+/// (TMPDIR may be private) and opened to traversal. It outlives the
+/// scenario (the tests read it) and is removed when the test binary exits,
+/// unless `SPAMWARD_KEEP_EXIM` is set.
+fn make_root() -> PathBuf {
+    extern "C" fn remove_root() {
+        if let Some(root) = ROOT.get()
+            && std::env::var_os("SPAMWARD_KEEP_EXIM").is_none()
+        {
+            let _ = fs::remove_dir_all(root);
+        }
+    }
+    let root = tempfile::Builder::new()
+        .prefix("spamward-exim.")
+        .tempdir_in("/tmp")
+        .unwrap()
+        .keep();
+    fs::set_permissions(&root, fs::Permissions::from_mode(0o755)).unwrap();
+    ROOT.set(root.clone()).unwrap();
+    // SAFETY: remove_root is a plain extern "C" fn without arguments; the
+    // test harness returns from main, so it runs once, after the tests.
+    unsafe { libc::atexit(remove_root) };
+    root
+}
+
+/// The run's temp dir (make_root ran).
+fn root() -> &'static Path {
+    ROOT.get().expect("make_root ran first")
+}
+
+/// Two distinct loopback ports nobody listens on (bound together, then
+/// released: the daemons bind them a moment later).
+fn free_ports() -> (u16, u16) {
+    let bind = || TcpListener::bind("127.0.0.1:0").unwrap();
+    let (a, b) = (bind(), bind());
+    let port = |l: &TcpListener| l.local_addr().unwrap().port();
+    (port(&a), port(&b))
+}
+
+/// Creates the customer account the user script runs as, once per machine.
+fn ensure_script_user() {
+    let exists = || {
+        Command::new("id")
+            .arg(SCRIPT_USER)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if exists() {
+        return;
+    }
+    let out = Command::new("useradd")
+        .args([
+            "--no-create-home",
+            "--user-group",
+            "--shell",
+            "/usr/sbin/nologin",
+        ])
+        .args(["--comment", "spamward real_exim test customer", SCRIPT_USER])
+        .output()
+        .expect("run useradd");
+    // Another test process may have created it in between.
+    assert!(
+        out.status.success() || exists(),
+        "useradd {SCRIPT_USER} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The files of the run.
+struct Layout {
+    /// Bind-mounted over /etc/exim4 for the server (holds exim4.conf).
+    main_conf_dir: PathBuf,
+    /// The same for the sink.
+    sink_conf_dir: PathBuf,
+    nobody_script_dir: PathBuf,
+    user_script_dir: PathBuf,
+}
+
+impl Layout {
+    fn write(root: &Path, sink_port: u16) -> Layout {
+        let templates = common::workspace().join("tests/exim");
+        let exim_owned = [
+            "spool",
+            "log",
+            "run",
+            "mail",
+            "sink/spool",
+            "sink/log",
+            "sink/run",
+        ];
+        for dir in exim_owned
+            .iter()
+            .chain(&["etc/valiases", "exim", "sink/exim", "out"])
+        {
+            fs::create_dir_all(root.join(dir)).unwrap();
+        }
+        chown(root, &exim_owned.map(|d| root.join(d)), EXIM_USER, false);
+
+        let fill = |template: &str, root: &Path| {
+            let text = fs::read_to_string(templates.join(template)).unwrap();
+            let text = text
+                .replace("__ROOT__", root.to_str().unwrap())
+                .replace("__SINK_PORT__", &sink_port.to_string())
+                .replace("__MAIL_USER__", EXIM_USER);
+            assert!(!text.contains("__"), "{template}: a placeholder is left");
+            text
+        };
+        // Exim refuses a configuration writable by anyone but its owner.
+        let write_conf = |path: PathBuf, text: String| {
+            fs::write(&path, text).unwrap();
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        };
+        write_conf(root.join("exim/exim4.conf"), fill("main.conf", root));
+        write_conf(
+            root.join("sink/exim/exim4.conf"),
+            fill("sink.conf", &root.join("sink")),
+        );
+
+        // The server state, laid out as on a cPanel server so that
+        // `spamward scan --root` finds the owners of the domains.
+        let accounts = [
+            ("shop.example", "shop"),
+            ("cafe.example", "cafe"),
+            ("bakery.example", "bakery"),
+            ("club.example", "club"),
+            ("blog.example", "blogger"),
+            ("forms.example", SCRIPT_USER),
+        ];
+        let mut userdomains = String::new();
+        let mut localdomains = String::new();
+        for (domain, user) in accounts {
+            let _ = writeln!(userdomains, "{domain}: {user}");
+            let _ = writeln!(localdomains, "{domain}");
+            let valiases = if domain == BACKSCATTER_DOMAIN {
+                "info: staff@shop.example\n*: :fail: No Such User Here\n".to_owned()
+            } else {
+                format!("postmaster: {user}@host.example\n")
+            };
+            fs::write(root.join("etc/valiases").join(domain), valiases).unwrap();
+        }
+        fs::write(root.join("etc/userdomains"), userdomains).unwrap();
+        fs::write(root.join("etc/localdomains"), localdomains).unwrap();
+        let mut passwords = String::new();
+        for (login, password) in NORMAL_LOGINS
+            .iter()
+            .chain(&[COMPROMISED_LOGIN, FAILING_LOGIN])
+        {
+            let _ = writeln!(passwords, "{login}: {password}");
+        }
+        fs::write(root.join("etc/smtp_passwords"), passwords).unwrap();
+        // Every login has a mailbox: the stolen login's bounces pile up in
+        // its own (bounce-bloat reads mailbox sizes).
+        let mut mailboxes = String::new();
+        for (login, _) in NORMAL_LOGINS
+            .iter()
+            .chain(&[COMPROMISED_LOGIN, FAILING_LOGIN])
+        {
+            let (local, domain) = login.split_once('@').unwrap();
+            let _ = writeln!(mailboxes, "{login}: {domain}/{local}");
+        }
+        fs::write(root.join("etc/mailboxes"), mailboxes).unwrap();
+
+        let nobody_script_dir = root.join("home/blogger/public_html/wp-content/uploads");
+        let user_script_dir = root.join(format!("home/{SCRIPT_USER}/public_html/contact"));
+        for dir in [&nobody_script_dir, &user_script_dir] {
+            fs::create_dir_all(dir).unwrap();
+        }
+        chown(
+            root,
+            &[root.join(format!("home/{SCRIPT_USER}"))],
+            SCRIPT_USER,
+            true,
+        );
+        Layout {
+            main_conf_dir: root.join("exim"),
+            sink_conf_dir: root.join("sink/exim"),
+            nobody_script_dir,
+            user_script_dir,
+        }
+    }
+}
+
+/// `chown [-R] user: paths` (every path under `root`).
+fn chown(root: &Path, paths: &[PathBuf], user: &str, recursive: bool) {
+    let mut cmd = Command::new("chown");
+    if recursive {
+        cmd.arg("-R");
+    }
+    cmd.arg(format!("{user}:"));
+    for p in paths {
+        assert!(p.starts_with(root));
+        cmd.arg(p);
+    }
+    let out = cmd.output().expect("run chown");
+    assert!(
+        out.status.success(),
+        "chown failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A command that runs `program args` as Exim would be run on a server
+/// whose /etc/exim4 is `conf_dir`: in a private mount namespace with
+/// `conf_dir` bind-mounted over /etc/exim4, optionally as `(user, group)`.
+fn exim_command(
+    conf_dir: &Path,
+    user: Option<(&str, &str)>,
+    program: &str,
+    args: &[&str],
+) -> Command {
+    let mut cmd = Command::new("unshare");
+    // Private propagation: the bind mount never reaches the real /etc.
+    cmd.args(["--mount", "--propagation", "private", "--"]);
+    cmd.args([
+        "/bin/sh",
+        "-c",
+        r#"dir=$1; shift; mount --bind "$dir" /etc/exim4 && exec "$@""#,
+        "exim-ns",
+    ]);
+    cmd.arg(conf_dir);
+    if let Some((user, group)) = user {
+        cmd.args([
+            "setpriv",
+            &format!("--reuid={user}"),
+            &format!("--regid={group}"),
+            "--clear-groups",
+            "--",
+        ]);
+    }
+    cmd.arg(program).args(args);
+    cmd
+}
+
+/// Runs `cmd` with `input` on stdin and its stdout and stderr in `log`;
+/// kills it after `timeout`. Returns its status and what it printed.
+fn run_logged(
+    mut cmd: Command,
+    input: Option<&[u8]>,
+    log: &Path,
+    timeout: Duration,
+) -> Result<(ExitStatus, String), String> {
+    // Output goes to a file, not a pipe: a background delivery Exim forks
+    // may hold the descriptors open longer than the command itself runs.
+    let file = File::create(log).map_err(|e| format!("{}: {e}", log.display()))?;
+    cmd.stdin(if input.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(file.try_clone().unwrap())
+    .stderr(file);
+    let what = format!("{cmd:?}");
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {what}: {e}"))?;
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().unwrap();
+        // A write error shows up as the command's failure below.
+        let _ = stdin.write_all(input);
+    }
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| format!("{what}: {e}"))? {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{what} did not finish within {timeout:?}"));
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Ok((status, fs::read_to_string(log).unwrap_or_default()))
+}
+
+/// Runs `cmd` (output in `<root>/out/<label>.log`); panics unless it
+/// succeeds. What it printed.
+fn run_ok(cmd: Command, label: &str) -> String {
+    match run_logged(cmd, None, &log_path(label), COMMAND_TIMEOUT) {
+        Ok((status, out)) if status.success() => out,
+        Ok((status, out)) => panic!("{label} failed ({status}):\n{out}"),
+        Err(e) => panic!("{label}: {e}"),
+    }
+}
+
+/// What a job's exit status must be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Expect {
+    Success,
+    /// swaks's exit code when the server refuses every recipient.
+    RcptRefused,
+}
+
+/// One command of the traffic.
+struct Job {
+    label: String,
+    cmd: Command,
+    input: Option<Vec<u8>>,
+    expect: Expect,
+}
+
+/// Runs `jobs`, `width` at a time; stops at the first job that does not
+/// end as expected and panics naming it.
+fn run_jobs(jobs: Vec<Job>, width: usize) {
+    let queue = Mutex::new(VecDeque::from(jobs));
+    let failures = Mutex::new(Vec::new());
+    let abort = AtomicBool::new(false);
+    thread::scope(|s| {
+        for _ in 0..width {
+            s.spawn(|| {
+                while !abort.load(Ordering::Relaxed) {
+                    let Some(job) = queue.lock().unwrap().pop_front() else {
+                        break;
+                    };
+                    let log = log_path(&job.label);
+                    let failure =
+                        match run_logged(job.cmd, job.input.as_deref(), &log, COMMAND_TIMEOUT) {
+                            Ok((status, output)) => {
+                                let ok = match job.expect {
+                                    Expect::Success => status.success(),
+                                    Expect::RcptRefused => status.code() == Some(24),
+                                };
+                                (!ok).then(|| format!("{} ({status}):\n{output}", job.label))
+                            }
+                            Err(e) => Some(format!("{}: {e}", job.label)),
+                        };
+                    if let Some(failure) = failure {
+                        abort.store(true, Ordering::Relaxed);
+                        failures.lock().unwrap().push(failure);
+                    }
+                }
+            });
+        }
+    });
+    let failures = failures.into_inner().unwrap();
+    assert!(
+        failures.is_empty(),
+        "{} traffic jobs failed (logs in {}); first:\n{}",
+        failures.len(),
+        root().join("out").display(),
+        failures[0]
+    );
+}
+
+/// Where a job's output goes: `<root>/out/<label>.log`.
+fn log_path(label: &str) -> PathBuf {
+    root().join("out").join(format!("{label}.log"))
+}
+
+/// swaks against the server.
+struct Smtp {
+    port: u16,
+}
+
+impl Smtp {
+    /// One message over SMTP from client address `ip`, authenticated when
+    /// `auth` is given.
+    fn send(
+        &self,
+        label: &str,
+        ip: &str,
+        auth: Option<(&str, &str)>,
+        from: &str,
+        to: &str,
+        subject: &str,
+    ) -> Job {
+        let mut cmd = Command::new("swaks");
+        cmd.args(["--server", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--local-interface", ip, "--timeout", "30"])
+            .args(["--from", from, "--to", to])
+            .args(["--header", &format!("Subject: {subject}")])
+            .args(["--body", "Hello,\n\nplease find the details attached.\n"]);
+        match auth {
+            Some((user, password)) => {
+                // A mail client names itself; the spam bots behind a stolen
+                // login famously say "User".
+                let helo = if user == COMPROMISED_LOGIN.0 {
+                    "User"
+                } else {
+                    "desktop.lan"
+                };
+                cmd.args(["--helo", helo, "--auth", "PLAIN"]).args([
+                    "--auth-user",
+                    user,
+                    "--auth-password",
+                    password,
+                ]);
+            }
+            None => {
+                cmd.args(["--helo", "mx.outside.example"]);
+            }
+        }
+        Job {
+            label: label.into(),
+            cmd,
+            input: None,
+            expect: Expect::Success,
+        }
+    }
+}
+
+/// `sendmail -t -i` with `message` on stdin, run by `user` in `cwd`.
+fn script_job(layout: &Layout, label: &str, cwd: &Path, user: (&str, &str), message: &str) -> Job {
+    let mut cmd = exim_command(&layout.main_conf_dir, Some(user), SENDMAIL, &["-t", "-i"]);
+    cmd.current_dir(cwd);
+    Job {
+        label: label.into(),
+        cmd,
+        input: Some(message.as_bytes().to_vec()),
+        expect: Expect::Success,
+    }
+}
+
+/// `exim -bp` of the server.
+fn exim_listing(layout: &Layout) -> String {
+    run_ok(
+        exim_command(&layout.main_conf_dir, None, EXIM, &["-bp"]),
+        "queue-listing",
+    )
+}
+
+/// `(id, sender, frozen)` of each message in an `exim -bp` listing, whose
+/// entries start with a line `  <age> <size> <id> <sender> [*** frozen ***]`.
+fn queue_entries(listing: &str) -> Vec<(String, String, bool)> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let (id, sender) = (fields.get(2)?, fields.get(3)?);
+            let is_id = id.len() >= 16 && id.chars().filter(|&c| c == '-').count() == 2;
+            let sender = sender.strip_prefix('<')?.strip_suffix('>')?;
+            is_id.then(|| {
+                (
+                    (*id).to_owned(),
+                    sender.to_owned(),
+                    line.contains("*** frozen ***"),
+                )
+            })
+        })
+        .collect()
+}
+
+fn frozen_ids(listing: &str) -> Vec<String> {
+    queue_entries(listing)
+        .into_iter()
+        .filter(|(_, _, frozen)| *frozen)
+        .map(|(id, _, _)| id)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The daemons and every Exim process they spawn.
+
+/// Both Exim daemons. Dropping it (also when an assertion fails) stops them
+/// and kills any Exim process still working in the run's directory.
+struct Daemons {
+    root: PathBuf,
+    children: Vec<Child>,
+}
+
+impl Daemons {
+    fn new(root: &Path) -> Daemons {
+        Daemons {
+            root: root.to_path_buf(),
+            children: Vec::new(),
+        }
+    }
+
+    /// Starts `exim -bdf -oX port` (the daemon in the foreground, so that
+    /// it stays our child) and waits until it accepts connections.
+    fn start(&mut self, conf_dir: &Path, port: u16) {
+        let log = File::create(conf_dir.join("daemon.out")).unwrap();
+        let port_arg = port.to_string();
+        let mut cmd = exim_command(conf_dir, None, EXIM, &["-bdf", "-oX", &port_arg]);
+        cmd.current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        let child = cmd.spawn().expect("start exim");
+        self.children.push(child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            let child = self.children.last_mut().unwrap();
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!(
+                    "exim ({}) exited with {status}:\n{}",
+                    conf_dir.display(),
+                    fs::read_to_string(conf_dir.join("daemon.out")).unwrap_or_default()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "exim ({}) does not listen on {port}",
+                conf_dir.display()
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn daemon_pids(&self) -> Vec<u32> {
+        self.children.iter().map(Child::id).collect()
+    }
+
+    /// Waits until no Exim process but the daemons runs in the run's
+    /// directory (receptions, deliveries and bounces are done) for half a
+    /// second in a row.
+    fn wait_until_idle(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let daemons = self.daemon_pids();
+        let mut idle_since: Option<Instant> = None;
+        loop {
+            let busy: Vec<u32> = exim_processes(&self.root)
+                .into_iter()
+                .filter(|p| !daemons.contains(p))
+                .collect();
+            if busy.is_empty() {
+                let since = *idle_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= Duration::from_millis(500) {
+                    return;
+                }
+            } else {
+                idle_since = None;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Exim still busy after {timeout:?}: pids {busy:?}"
+            );
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Stops the daemons: SIGTERM, then SIGKILL after 5 s; then any
+    /// straggler.
+    fn stop(&mut self) {
+        for child in &self.children {
+            signal(child.id(), libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for mut child in self.children.drain(..) {
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for pid in exim_processes(&self.root) {
+            signal(pid, libc::SIGKILL);
+        }
+    }
+}
+
+impl Drop for Daemons {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill has no memory-safety preconditions; the pid is one of
+    // ours (a daemon we spawned or an Exim process in our temp dir).
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// Exim processes of this run: the Exim binary, working in the run's
+/// directory (Exim works in its spool directory; a script's sendmail starts
+/// in the script's directory). Other Exims on the machine never match.
+fn exim_processes(root: &Path) -> Vec<u32> {
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let proc = PathBuf::from(format!("/proc/{pid}"));
+            fs::read_link(proc.join("exe")).is_ok_and(|exe| exe == Path::new(EXIM))
+                && fs::read_link(proc.join("cwd")).is_ok_and(|cwd| cwd.starts_with(root))
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------
+// The queue, the spool and the configuration, as Exim left them.
+
+/// What `scan` says about the queue Exim left: the spool directory and the
+/// saved `exim -bp` output, told apart by content.
+#[test]
+fn queue_and_spool_give_queue_health_and_script_sender_findings() {
+    let Some(run) = exim_run() else { return };
+    let config = run.root.join("spamward-queue.toml");
+    // A short run leaves a small queue: lower the frozen threshold.
+    std::fs::write(&config, "[rules.queue-health]\nmax_frozen = 2\n").unwrap();
+    let out = spamward(
+        &[
+            "scan",
+            "--json",
+            "--config",
+            config.to_str().unwrap(),
+            "--root",
+            run.root.to_str().unwrap(),
+            run.spool.join("input").to_str().unwrap(),
+            run.queue_listing.to_str().unwrap(),
+        ],
+        &run.root.join("cache"),
+    );
+    assert_ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("(spool-dir)") && err.contains("(queue-listing)"),
+        "{err}"
+    );
+    let keys = finding_keys(&json_lines(&out));
+    assert!(
+        keys.contains(&("queue-health".into(), "setting".into(), "exim:queue".into())),
+        "{keys:?}\n{err}"
+    );
+    // The customer's form sends as paypal.example, which its account
+    // doesn't own; the spool keeps its X-PHP-Script header.
+    assert!(
+        keys.iter()
+            .any(|(rule, kind, value)| rule == "script-sender"
+                && kind == "script"
+                && value.contains("contact/send.php")),
+        "{keys:?}\n{err}"
+    );
+}
+
+/// The stolen login is named by `compromised-account`; the refused relay
+/// attempt is no open relay.
+#[test]
+fn compromised_login_is_named_and_the_refused_relay_is_not_an_open_relay() {
+    let Some(run) = exim_run() else { return };
+    let out = spamward(
+        &[
+            "scan",
+            "--json",
+            "--root",
+            run.root.to_str().unwrap(),
+            run.mainlog.to_str().unwrap(),
+        ],
+        &run.root.join("cache"),
+    );
+    assert_ok(&out);
+    let keys = finding_keys(&json_lines(&out));
+    assert!(
+        keys.contains(&(
+            "compromised-account".into(),
+            "mailbox".into(),
+            run.compromised_login.clone()
+        )),
+        "{keys:?}"
+    );
+    assert!(
+        keys.iter().all(|(rule, _, _)| rule != "open-relay"),
+        "{keys:?}"
+    );
+}
+
+/// `audit` of the test server: Exim itself, probed with `-bh`, refuses to
+/// relay for a stranger; the `:fail:` catch-all is flagged.
+#[test]
+fn audit_probes_exim_and_flags_the_fail_catch_all() {
+    let Some(run) = exim_run() else { return };
+    let conf = run.root.join("exim/exim4.conf");
+    assert!(conf.exists(), "{}", conf.display());
+    let out = spamward(
+        &[
+            "audit",
+            "--root",
+            run.root.to_str().unwrap(),
+            "--exim",
+            EXIM,
+            "--exim-config",
+            conf.to_str().unwrap(),
+        ],
+        &run.root.join("cache"),
+    );
+    assert_ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let relay = text
+        .lines()
+        .find(|l| l.contains("open-relay"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        relay.trim_start().starts_with("ok"),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(&format!("domain {}", run.backscatter_domain)),
+        "{text}"
+    );
+}
