@@ -18,6 +18,8 @@ pub trait EventView {
     fn identity(&self) -> Option<IdentityRef<'_>>;
     /// Its outcome, if it is a delivery.
     fn outcome(&self) -> Option<DeliveryOutcome>;
+    /// Whether it has a recipient whose domain is known not to be local.
+    fn has_remote_recipient(&self) -> bool;
 }
 
 /// A borrowed sender identity, whoever's type it came from.
@@ -73,7 +75,13 @@ pub fn all(kind: EventKind) -> Subscription {
     Subscription {
         kind,
         any_of: Vec::new(),
+        none_of: Vec::new(),
     }
+}
+
+/// A message with a recipient whose domain the host knows is not local.
+pub fn remote_recipient() -> EventFilter {
+    EventFilter::RemoteRecipient
 }
 
 /// The identity has `field`.
@@ -109,10 +117,10 @@ pub fn local_sender() -> [EventFilter; 4] {
 /// Whether `subscriptions` want `event`.
 pub fn wants(subscriptions: &[Subscription], event: &impl EventView) -> bool {
     let kind = event.kind();
-    subscriptions
-        .iter()
-        .filter(|s| s.kind == kind)
-        .any(|s| s.any_of.is_empty() || s.any_of.iter().any(|f| matches(f, event)))
+    subscriptions.iter().filter(|s| s.kind == kind).any(|s| {
+        (s.any_of.is_empty() || s.any_of.iter().any(|f| matches(f, event)))
+            && !s.none_of.iter().any(|f| matches(f, event))
+    })
 }
 
 fn matches(filter: &EventFilter, event: &impl EventView) -> bool {
@@ -123,6 +131,7 @@ fn matches(filter: &EventFilter, event: &impl EventView) -> bool {
             .and_then(|id| id.field(fv.field))
             .is_some_and(|v| fv.values.iter().any(|want| want.eq_ignore_ascii_case(v))),
         EventFilter::Outcome(outcomes) => event.outcome().is_some_and(|o| outcomes.contains(&o)),
+        EventFilter::RemoteRecipient => event.has_remote_recipient(),
     }
 }
 
@@ -163,6 +172,19 @@ impl EventView for Event {
             _ => None,
         }
     }
+
+    fn has_remote_recipient(&self) -> bool {
+        let remote = |r: &String| {
+            let domain = r.rsplit_once('@').map_or("", |(_, d)| d);
+            crate::host::is_local_domain(domain) == Some(false)
+        };
+        match &self.body {
+            EventBody::MessageReceived(m) => m.recipients.iter().any(remote),
+            EventBody::QueuedMessage(q) => q.recipients.iter().any(remote),
+            EventBody::Delivery(d) => remote(&d.recipient),
+            _ => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +209,7 @@ mod tests {
                 has(IdentityField::AuthId),
                 equals(IdentityField::SenderLocalPart, &["nobody"]),
             ],
+            none_of: vec![],
         }];
         assert!(wants(&subs, &event(EventBody::MessageReceived(m.clone()))));
         m.identity = testing::sender("alice@host.example");
@@ -203,6 +226,7 @@ mod tests {
         let subs = [Subscription {
             kind: EventKind::Delivery,
             any_of: vec![outcome(&[DeliveryOutcome::Failed])],
+            none_of: vec![has(IdentityField::LocalUser)],
         }];
         assert!(!wants(&subs, &event(EventBody::Delivery(d))));
         assert!(wants(
@@ -214,5 +238,27 @@ mod tests {
                 "x@y.example"
             )))
         ));
+    }
+
+    #[test]
+    fn none_of_excludes_and_remote_recipient_needs_known_local_domains() {
+        let subs = [Subscription {
+            kind: EventKind::MessageReceived,
+            any_of: vec![remote_recipient()],
+            none_of: vec![has(IdentityField::AuthId)],
+        }];
+        let mut m = testing::received("m1", "x@stranger.example");
+        m.recipients = vec!["a@far.example".into()];
+        // No local domains known: nothing is known to be remote.
+        let _h = testing::Harness::<crate::testing::tests::Nothing>::new();
+        assert!(!wants(&subs, &event(EventBody::MessageReceived(m.clone()))));
+        let _h =
+            testing::Harness::<crate::testing::tests::Nothing>::new().local_domain("shop.example");
+        assert!(wants(&subs, &event(EventBody::MessageReceived(m.clone()))));
+        m.identity.auth_id = Some("me@shop.example".into());
+        assert!(!wants(&subs, &event(EventBody::MessageReceived(m.clone()))));
+        m.identity.auth_id = None;
+        m.recipients = vec!["info@shop.example".into()];
+        assert!(!wants(&subs, &event(EventBody::MessageReceived(m))));
     }
 }

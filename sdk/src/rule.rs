@@ -126,6 +126,23 @@ impl Info {
         self.subscriptions.push(Subscription {
             kind,
             any_of: filters.into_iter().collect(),
+            none_of: Vec::new(),
+        });
+        self
+    }
+
+    /// Deliver events of `kind` that match at least one of `any_of` (every
+    /// event if it is empty) and none of `none_of`.
+    pub fn subscribe_where_unless(
+        mut self,
+        kind: EventKind,
+        any_of: impl IntoIterator<Item = EventFilter>,
+        none_of: impl IntoIterator<Item = EventFilter>,
+    ) -> Self {
+        self.subscriptions.push(Subscription {
+            kind,
+            any_of: any_of.into_iter().collect(),
+            none_of: none_of.into_iter().collect(),
         });
         self
     }

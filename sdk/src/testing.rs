@@ -286,8 +286,21 @@ pub mod native {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A rule that does nothing, to set up the harness's host in SDK tests.
+    pub(crate) struct Nothing;
+
+    impl Rule for Nothing {
+        type Settings = crate::NoSettings;
+        fn info() -> crate::Info {
+            crate::Info::new("nothing", "does nothing")
+        }
+        fn new(_: crate::NoSettings) -> Result<Self, String> {
+            Ok(Nothing)
+        }
+    }
 
     #[test]
     fn at_matches_unix_time() {

@@ -97,7 +97,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         })
         .map(|r| r.meta.name.clone())
         .collect();
-    let mut dispatcher = Dispatcher::new(engine.runners(lookups)?, engine.config.engine.batch_size);
+    let mut dispatcher = Dispatcher::new(
+        engine.runners(lookups.clone())?,
+        engine.config.engine.batch_size,
+        lookups,
+    );
     for event in events {
         dispatcher.push(event);
     }

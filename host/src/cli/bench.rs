@@ -13,7 +13,6 @@ use anyhow::Context as _;
 use super::{Cli, Engine, synthetic};
 use crate::engine::Dispatcher;
 use crate::ingest::ingest_file;
-use crate::state::HostLookups;
 
 /// `bench` arguments.
 #[derive(Debug, clap::Args)]
@@ -61,6 +60,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     };
 
     let engine = Engine::load(cli)?;
+    // The generated log's own domains are this "server's" local domains.
+    let lookups = Arc::new(synthetic::lookups());
     let names: Vec<_> = engine.rules.rules.keys().cloned().collect();
     println!(
         "log: {}  rules: {} ({})",
@@ -89,8 +90,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         events = count;
 
         let mut dispatcher = Dispatcher::new(
-            engine.runners(Arc::new(HostLookups::default()))?,
+            engine.runners(lookups.clone())?,
             engine.config.engine.batch_size,
+            lookups.clone(),
         );
         let started = Instant::now();
         ingest_file(&log, &mut |e| dispatcher.push(e), &mut |_, _| {})?;

@@ -47,7 +47,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         HostLookups::load(&args.root)
             .with_context(|| format!("cannot read server state under {}", args.root.display()))?,
     );
-    let mut dispatcher = Dispatcher::new(engine.runners(lookups)?, engine.config.engine.batch_size);
+    let mut dispatcher = Dispatcher::new(
+        engine.runners(lookups.clone())?,
+        engine.config.engine.batch_size,
+        lookups,
+    );
     let mut senders = TopSenders::new();
     let mut summaries: Vec<FileSummary> = Vec::new();
 

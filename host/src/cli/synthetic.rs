@@ -86,6 +86,15 @@ const REMOTE: &[&str] = &[
     "web.example",
 ];
 
+/// The server the generated log comes from: its domains and their owners.
+pub fn lookups() -> crate::state::HostLookups {
+    let mut lookups = crate::state::HostLookups::default();
+    for (domain, owner) in DOMAINS {
+        lookups.add_owner(domain, owner);
+    }
+    lookups
+}
+
 /// Writes about `lines` lines of log to `out`; returns the number written.
 pub fn generate(lines: u64, seed: u64, out: &mut dyn Write) -> io::Result<u64> {
     let mut rng = Rng(seed | 1);

@@ -187,8 +187,9 @@ pub fn sdk_kind(kind: n::EventKind) -> spamward_sdk::types::EventKind {
     }
 }
 
-/// The host's events seen through the SDK's filter interface.
-pub struct FilterView<'a>(pub &'a n::Event);
+/// The host's events seen through the SDK's filter interface, with what
+/// the host knows of local domains.
+pub struct FilterView<'a>(pub &'a n::Event, pub &'a crate::state::HostLookups);
 
 impl spamward_sdk::filter::EventView for FilterView<'_> {
     fn kind(&self) -> spamward_sdk::types::EventKind {
@@ -206,6 +207,21 @@ impl spamward_sdk::filter::EventView for FilterView<'_> {
             script: id.script.as_deref(),
             client_ip: id.client_ip.as_deref(),
         })
+    }
+
+    fn has_remote_recipient(&self) -> bool {
+        let lookups = self.1;
+        if !lookups.knows_local_domains() {
+            return false;
+        }
+        let remote =
+            |r: &String| !lookups.is_local_domain(r.rsplit_once('@').map_or("", |(_, d)| d));
+        match &self.0.body {
+            n::EventBody::MessageReceived(m) => m.recipients.iter().any(remote),
+            n::EventBody::QueuedMessage(q) => q.recipients.iter().any(remote),
+            n::EventBody::Delivery(d) => remote(&d.recipient),
+            _ => false,
+        }
     }
 
     fn outcome(&self) -> Option<spamward_sdk::types::DeliveryOutcome> {

@@ -13,6 +13,7 @@ use super::convert;
 use super::runner::{BatchOutcome, Health, RuleRunner};
 use crate::normalize::{Event, Timestamp};
 use crate::policy::{Citation, Finding, Policy, RuleGrant};
+use crate::state::HostLookups;
 
 /// Events per batch unless configured.
 pub const DEFAULT_BATCH: usize = 256;
@@ -31,6 +32,7 @@ pub struct Dispatcher {
     first_recent_id: u64,
     policy: Policy,
     scratch: Vec<wit::Event>,
+    lookups: Arc<HostLookups>,
 }
 
 /// A rule's end-of-run report.
@@ -46,8 +48,9 @@ pub struct RuleReport {
 }
 
 impl Dispatcher {
-    /// A dispatcher over `runners`, batching `batch_size` events.
-    pub fn new(runners: Vec<RuleRunner>, batch_size: usize) -> Self {
+    /// A dispatcher over `runners`, batching `batch_size` events; `lookups`
+    /// answer subscription filters about local domains.
+    pub fn new(runners: Vec<RuleRunner>, batch_size: usize, lookups: Arc<HostLookups>) -> Self {
         Dispatcher {
             runners,
             pending: Vec::with_capacity(batch_size.max(1)),
@@ -58,6 +61,7 @@ impl Dispatcher {
             first_recent_id: 1,
             policy: Policy::new(),
             scratch: Vec::with_capacity(batch_size.max(1)),
+            lookups,
         }
     }
 
@@ -96,7 +100,10 @@ impl Dispatcher {
             for (offset, event) in self.pending.iter().enumerate() {
                 let wanted = mask & event.kind().bit() != 0
                     && (!rule.filtered
-                        || spamward_sdk::filter::wants(&rule.filters, &convert::FilterView(event)));
+                        || spamward_sdk::filter::wants(
+                            &rule.filters,
+                            &convert::FilterView(event, &self.lookups),
+                        ));
                 if wanted {
                     self.scratch
                         .push(convert::event(first_id + offset as u64, event));

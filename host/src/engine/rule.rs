@@ -210,7 +210,9 @@ pub fn load(
     Ok(LoadedRule {
         meta,
         subscriptions,
-        filtered: filters.iter().any(|s| !s.any_of.is_empty()),
+        filtered: filters
+            .iter()
+            .any(|s| !s.any_of.is_empty() || !s.none_of.is_empty()),
         filters,
         cache: cache_outcome,
         pre,
@@ -282,22 +284,21 @@ fn subscription(s: &wit::Subscription) -> spamward_sdk::types::Subscription {
         wit::DeliveryOutcome::Deferred => sdk::DeliveryOutcome::Deferred,
         wit::DeliveryOutcome::Failed => sdk::DeliveryOutcome::Failed,
     };
+    let filter = |f: &wit::EventFilter| match f {
+        wit::EventFilter::Has(f) => sdk::EventFilter::Has(field(*f)),
+        wit::EventFilter::Equals(fv) => sdk::EventFilter::Equals(sdk::FieldValues {
+            field: field(fv.field),
+            values: fv.values.clone(),
+        }),
+        wit::EventFilter::Outcome(os) => {
+            sdk::EventFilter::Outcome(os.iter().map(outcome).collect())
+        }
+        wit::EventFilter::RemoteRecipient => sdk::EventFilter::RemoteRecipient,
+    };
     sdk::Subscription {
         kind: convert::sdk_kind(convert::kind(s.kind)),
-        any_of: s
-            .any_of
-            .iter()
-            .map(|f| match f {
-                wit::EventFilter::Has(f) => sdk::EventFilter::Has(field(*f)),
-                wit::EventFilter::Equals(fv) => sdk::EventFilter::Equals(sdk::FieldValues {
-                    field: field(fv.field),
-                    values: fv.values.clone(),
-                }),
-                wit::EventFilter::Outcome(os) => {
-                    sdk::EventFilter::Outcome(os.iter().map(outcome).collect())
-                }
-            })
-            .collect(),
+        any_of: s.any_of.iter().map(filter).collect(),
+        none_of: s.none_of.iter().map(filter).collect(),
     }
 }
 

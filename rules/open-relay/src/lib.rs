@@ -49,10 +49,15 @@ impl Rule for OpenRelay {
             "Mail from unauthenticated strangers relayed to remote domains",
         )
         .version(env!("CARGO_PKG_VERSION"))
-        // Only remote clients that did not authenticate can be relayed for.
-        .subscribe_where(
+        // Only unauthenticated clients sending to a remote domain can be
+        // relayed for; the host drops everything else (most mail) unseen.
+        .subscribe_where_unless(
             EventKind::MessageReceived,
-            [filter::has(IdentityField::ClientIp)],
+            [filter::remote_recipient()],
+            [
+                filter::has(IdentityField::AuthId),
+                filter::has(IdentityField::LocalUser),
+            ],
         )
         .subscribe(EventKind::Extension)
         .action(Action::Alert)
