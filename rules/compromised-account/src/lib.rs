@@ -183,34 +183,49 @@ impl Rule for CompromisedAccount {
         let Some(login) = m.identity.auth_id.as_deref() else {
             return;
         };
-        let (at, w) = (cx.time(), self.window());
-        // The first message after a run of guesses: remember how many.
-        let failed = host::window_total(&format!("authfail:{login}"), at, w);
-        if failed > 0 && host::kv_get(&format!("guesses:{login}")).is_none() {
-            host::kv_set(&format!("guesses:{login}"), Some(&failed.to_string()));
+        let (at, w, s) = (cx.time(), self.window(), &self.settings);
+        let messages = host::window_add(&format!("msgs:{login}"), at, w, 1);
+        if messages == 1 {
+            // The first message after a run of guesses: remember how many.
+            let failed = host::window_total(&format!("authfail:{login}"), at, w);
+            if failed > 0 {
+                host::kv_set(&format!("guesses:{login}"), Some(&failed.to_string()));
+            }
         }
-        host::window_add(&format!("msgs:{login}"), at, w, 1);
+        let mut crossed = messages == u64::from(s.min_messages);
         if let Some(ip) = &m.identity.client_ip {
-            host::distinct_add(&format!("ips:{login}"), ip, at, w);
+            let ips = host::distinct_add(&format!("ips:{login}"), ip, at, w);
+            crossed |= ips == s.max_client_ips + 1;
         }
         for rcpt in &m.recipients {
             let domain = rcpt
                 .rsplit_once('@')
                 .map_or("", |(_, d)| d)
                 .to_ascii_lowercase();
-            host::distinct_add(&format!("doms:{login}"), &domain, at, w);
+            let domains = host::distinct_add(&format!("doms:{login}"), &domain, at, w);
+            crossed |= domains == s.max_recipient_domains + 1;
         }
-        self.judge(cx, login, at);
+        // Judging reads every figure back from the host: do it only when one
+        // of them has just crossed its threshold, not on every message.
+        if crossed && messages >= u64::from(s.min_messages) {
+            self.judge(cx, login, at);
+        }
     }
 
     fn on_delivery(&mut self, cx: &mut Context<'_>, d: &Delivery) {
         let Some(login) = d.identity.auth_id.as_deref() else {
             return;
         };
-        let (at, w) = (cx.time(), self.window());
-        host::window_add(&format!("dlv:{login}"), at, w, 1);
-        if d.outcome != DeliveryOutcome::Delivered {
-            host::window_add(&format!("fail:{login}"), at, w, 1);
+        let (at, w, s) = (cx.time(), self.window(), &self.settings);
+        let deliveries = host::window_add(&format!("dlv:{login}"), at, w, 1);
+        if d.outcome == DeliveryOutcome::Delivered {
+            return;
+        }
+        let failures = host::window_add(&format!("fail:{login}"), at, w, 1);
+        let tripped = deliveries >= u64::from(s.min_deliveries)
+            && failures * 100 > deliveries * u64::from(s.max_failure_percent);
+        // Judge when the ratio first trips in a window, not on each failure.
+        if tripped && host::once_per_window(&format!("failing:{login}"), at, w) {
             self.judge(cx, login, at);
         }
     }

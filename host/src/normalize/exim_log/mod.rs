@@ -87,7 +87,22 @@ struct Held {
     event: Event,
     wait: Option<MsgKey>,
     deadline: u64,
+    /// A local arrival by `nobody` (or another non-account user) whose
+    /// `cwd=` is claimed only when it leaves the queue: it could run in any
+    /// home, so it waits for the arrivals of real users, which claim the
+    /// `cwd=` in their own home at once, to take theirs first.
+    claim: Option<WeakClaim>,
 }
+
+#[derive(Debug, Clone, Copy)]
+struct WeakClaim {
+    key: MsgKey,
+    /// Line count until which the arrival is held for its claim.
+    until_line: u64,
+}
+
+/// Lines a weak `cwd=` claim waits for real users' arrivals.
+const CLAIM_LINES: u64 = 16;
 
 #[derive(Debug)]
 struct Cwd {
@@ -195,24 +210,64 @@ impl EximLogParser {
     /// A live reader may also call this when its input goes idle; parsing
     /// can continue afterwards (the joins that were still waiting are lost).
     pub fn finish(&mut self, out: &mut Vec<Event>) {
-        out.extend(self.held.drain(..).map(|h| h.event));
+        while let Some(h) = self.held.pop_front() {
+            out.push(self.settle(h));
+        }
         self.waiting = 0;
     }
 
     fn release(&mut self, out: &mut Vec<Event>) {
         while let Some(front) = self.held.front() {
-            if front.wait.is_some()
-                && front.deadline > self.lines
-                && front.event.time.seconds + HOLD_SECONDS > self.now
-            {
+            let young = front.event.time.seconds + HOLD_SECONDS > self.now;
+            let waiting = front.wait.is_some() && front.deadline > self.lines && young;
+            let claiming = front.claim.is_some_and(|c| {
+                c.until_line > self.lines && front.event.time.seconds + CWD_WINDOW >= self.now
+            });
+            if waiting || claiming {
                 break;
             }
             let h = self.held.pop_front().expect("front exists");
             if h.wait.is_some() {
                 self.waiting -= 1;
             }
-            out.push(h.event);
+            out.push(self.settle(h));
         }
+    }
+
+    /// A held event leaving the queue: resolve its weak `cwd=` claim.
+    fn settle(&mut self, h: Held) -> Event {
+        let mut event = h.event;
+        if let Some(claim) = h.claim
+            && let EventBody::MessageReceived(m) = &mut event.body
+            && let Some(cwd) =
+                self.take_cwd(None, event.time.seconds, m.identity.local_user.as_deref())
+            && is_user_dir(&cwd)
+        {
+            if m.identity.owner.is_none() {
+                m.identity.owner = home_owner(&cwd).map(str::to_owned);
+            }
+            m.identity.script = Some(cwd);
+            if let Some(info) = self.messages.get_mut(&claim.key) {
+                info.identity.owner = m.identity.owner.clone();
+                info.identity.script = m.identity.script.clone();
+            }
+            // Lines about the message queued behind its arrival joined the
+            // identity before the claim: give them the script too.
+            for later in &mut self.held {
+                let (id, identity) = match &mut later.event.body {
+                    EventBody::Delivery(d) => (d.message_id.as_str(), &mut d.identity),
+                    EventBody::MessageCompleted(c) | EventBody::MessageFrozen(c) => {
+                        (c.message_id.as_str(), &mut c.identity)
+                    }
+                    _ => continue,
+                };
+                if id == m.message_id {
+                    identity.owner = m.identity.owner.clone();
+                    identity.script = m.identity.script.clone();
+                }
+            }
+        }
+        event
     }
 
     /// Queues behind held arrivals so the output keeps log order.
@@ -224,6 +279,7 @@ impl EximLogParser {
                 event,
                 wait: None,
                 deadline: 0,
+                claim: None,
             });
         }
     }
@@ -418,6 +474,7 @@ impl EximLogParser {
             .protocol
             .as_deref()
             .is_some_and(|p| p == "local" || p.starts_with("local-"));
+        let mut claim = None;
         if local {
             if let Some(u) = local_user.and_then(real_user) {
                 m.identity.owner = Some(u.to_owned());
@@ -425,14 +482,23 @@ impl EximLogParser {
             // The MTA's own submissions (bounces) run from its spool, never
             // from a script's directory.
             let by_mta = m.bounce || local_user.is_some_and(|u| super::SYSTEM_USERS.contains(&u));
-            if !by_mta
-                && let Some(cwd) = self.take_cwd(ctx.pid, ctx.time.seconds, local_user)
-                && is_user_dir(&cwd)
-            {
-                if m.identity.owner.is_none() {
-                    m.identity.owner = home_owner(&cwd).map(str::to_owned);
+            let by_account = local_user.and_then(real_user).is_some();
+            if !by_mta && (by_account || ctx.pid.is_some()) {
+                // A real user submits from its own home (and a pid is
+                // unambiguous): claim now.
+                if let Some(cwd) = self.take_cwd(ctx.pid, ctx.time.seconds, local_user)
+                    && is_user_dir(&cwd)
+                {
+                    if m.identity.owner.is_none() {
+                        m.identity.owner = home_owner(&cwd).map(str::to_owned);
+                    }
+                    m.identity.script = Some(cwd);
                 }
-                m.identity.script = Some(cwd);
+            } else if !by_mta {
+                claim = Some(WeakClaim {
+                    key,
+                    until_line: self.lines + CLAIM_LINES,
+                });
             }
         }
         self.remember(key).identity = m.identity.clone();
@@ -440,6 +506,7 @@ impl EximLogParser {
             event: Event::new(ctx.time, ctx.origin, EventBody::MessageReceived(m)),
             wait: Some(key),
             deadline: self.lines + HOLD_LINES,
+            claim,
         });
         self.waiting += 1;
         LineOutcome::Understood

@@ -841,3 +841,51 @@ fn discarded_by_acl_is_a_rejection() {
     assert_eq!(r.client_ip.as_deref(), Some("127.0.0.1"));
     assert_eq!(r.reason, "discarded by RCPT ACL");
 }
+
+/// Regression (real Exim under load): a customer's script started before a
+/// nobody script but logged its arrival after it. The nobody arrival, which
+/// could run in any home, must not take the customer's `cwd=`.
+#[test]
+fn nobody_arrival_waits_for_real_users_to_claim_their_cwd() {
+    let text = "\
+2026-11-27 00:06:18 cwd=/srv/root/home/formsite/public_html/contact 3 args: /usr/sbin/sendmail -t -i
+2026-11-27 00:06:18 cwd=/srv/root/home/blogger/public_html/up 3 args: /usr/sbin/sendmail -t -i
+2026-11-27 00:06:18 1xWjTm-0007C5-2c <= nobody@host.example U=nobody P=local S=433 T=\"Won\" for winner1@lottery.example
+2026-11-27 00:06:18 1xWjTm-0007C5-2c => winner1@lottery.example R=remote T=remote_smtp H=127.0.0.1 [127.0.0.1]
+2026-11-27 00:06:18 1xWjTm-0007CQ-2y <= formsite@host.example U=formsite P=local S=552 T=\"Limited\" for client0@bank.example
+";
+    let (events, _) = run(text);
+    let arrivals: Vec<(Option<&str>, Option<&str>)> = events
+        .iter()
+        .filter(|e| e.kind() == EventKind::MessageReceived)
+        .map(|e| {
+            let m = received(e);
+            (
+                m.identity.local_user.as_deref(),
+                m.identity.script.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        arrivals,
+        vec![
+            (
+                Some("nobody"),
+                Some("/srv/root/home/blogger/public_html/up")
+            ),
+            (
+                Some("formsite"),
+                Some("/srv/root/home/formsite/public_html/contact")
+            ),
+        ]
+    );
+    // The delivery joined from the arrival carries the script too.
+    let delivery = events
+        .iter()
+        .find(|e| e.kind() == EventKind::Delivery)
+        .unwrap();
+    assert_eq!(
+        delivery.body.identity().unwrap().script.as_deref(),
+        Some("/srv/root/home/blogger/public_html/up")
+    );
+}
