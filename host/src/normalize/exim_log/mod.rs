@@ -544,10 +544,20 @@ impl EximLogParser {
             return fresh(&c).then_some(c.path);
         }
         self.pending_cwds.retain(|c| fresh(c));
-        let i = self
-            .pending_cwds
-            .iter()
-            .position(|c| cwd_fits(&c.path, local_user))?;
+        // A real user's scripts run in its own home; a directory outside any
+        // home (say /var/www) belongs to a nobody script that may still be
+        // waiting for it, and a user submitting without a script (a cron
+        // job's `mail`) must not take it.
+        let i = match local_user.and_then(real_user) {
+            Some(user) => self
+                .pending_cwds
+                .iter()
+                .position(|c| home_owner(&c.path) == Some(user))?,
+            None => self
+                .pending_cwds
+                .iter()
+                .position(|c| cwd_fits(&c.path, local_user))?,
+        };
         self.pending_cwds.remove(i).map(|c| c.path)
     }
 

@@ -889,3 +889,21 @@ fn nobody_arrival_waits_for_real_users_to_claim_their_cwd() {
         Some("/srv/root/home/blogger/public_html/up")
     );
 }
+
+/// Regression (found by the benchmark's generated log): an account's local
+/// submission without a script of its own (`mail` from cron) must not take
+/// the `cwd=` of a nobody script waiting to claim it.
+#[test]
+fn account_without_a_script_does_not_take_a_nobody_scripts_cwd() {
+    let text = "\
+2024-05-01 10:00:17 cwd=/var/www/html/uploads 3 args: /usr/sbin/sendmail -t -i
+2024-05-01 10:00:17 1kHRTf-0000X9-3R <= nobody@server.example U=nobody P=local S=1200 T=\"Won\" for lucky@gmail.example
+2024-05-01 10:00:17 1kHRTg-0000X9-3S <= list@club.example U=clubadm P=local S=5000 T=\"News\" for old@corp.example
+";
+    let (events, _) = run(text);
+    let scripts: Vec<Option<&str>> = events
+        .iter()
+        .map(|e| received(e).identity.script.as_deref())
+        .collect();
+    assert_eq!(scripts, vec![Some("/var/www/html/uploads"), None]);
+}
