@@ -125,9 +125,13 @@ pub fn generate(lines: u64, seed: u64, out: &mut dyn Write) -> io::Result<u64> {
             }
             // Authenticated submission, usually delivered.
             350..=649 => {
-                let (dom, user) = DOMAINS[rng.below(DOMAINS.len() as u64) as usize];
+                let d = rng.below(DOMAINS.len() as u64);
+                let (dom, user) = DOMAINS[d as usize];
                 let rem = REMOTE[rng.below(REMOTE.len() as u64) as usize];
-                let login = format!("staff{}@{dom}", rng.below(4));
+                let staff = rng.below(4);
+                let login = format!("staff{staff}@{dom}");
+                // A person sends from their own office or laptop: one IP.
+                let office_ip = d * 4 + staff + 1;
                 let outcome = match rng.below(20) {
                     0 => format!(
                         "{t} {id} == friend@{rem} R=dkim_lookuphost T=dkim_remote_smtp defer (-44) H=mx.{rem} [203.0.113.9]: SMTP error from remote mail server after RCPT TO:<friend@{rem}>: 451 4.7.1 Greylisted\n"
@@ -140,7 +144,7 @@ pub fn generate(lines: u64, seed: u64, out: &mut dyn Write) -> io::Result<u64> {
                 buf.push_str(&format!(
                     "{t} {id} <= {login} H=(laptop) [192.0.2.{}]:{} P=esmtpsa X=TLS1.3:TLS_AES_256_GCM_SHA384:256 CV=no A=dovecot_login:{login} S={} id={counter}@{dom} T=\"Re: order {counter}\" for friend@{rem}\n\
                      {t} {id} Sender identification U={user} D={dom} S={login}\n{outcome}",
-                    rng.below(250) + 1, 50000 + rng.below(10000), 3000 + rng.below(9000)
+                    office_ip, 50000 + rng.below(10000), 3000 + rng.below(9000)
                 ));
             }
             // A contact form run by the account's PHP.
