@@ -70,12 +70,34 @@ impl<'a> From<&'a Identity> for IdentityRef<'a> {
     }
 }
 
-/// All events of the subscribed kind.
+/// All events of `kind`; narrow it with [`Subscription::any_of`],
+/// [`Subscription::all_of`] and [`Subscription::none_of`].
 pub fn all(kind: EventKind) -> Subscription {
     Subscription {
         kind,
         any_of: Vec::new(),
+        all_of: Vec::new(),
         none_of: Vec::new(),
+    }
+}
+
+impl Subscription {
+    /// Keep events matching at least one of `filters`.
+    pub fn any_of(mut self, filters: impl IntoIterator<Item = EventFilter>) -> Self {
+        self.any_of.extend(filters);
+        self
+    }
+
+    /// Keep events matching every one of `filters`.
+    pub fn all_of(mut self, filters: impl IntoIterator<Item = EventFilter>) -> Self {
+        self.all_of.extend(filters);
+        self
+    }
+
+    /// Drop events matching any of `filters`.
+    pub fn none_of(mut self, filters: impl IntoIterator<Item = EventFilter>) -> Self {
+        self.none_of.extend(filters);
+        self
     }
 }
 
@@ -119,6 +141,7 @@ pub fn wants(subscriptions: &[Subscription], event: &impl EventView) -> bool {
     let kind = event.kind();
     subscriptions.iter().filter(|s| s.kind == kind).any(|s| {
         (s.any_of.is_empty() || s.any_of.iter().any(|f| matches(f, event)))
+            && s.all_of.iter().all(|f| matches(f, event))
             && !s.none_of.iter().any(|f| matches(f, event))
     })
 }
@@ -203,14 +226,10 @@ mod tests {
     #[test]
     fn filters_select_by_identity_and_outcome() {
         let mut m = testing::received("m1", "Nobody@host.example");
-        let subs = [Subscription {
-            kind: EventKind::MessageReceived,
-            any_of: vec![
-                has(IdentityField::AuthId),
-                equals(IdentityField::SenderLocalPart, &["nobody"]),
-            ],
-            none_of: vec![],
-        }];
+        let subs = [all(EventKind::MessageReceived).any_of([
+            has(IdentityField::AuthId),
+            equals(IdentityField::SenderLocalPart, &["nobody"]),
+        ])];
         assert!(wants(&subs, &event(EventBody::MessageReceived(m.clone()))));
         m.identity = testing::sender("alice@host.example");
         assert!(!wants(&subs, &event(EventBody::MessageReceived(m.clone()))));
@@ -223,11 +242,9 @@ mod tests {
             DeliveryOutcome::Delivered,
             "x@y.example",
         );
-        let subs = [Subscription {
-            kind: EventKind::Delivery,
-            any_of: vec![outcome(&[DeliveryOutcome::Failed])],
-            none_of: vec![has(IdentityField::LocalUser)],
-        }];
+        let subs = [all(EventKind::Delivery)
+            .all_of([outcome(&[DeliveryOutcome::Failed])])
+            .none_of([has(IdentityField::LocalUser)])];
         assert!(!wants(&subs, &event(EventBody::Delivery(d))));
         assert!(wants(
             &[all(EventKind::Delivery)],
@@ -242,11 +259,9 @@ mod tests {
 
     #[test]
     fn none_of_excludes_and_remote_recipient_needs_known_local_domains() {
-        let subs = [Subscription {
-            kind: EventKind::MessageReceived,
-            any_of: vec![remote_recipient()],
-            none_of: vec![has(IdentityField::AuthId)],
-        }];
+        let subs = [all(EventKind::MessageReceived)
+            .any_of([remote_recipient()])
+            .none_of([has(IdentityField::AuthId)])];
         let mut m = testing::received("m1", "x@stranger.example");
         m.recipients = vec!["a@far.example".into()];
         // No local domains known: nothing is known to be remote.

@@ -123,27 +123,15 @@ impl Info {
         kind: EventKind,
         filters: impl IntoIterator<Item = EventFilter>,
     ) -> Self {
-        self.subscriptions.push(Subscription {
-            kind,
-            any_of: filters.into_iter().collect(),
-            none_of: Vec::new(),
-        });
+        self.subscriptions
+            .push(crate::filter::all(kind).any_of(filters));
         self
     }
 
-    /// Deliver events of `kind` that match at least one of `any_of` (every
-    /// event if it is empty) and none of `none_of`.
-    pub fn subscribe_where_unless(
-        mut self,
-        kind: EventKind,
-        any_of: impl IntoIterator<Item = EventFilter>,
-        none_of: impl IntoIterator<Item = EventFilter>,
-    ) -> Self {
-        self.subscriptions.push(Subscription {
-            kind,
-            any_of: any_of.into_iter().collect(),
-            none_of: none_of.into_iter().collect(),
-        });
+    /// Deliver the events a subscription selects:
+    /// `filter::all(kind).any_of(..).all_of(..).none_of(..)`.
+    pub fn subscribe_matching(mut self, subscription: Subscription) -> Self {
+        self.subscriptions.push(subscription);
         self
     }
 

@@ -212,7 +212,7 @@ pub fn load(
         subscriptions,
         filtered: filters
             .iter()
-            .any(|s| !s.any_of.is_empty() || !s.none_of.is_empty()),
+            .any(|s| !s.any_of.is_empty() || !s.all_of.is_empty() || !s.none_of.is_empty()),
         filters,
         cache: cache_outcome,
         pre,
@@ -298,6 +298,7 @@ fn subscription(s: &wit::Subscription) -> spamward_sdk::types::Subscription {
     sdk::Subscription {
         kind: convert::sdk_kind(convert::kind(s.kind)),
         any_of: s.any_of.iter().map(filter).collect(),
+        all_of: s.all_of.iter().map(filter).collect(),
         none_of: s.none_of.iter().map(filter).collect(),
     }
 }

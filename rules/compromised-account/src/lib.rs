@@ -144,7 +144,14 @@ impl Rule for CompromisedAccount {
             EventKind::MessageReceived,
             [filter::has(IdentityField::AuthId)],
         )
-        .subscribe_where(EventKind::Delivery, [filter::has(IdentityField::AuthId)])
+        // Only failures cross the boundary: attempts are counted from the
+        // recipients of each message, so delivered mail costs nothing here.
+        // Only failures cross the boundary: attempts are counted from the
+        // recipients of each message, so delivered mail costs nothing here.
+        .subscribe_matching(filter::all(EventKind::Delivery).all_of([
+            filter::has(IdentityField::AuthId),
+            filter::outcome(&[DeliveryOutcome::Failed, DeliveryOutcome::Deferred]),
+        ]))
         .subscribe(EventKind::AuthFailure)
         .action(Action::SuspendOutgoing)
         .action(Action::ResetPassword)
@@ -192,6 +199,10 @@ impl Rule for CompromisedAccount {
                 host::kv_set(&format!("guesses:{login}"), Some(&failed.to_string()));
             }
         }
+        // Each recipient is a delivery attempt; only failures are delivered
+        // to the rule (see `info`).
+        let n = u32::try_from(m.recipients.len()).unwrap_or(u32::MAX);
+        host::window_add(&format!("dlv:{login}"), at, w, n);
         let mut crossed = messages == u64::from(s.min_messages);
         if let Some(ip) = &m.identity.client_ip {
             let ips = host::distinct_add(&format!("ips:{login}"), ip, at, w);
@@ -216,14 +227,14 @@ impl Rule for CompromisedAccount {
         let Some(login) = d.identity.auth_id.as_deref() else {
             return;
         };
-        let (at, w, s) = (cx.time(), self.window(), &self.settings);
-        let deliveries = host::window_add(&format!("dlv:{login}"), at, w, 1);
         if d.outcome == DeliveryOutcome::Delivered {
             return;
         }
+        let (at, w, s) = (cx.time(), self.window(), &self.settings);
         let failures = host::window_add(&format!("fail:{login}"), at, w, 1);
-        let tripped = deliveries >= u64::from(s.min_deliveries)
-            && failures * 100 > deliveries * u64::from(s.max_failure_percent);
+        let attempts = host::window_total(&format!("dlv:{login}"), at, w);
+        let tripped = attempts >= u64::from(s.min_deliveries)
+            && failures * 100 > attempts * u64::from(s.max_failure_percent);
         // Judge when the ratio first trips in a window, not on each failure.
         if tripped && host::once_per_window(&format!("failing:{login}"), at, w) {
             self.judge(cx, login, at);

@@ -51,13 +51,13 @@ impl Rule for OpenRelay {
         .version(env!("CARGO_PKG_VERSION"))
         // Only unauthenticated clients sending to a remote domain can be
         // relayed for; the host drops everything else (most mail) unseen.
-        .subscribe_where_unless(
-            EventKind::MessageReceived,
-            [filter::remote_recipient()],
-            [
-                filter::has(IdentityField::AuthId),
-                filter::has(IdentityField::LocalUser),
-            ],
+        .subscribe_matching(
+            filter::all(EventKind::MessageReceived)
+                .all_of([filter::remote_recipient()])
+                .none_of([
+                    filter::has(IdentityField::AuthId),
+                    filter::has(IdentityField::LocalUser),
+                ]),
         )
         .subscribe(EventKind::Extension)
         .action(Action::Alert)
