@@ -62,7 +62,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let engine = Engine::load(cli)?;
     // The generated log's own domains are this "server's" local domains.
     let lookups = Arc::new(synthetic::lookups());
-    let names: Vec<_> = engine.rules.rules.keys().cloned().collect();
+    // The rules that run: `[rules.<name>] enabled = false` leaves one out.
+    let mut names = Vec::new();
+    for (name, rule) in &engine.rules.rules {
+        if engine.config.rule(&rule.meta)?.enabled {
+            names.push(name.clone());
+        }
+    }
     println!(
         "log: {}  rules: {} ({})",
         log.display(),
