@@ -23,7 +23,8 @@ use crate::rule::Rule;
 use crate::runtime;
 use crate::state::RuleState;
 use crate::types::{
-    Delivery, DeliveryOutcome, Event, EventBody, Identity, MessageReceived, Timestamp, Verdict,
+    Delivery, DeliveryOutcome, Event, EventBody, Identity, MessageReceived, Setting, Timestamp,
+    Verdict,
 };
 
 /// The in-memory host of one test thread.
@@ -221,6 +222,16 @@ pub fn received(message_id: &str, from: &str) -> MessageReceived {
         subject: None,
         bounce: from.trim_matches(|c| c == '<' || c == '>').is_empty(),
         bounce_of: None,
+    }
+}
+
+/// A configuration setting (`value: None` = present but unset).
+pub fn setting(source: &str, scope: Option<&str>, key: &str, value: Option<&str>) -> Setting {
+    Setting {
+        source: source.to_owned(),
+        scope: scope.map(str::to_owned),
+        key: key.to_owned(),
+        value: value.map(str::to_owned),
     }
 }
 

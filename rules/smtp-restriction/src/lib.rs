@@ -74,12 +74,7 @@ mod tests {
     ) -> (i64, EventBody) {
         (
             testing::at("2024-05-01 10:00:00"),
-            EventBody::Setting(Setting {
-                source: source.into(),
-                scope: scope.map(str::to_owned),
-                key: key.into(),
-                value: value.map(str::to_owned),
-            }),
+            EventBody::Setting(testing::setting(source, scope, key, value)),
         )
     }
 
