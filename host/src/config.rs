@@ -3,6 +3,7 @@
 //! ```toml
 //! [engine]
 //! batch_size = 256
+//! workers = 0           # threads running rules; 0: one per CPU
 //! memory_limit_mb = 64
 //! batch_budget_ms = 1000
 //!
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::engine::{Limits, RuleMeta};
+use crate::engine::{DispatchOptions, Limits, RuleMeta};
 use crate::policy::Mode;
 
 /// The whole file.
@@ -42,6 +43,9 @@ pub struct Config {
 pub struct EngineConfig {
     /// Events per batch.
     pub batch_size: usize,
+    /// Threads running rules beside the reading thread; 0 means one per
+    /// CPU.
+    pub workers: usize,
     /// Memory cap per rule instance, MiB.
     pub memory_limit_mb: u32,
     /// CPU (wall-clock) budget per batch call, ms.
@@ -56,6 +60,7 @@ impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
             batch_size: crate::engine::DEFAULT_BATCH,
+            workers: 0,
             memory_limit_mb: 64,
             batch_budget_ms: 1000,
             rules_dir: None,
@@ -70,6 +75,14 @@ impl EngineConfig {
         Limits {
             memory_bytes: (self.memory_limit_mb.max(1) as usize) << 20,
             batch_budget: Duration::from_millis(self.batch_budget_ms.max(10)),
+        }
+    }
+
+    /// How events are batched and run.
+    pub fn dispatch(&self) -> DispatchOptions {
+        DispatchOptions {
+            batch_size: self.batch_size,
+            workers: self.workers,
         }
     }
 }

@@ -99,7 +99,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         .collect();
     let mut dispatcher = Dispatcher::new(
         engine.runners(lookups.clone())?,
-        engine.config.engine.batch_size,
+        engine.config.engine.dispatch(),
         lookups,
     );
     for event in events {

@@ -49,7 +49,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     );
     let mut dispatcher = Dispatcher::new(
         engine.runners(lookups.clone())?,
-        engine.config.engine.batch_size,
+        engine.config.engine.dispatch(),
         lookups,
     );
     let mut senders = TopSenders::new();

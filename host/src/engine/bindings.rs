@@ -6,6 +6,11 @@
 wasmtime::component::bindgen!({
     world: "rule",
     path: "../wit",
+    // Events go to rules as records that borrow the normalizer's strings:
+    // nothing is copied on the host side before wasmtime lowers them.
+    ownership: Borrowing {
+        duplicate_if_necessary: true
+    },
 });
 
 pub use self::spamward::rule::types as wit;

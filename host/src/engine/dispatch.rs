@@ -3,36 +3,54 @@
 //! the lines they cite.
 //!
 //! One crossing of the wasm boundary per rule per batch; a rule that wants
-//! none of a batch's kinds is not called at all.
+//! none of a batch's kinds is not called at all. Rules run on the worker
+//! [`pool`](super::pool) while the caller goes on normalizing the next batch.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::bindings::wit;
 use super::convert;
+use super::pool::{Lane, Pool};
 use super::runner::{BatchOutcome, Health, RuleRunner};
 use crate::normalize::{Event, Timestamp};
-use crate::policy::{Citation, Finding, Policy, RuleGrant};
+use crate::policy::{Action, Citation, Finding, Mode, Policy, RuleGrant, Verdict};
 use crate::state::HostLookups;
 
 /// Events per batch unless configured.
 pub const DEFAULT_BATCH: usize = 256;
 
-/// How many recent events can still be cited by id.
+/// How many of the recent events a rule was given it can still cite by id.
 const CITABLE: usize = 1 << 16;
 
+/// How events are batched and how many threads run rules.
+#[derive(Debug, Clone, Copy)]
+pub struct DispatchOptions {
+    /// Events per batch.
+    pub batch_size: usize,
+    /// Worker threads running rules; 0 means one per CPU.
+    pub workers: usize,
+}
+
 /// Feeds events to rules and collects findings.
+///
+/// The caller's thread normalizes and batches; rules run on the worker pool
+/// meanwhile, and their verdicts reach the policy here, in each rule's order.
 pub struct Dispatcher {
-    runners: Vec<RuleRunner>,
+    pool: Pool<RuleLane>,
+    grants: Vec<Grant>,
     pending: Vec<Event>,
     batch_size: usize,
     next_id: u64,
     batch_no: u64,
-    recent: VecDeque<(Arc<str>, u64, Timestamp)>,
-    first_recent_id: u64,
     policy: Policy,
-    scratch: Vec<wit::Event>,
-    lookups: Arc<HostLookups>,
+}
+
+/// What the policy needs to know of a rule, kept on the dispatcher's side
+/// while the rule runs elsewhere.
+struct Grant {
+    name: String,
+    declared: Vec<Action>,
+    mode: Mode,
 }
 
 /// A rule's end-of-run report.
@@ -47,25 +65,163 @@ pub struct RuleReport {
     pub quarantined: bool,
 }
 
-impl Dispatcher {
-    /// A dispatcher over `runners`, batching `batch_size` events; `lookups`
-    /// answer subscription filters about local domains.
-    pub fn new(runners: Vec<RuleRunner>, batch_size: usize, lookups: Arc<HostLookups>) -> Self {
-        Dispatcher {
-            runners,
-            pending: Vec::with_capacity(batch_size.max(1)),
-            batch_size: batch_size.max(1),
-            next_id: 1,
-            batch_no: 0,
-            recent: VecDeque::with_capacity(CITABLE),
-            first_recent_id: 1,
-            policy: Policy::new(),
-            scratch: Vec::with_capacity(batch_size.max(1)),
-            lookups,
+/// A batch of events, shared by every rule that runs it.
+pub struct Batch {
+    no: u64,
+    first_id: u64,
+    /// [`crate::normalize::EventKind::bit`]s of the events in it.
+    kinds: u32,
+    events: Vec<Event>,
+    /// Where each event came from, kept after the events are gone so later
+    /// verdicts can cite them.
+    sources: Arc<[Source]>,
+}
+
+/// An event's file, line and time.
+type Source = (Arc<str>, u64, Timestamp);
+
+/// A verdict with what it cites, ready for the policy.
+struct Admitted {
+    verdict: Verdict,
+    time: Option<Timestamp>,
+    citations: Vec<Citation>,
+}
+
+/// One rule on the pool: its runner, and the sources of the events it was
+/// recently given, to resolve what its verdicts cite.
+struct RuleLane {
+    runner: RuleRunner,
+    lookups: Arc<HostLookups>,
+    /// `(first id, sources)` of recent batches, at most `CITABLE` events.
+    recent: VecDeque<(u64, Arc<[Source]>)>,
+    recent_events: usize,
+}
+
+impl Lane for RuleLane {
+    type Input = Batch;
+    type Output = Vec<Admitted>;
+    type Interest = u32;
+
+    fn interest(&self) -> u32 {
+        self.runner.rule().subscriptions
+    }
+
+    fn wants(mask: &u32, batch: &Batch) -> bool {
+        mask & batch.kinds != 0
+    }
+
+    fn run(&mut self, batch: &Batch) -> Vec<Admitted> {
+        let rule = self.runner.rule();
+        let wanted: Vec<(u64, &Event)> = batch
+            .events
+            .iter()
+            .enumerate()
+            .filter(|(_, event)| {
+                rule.subscriptions & event.kind().bit() != 0
+                    && (!rule.filtered
+                        || spamward_sdk::filter::wants(
+                            &rule.filters,
+                            &convert::FilterView(event, &self.lookups),
+                        ))
+            })
+            .map(|(offset, event)| (batch.first_id + offset as u64, event))
+            .collect();
+        if wanted.is_empty() {
+            return Vec::new();
+        }
+        let lists = convert::Lists::gather(wanted.iter().map(|(_, e)| e));
+        let events = lists.records(&wanted);
+        self.remember(batch);
+        match self.runner.run_batch(batch.no, &events) {
+            BatchOutcome::Verdicts(verdicts) => {
+                verdicts.into_iter().map(|v| self.cite(v)).collect()
+            }
+            BatchOutcome::Skipped | BatchOutcome::Failed(_) => Vec::new(),
+        }
+    }
+}
+
+impl RuleLane {
+    fn remember(&mut self, batch: &Batch) {
+        self.recent
+            .push_back((batch.first_id, batch.sources.clone()));
+        self.recent_events += batch.sources.len();
+        while self.recent_events > CITABLE {
+            let (_, old) = self.recent.pop_front().expect("counted above");
+            self.recent_events -= old.len();
         }
     }
 
-    /// Queues one event; runs a batch when enough are queued.
+    /// The verdict with the sources of the events it cites that are still
+    /// remembered; ids the rule was never given are ignored.
+    fn cite(&self, verdict: Verdict) -> Admitted {
+        let mut time = None;
+        let mut citations = Vec::new();
+        for &id in &verdict.events {
+            let source = self
+                .recent
+                .iter()
+                .rev()
+                .find(|(first, sources)| (*first..*first + sources.len() as u64).contains(&id))
+                .map(|(first, sources)| &sources[(id - first) as usize]);
+            if let Some((file, line, t)) = source {
+                time = Some(time.map_or(*t, |old: Timestamp| old.max(*t)));
+                citations.push(Citation {
+                    file: file.to_string(),
+                    line: *line,
+                });
+            }
+        }
+        Admitted {
+            verdict,
+            time,
+            citations,
+        }
+    }
+}
+
+impl Dispatcher {
+    /// A dispatcher over `runners`; `lookups` answer subscription filters
+    /// about local domains.
+    pub fn new(
+        runners: Vec<RuleRunner>,
+        options: DispatchOptions,
+        lookups: Arc<HostLookups>,
+    ) -> Self {
+        let grants = runners
+            .iter()
+            .map(|r| Grant {
+                name: r.rule().meta.name.clone(),
+                declared: r.rule().meta.actions.clone(),
+                mode: r.mode(),
+            })
+            .collect();
+        let lanes = runners
+            .into_iter()
+            .map(|runner| RuleLane {
+                runner,
+                lookups: lookups.clone(),
+                recent: VecDeque::new(),
+                recent_events: 0,
+            })
+            .collect();
+        let workers = match options.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        };
+        let batch_size = options.batch_size.max(1);
+        Dispatcher {
+            pool: Pool::new(lanes, workers),
+            grants,
+            pending: Vec::with_capacity(batch_size),
+            batch_size,
+            next_id: 1,
+            batch_no: 0,
+            policy: Policy::new(),
+        }
+    }
+
+    /// Queues one event; hands a batch to the rules when enough are queued.
     pub fn push(&mut self, event: Event) {
         self.pending.push(event);
         if self.pending.len() >= self.batch_size {
@@ -73,88 +229,62 @@ impl Dispatcher {
         }
     }
 
-    /// Runs whatever is queued.
+    /// Hands whatever is queued to the rules.
     pub fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
         }
-        let first_id = self.next_id;
-        self.next_id += self.pending.len() as u64;
-        for event in &self.pending {
-            if self.recent.len() == CITABLE {
-                self.recent.pop_front();
-                self.first_recent_id += 1;
-            }
-            self.recent
-                .push_back((event.file.clone(), event.line, event.time));
-        }
-        let kinds_present = self.pending.iter().fold(0u32, |m, e| m | e.kind().bit());
-
-        for i in 0..self.runners.len() {
-            let rule = self.runners[i].rule();
-            let mask = rule.subscriptions;
-            if mask & kinds_present == 0 {
-                continue;
-            }
-            self.scratch.clear();
-            for (offset, event) in self.pending.iter().enumerate() {
-                let wanted = mask & event.kind().bit() != 0
-                    && (!rule.filtered
-                        || spamward_sdk::filter::wants(
-                            &rule.filters,
-                            &convert::FilterView(event, &self.lookups),
-                        ));
-                if wanted {
-                    self.scratch
-                        .push(convert::event(first_id + offset as u64, event));
-                }
-            }
-            if self.scratch.is_empty() {
-                continue;
-            }
-            let outcome = self.runners[i].run_batch(self.batch_no, &self.scratch);
-            if let BatchOutcome::Verdicts(verdicts) = outcome {
-                let runner = &self.runners[i];
-                let grant = RuleGrant {
-                    name: &runner.rule().meta.name,
-                    declared: &runner.rule().meta.actions,
-                    mode: runner.mode(),
-                };
-                for verdict in verdicts {
-                    let mut time = None;
-                    let mut citations = Vec::new();
-                    for id in &verdict.events {
-                        if let Some((file, line, t)) = id
-                            .checked_sub(self.first_recent_id)
-                            .and_then(|i| self.recent.get(i as usize))
-                        {
-                            time = Some(time.map_or(*t, |old: Timestamp| old.max(*t)));
-                            citations.push(Citation {
-                                file: file.to_string(),
-                                line: *line,
-                            });
-                        }
-                    }
-                    self.policy.admit(&grant, verdict, time, citations);
-                }
-            }
-        }
-        self.pending.clear();
+        let events = std::mem::replace(&mut self.pending, Vec::with_capacity(self.batch_size));
+        let batch = Batch {
+            no: self.batch_no,
+            first_id: self.next_id,
+            kinds: events.iter().fold(0u32, |m, e| m | e.kind().bit()),
+            sources: events
+                .iter()
+                .map(|e| (e.file.clone(), e.line, e.time))
+                .collect(),
+            events,
+        };
+        self.next_id += batch.events.len() as u64;
         self.batch_no += 1;
+        self.pool.submit(batch);
+        admit(&mut self.policy, &self.grants, self.pool.take_outputs());
     }
 
     /// Runs what is queued and returns the findings and each rule's report.
     pub fn finish(mut self) -> (Vec<Finding>, Vec<RuleReport>) {
         self.flush();
-        let reports = self
-            .runners
+        let Dispatcher {
+            pool,
+            grants,
+            mut policy,
+            ..
+        } = self;
+        let (lanes, outputs) = pool.finish();
+        admit(&mut policy, &grants, outputs);
+        let reports = lanes
             .iter()
-            .map(|r| RuleReport {
-                rule: r.rule().meta.name.clone(),
-                health: r.health().clone(),
-                quarantined: r.health().quarantined_until.is_some(),
+            .map(|lane| RuleReport {
+                rule: lane.runner.rule().meta.name.clone(),
+                health: lane.runner.health().clone(),
+                quarantined: lane.runner.health().quarantined_until.is_some(),
             })
             .collect();
-        (self.policy.into_findings(), reports)
+        (policy.into_findings(), reports)
+    }
+}
+
+/// Passes rules' verdicts to the policy, each rule's in its own order.
+fn admit(policy: &mut Policy, grants: &[Grant], outputs: Vec<(usize, Vec<Admitted>)>) {
+    for (lane, admitted) in outputs {
+        let g = &grants[lane];
+        let grant = RuleGrant {
+            name: &g.name,
+            declared: &g.declared,
+            mode: g.mode,
+        };
+        for a in admitted {
+            policy.admit(&grant, a.verdict, a.time, a.citations);
+        }
     }
 }

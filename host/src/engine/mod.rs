@@ -5,12 +5,14 @@
 //! - `cache`: compiled artifacts keyed by content and engine;
 //! - `rule`: loading and describing one rule;
 //! - `runner`: one rule's live instance, state and health;
-//! - `dispatch`: batching, subscriptions, verdicts to the policy.
+//! - `dispatch`: batching, subscriptions, verdicts to the policy;
+//! - `pool`: the worker threads rules run on.
 
 mod bindings;
 mod cache;
 mod convert;
 mod dispatch;
+mod pool;
 mod rule;
 mod runner;
 mod sandbox;
@@ -22,7 +24,7 @@ use std::sync::Arc;
 
 pub use bindings::INTERFACE_VERSION;
 pub use cache::{CacheOutcome, ComponentCache};
-pub use dispatch::{DEFAULT_BATCH, Dispatcher, RuleReport};
+pub use dispatch::{DEFAULT_BATCH, DispatchOptions, Dispatcher, RuleReport};
 pub use rule::{LoadError, LoadedRule, RuleMeta, RuleOrigin, SettingSpec, load};
 pub use runner::{BatchOutcome, Health, QUARANTINE_AFTER, RuleRunner};
 pub use sandbox::{Limits, Sandbox};
