@@ -10,7 +10,10 @@
 //! roughly ascending time (log order); an event older than the newest one seen
 //! is still counted, and expires when its own time leaves the window.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+/// The maps behind rule state: short string keys hashed on every host call.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A sliding sum over event time.
 #[derive(Debug, Default, Clone)]

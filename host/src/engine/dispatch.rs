@@ -31,6 +31,16 @@ pub struct DispatchOptions {
     pub workers: usize,
 }
 
+impl DispatchOptions {
+    /// The number of worker threads these options start.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
+    }
+}
+
 /// Feeds events to rules and collects findings.
 ///
 /// The caller's thread normalizes and batches; rules run on the worker pool
@@ -205,10 +215,7 @@ impl Dispatcher {
                 recent_events: 0,
             })
             .collect();
-        let workers = match options.workers {
-            0 => std::thread::available_parallelism().map_or(1, usize::from),
-            n => n,
-        };
+        let workers = options.worker_threads();
         let batch_size = options.batch_size.max(1);
         Dispatcher {
             pool: Pool::new(lanes, workers),
