@@ -423,3 +423,32 @@ fn third_party_rule_from_a_rules_directory_runs_beside_the_bundled_ones() {
         "{keys:?}"
     );
 }
+
+#[test]
+fn findings_do_not_depend_on_worker_threads_or_batch_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let sample = workspace().join("examples/logs/mainlog-sample");
+    let scan = |engine: &str| {
+        let config = dir.path().join("spamward.toml");
+        fs::write(&config, format!("[engine]\n{engine}\n")).unwrap();
+        let out = spamward(
+            &[
+                "scan",
+                "--json",
+                "--config",
+                config.to_str().unwrap(),
+                sample.to_str().unwrap(),
+            ],
+            &dir.path().join("cache"),
+        );
+        assert_ok(&out);
+        json_lines(&out)
+    };
+    // One worker with many small batches against several workers racing
+    // over the default batches: every finding, its evidence and the lines
+    // it cites must come out the same.
+    let serial = scan("workers = 1\nbatch_size = 7");
+    let parallel = scan("workers = 4");
+    assert!(serial.len() >= 4, "{} findings", serial.len());
+    assert_eq!(serial, parallel);
+}
