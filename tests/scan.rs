@@ -5,6 +5,8 @@ mod common;
 
 use std::fmt::Write as _;
 use std::fs;
+use std::path::Path;
+use std::process::Output;
 
 use common::{assert_ok, finding_keys, json_lines, spamward, workspace};
 
@@ -219,21 +221,29 @@ fn unreadable_input_fails_with_the_file_named() {
     assert!(err.contains("no-such-mainlog"), "{err}");
 }
 
+/// `spamward scan [--json] --config <dir>/spamward.toml <log>`, with
+/// `toml` written to that file first.
+fn scan_with_config(dir: &Path, toml: &str, log: &Path, json: bool) -> Output {
+    let config = dir.join("spamward.toml");
+    fs::write(&config, toml).unwrap();
+    let mut args = vec!["scan"];
+    if json {
+        args.push("--json");
+    }
+    args.extend(["--config", config.to_str().unwrap(), log.to_str().unwrap()]);
+    spamward(&args, &dir.join("cache"))
+}
+
 #[test]
 fn bad_setting_is_refused_naming_file_rule_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("spamward.toml");
-    fs::write(&config, "[rules.relay-volume]\ndayly_limit = 10\n").unwrap();
     let log = dir.path().join("mainlog");
     fs::write(&log, abuse_log()).unwrap();
-    let out = spamward(
-        &[
-            "scan",
-            "--config",
-            config.to_str().unwrap(),
-            log.to_str().unwrap(),
-        ],
-        &dir.path().join("cache"),
+    let out = scan_with_config(
+        dir.path(),
+        "[rules.relay-volume]\ndayly_limit = 10\n",
+        &log,
+        false,
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -244,15 +254,11 @@ fn bad_setting_is_refused_naming_file_rule_and_key() {
         "{err}"
     );
     // A well-typed value the rule itself rejects is named too.
-    fs::write(&config, "[rules.relay-volume]\ndaily_limit = \"lots\"\n").unwrap();
-    let out = spamward(
-        &[
-            "scan",
-            "--config",
-            config.to_str().unwrap(),
-            log.to_str().unwrap(),
-        ],
-        &dir.path().join("cache"),
+    let out = scan_with_config(
+        dir.path(),
+        "[rules.relay-volume]\ndaily_limit = \"lots\"\n",
+        &log,
+        false,
     );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -265,20 +271,14 @@ fn bad_setting_is_refused_naming_file_rule_and_key() {
 #[test]
 fn settings_from_the_config_change_verdicts() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("spamward.toml");
-    // Raise the ceilings over the stolen login's 520 emails.
-    fs::write(&config, "[rules.relay-volume]\nhourly_limit = 1000\ndaily_limit = 5000\n\n[rules.nobody-sender]\nenabled = false\n").unwrap();
     let log = dir.path().join("mainlog");
     fs::write(&log, abuse_log()).unwrap();
-    let out = spamward(
-        &[
-            "scan",
-            "--json",
-            "--config",
-            config.to_str().unwrap(),
-            log.to_str().unwrap(),
-        ],
-        &dir.path().join("cache"),
+    // Raise the ceilings over the stolen login's 520 emails.
+    let out = scan_with_config(
+        dir.path(),
+        "[rules.relay-volume]\nhourly_limit = 1000\ndaily_limit = 5000\n\n[rules.nobody-sender]\nenabled = false\n",
+        &log,
+        true,
     );
     assert_ok(&out);
     let keys = finding_keys(&json_lines(&out));
@@ -429,18 +429,7 @@ fn findings_do_not_depend_on_worker_threads_or_batch_size() {
     let dir = tempfile::tempdir().unwrap();
     let sample = workspace().join("examples/logs/mainlog-sample");
     let scan = |engine: &str| {
-        let config = dir.path().join("spamward.toml");
-        fs::write(&config, format!("[engine]\n{engine}\n")).unwrap();
-        let out = spamward(
-            &[
-                "scan",
-                "--json",
-                "--config",
-                config.to_str().unwrap(),
-                sample.to_str().unwrap(),
-            ],
-            &dir.path().join("cache"),
-        );
+        let out = scan_with_config(dir.path(), &format!("[engine]\n{engine}\n"), &sample, true);
         assert_ok(&out);
         json_lines(&out)
     };

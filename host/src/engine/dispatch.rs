@@ -163,7 +163,7 @@ impl RuleLane {
     }
 
     /// The verdict with the sources of the events it cites that are still
-    /// remembered; ids the rule was never given are ignored.
+    /// remembered; ids outside the batches the rule was given are ignored.
     fn cite(&self, verdict: Verdict) -> Admitted {
         let mut time = None;
         let mut citations = Vec::new();
@@ -237,7 +237,7 @@ impl Dispatcher {
     }
 
     /// Hands whatever is queued to the rules.
-    pub fn flush(&mut self) {
+    fn flush(&mut self) {
         if self.pending.is_empty() {
             return;
         }
