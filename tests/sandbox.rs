@@ -45,7 +45,8 @@ struct Run {
     stderr: String,
 }
 
-fn scan(dir: &Path, trigger: &str, bad_rule: Option<&str>) -> Run {
+/// Scans `log(trigger)` with the bundled rules plus `extra_rule`, a `.wasm`.
+fn scan(dir: &Path, trigger: &str, extra_rule: Option<&Path>) -> Run {
     let log_path = dir.join(format!("mainlog-{trigger}"));
     fs::write(&log_path, log(trigger)).unwrap();
     // One event per batch, so "the next batch" is the next message; a short
@@ -56,10 +57,11 @@ fn scan(dir: &Path, trigger: &str, bad_rule: Option<&str>) -> Run {
         "[engine]\nbatch_size = 1\nbatch_budget_ms = 200\nmemory_limit_mb = 32\n",
     )
     .unwrap();
-    let rules = dir.join(format!("rules-{}", bad_rule.unwrap_or("none")));
+    let file_name = extra_rule.map(|p| p.file_name().unwrap().to_str().unwrap());
+    let rules = dir.join(format!("rules-{}", file_name.unwrap_or("none")));
     fs::create_dir_all(&rules).unwrap();
-    if let Some(name) = bad_rule {
-        fs::copy(fixture(name), rules.join(format!("{name}.wasm"))).unwrap();
+    if let (Some(path), Some(file_name)) = (extra_rule, file_name) {
+        fs::copy(path, rules.join(file_name)).unwrap();
     }
     let out = spamward(
         &[
@@ -101,7 +103,7 @@ fn check_contained(bad: &str, trigger: &str, expect_in_stderr: &str) {
         !baseline.keys.is_empty(),
         "the bundled rules should find the abuse"
     );
-    let run = scan(dir.path(), trigger, Some(bad));
+    let run = scan(dir.path(), trigger, Some(&fixture(bad)));
     assert_eq!(
         bundled_only(&run.keys),
         baseline.keys,
@@ -142,7 +144,7 @@ fn memory_bomb_hits_the_cap() {
 fn rule_that_always_traps_is_quarantined() {
     let dir = tempfile::tempdir().unwrap();
     let baseline = scan(dir.path(), "news", None);
-    let run = scan(dir.path(), "news", Some("trapper"));
+    let run = scan(dir.path(), "news", Some(&fixture("trapper")));
     assert_eq!(
         bundled_only(&run.keys),
         baseline.keys,
@@ -152,6 +154,32 @@ fn rule_that_always_traps_is_quarantined() {
     assert!(run.stderr.contains("quarantined"), "{}", run.stderr);
     assert!(
         run.stderr.contains("rule fixture-trapper"),
+        "{}",
+        run.stderr
+    );
+}
+
+/// A rule built with an older spamward-sdk: the `trapper` fixture as built
+/// for interface 0.1.0 (typed event records), kept byte for byte.
+#[test]
+fn rule_built_for_an_older_interface_is_refused_by_name_and_the_rest_run() {
+    let old = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/prebuilt/trapper-interface-0.1.0.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = scan(dir.path(), "news", None);
+    let run = scan(dir.path(), "news", Some(&old));
+    assert_eq!(
+        bundled_only(&run.keys),
+        baseline.keys,
+        "stderr:\n{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("rule not loaded")
+            && run.stderr.contains("trapper-interface-0.1.0.wasm")
+            && run.stderr.contains(
+                "needs spamward interface 0.1.0; this spamward serves 0.2.0 (rebuild it with a matching spamward-sdk"
+            ),
         "{}",
         run.stderr
     );

@@ -2,12 +2,12 @@
 //! rule is not called for events it would ignore.
 //!
 //! This is the one implementation of the matching; the host applies it to
-//! its own events through [`EventView`], the native harness to WIT events,
+//! its own events through [`EventView`], the native harness to the SDK's events,
 //! so a rule under `cargo test` sees exactly the events it would in the host.
 
 use crate::types::{
     DeliveryOutcome, Event, EventBody, EventFilter, EventKind, FieldValues, Identity,
-    IdentityField, Subscription,
+    IdentityField, Subscription, Text,
 };
 
 /// What a filter needs to know about an event.
@@ -56,8 +56,8 @@ impl<'a> IdentityRef<'a> {
     }
 }
 
-impl<'a> From<&'a Identity> for IdentityRef<'a> {
-    fn from(id: &'a Identity) -> Self {
+impl<'a> From<&'a Identity<'_>> for IdentityRef<'a> {
+    fn from(id: &'a Identity<'_>) -> Self {
         IdentityRef {
             sender: id.sender.as_deref(),
             sender_domain: id.sender_domain.as_deref(),
@@ -158,35 +158,13 @@ fn matches(filter: &EventFilter, event: &impl EventView) -> bool {
     }
 }
 
-impl EventView for Event {
+impl EventView for Event<'_> {
     fn kind(&self) -> EventKind {
-        match &self.body {
-            EventBody::MessageReceived(_) => EventKind::MessageReceived,
-            EventBody::Delivery(_) => EventKind::Delivery,
-            EventBody::MessageCompleted(_) => EventKind::MessageCompleted,
-            EventBody::MessageFrozen(_) => EventKind::MessageFrozen,
-            EventBody::Rejection(_) => EventKind::Rejection,
-            EventBody::AuthFailure(_) => EventKind::AuthFailure,
-            EventBody::GovernorAction(_) => EventKind::GovernorAction,
-            EventBody::QueuedMessage(_) => EventKind::QueuedMessage,
-            EventBody::Setting(_) => EventKind::Setting,
-            EventBody::MailAlias(_) => EventKind::MailAlias,
-            EventBody::MailboxStats(_) => EventKind::MailboxStats,
-            EventBody::ServiceState(_) => EventKind::ServiceState,
-            EventBody::Extension(_) => EventKind::Extension,
-        }
+        self.body.kind()
     }
 
     fn identity(&self) -> Option<IdentityRef<'_>> {
-        let identity = match &self.body {
-            EventBody::MessageReceived(m) => &m.identity,
-            EventBody::Delivery(d) => &d.identity,
-            EventBody::MessageCompleted(m) | EventBody::MessageFrozen(m) => &m.identity,
-            EventBody::GovernorAction(g) => &g.identity,
-            EventBody::QueuedMessage(q) => &q.identity,
-            _ => return None,
-        };
-        Some(identity.into())
+        self.body.identity().map(IdentityRef::from)
     }
 
     fn outcome(&self) -> Option<DeliveryOutcome> {
@@ -197,7 +175,7 @@ impl EventView for Event {
     }
 
     fn has_remote_recipient(&self) -> bool {
-        let remote = |r: &String| {
+        let remote = |r: &Text<'_>| {
             let domain = r.rsplit_once('@').map_or("", |(_, d)| d);
             crate::host::is_local_domain(domain) == Some(false)
         };
@@ -215,7 +193,7 @@ mod tests {
     use super::*;
     use crate::testing;
 
-    fn event(body: EventBody) -> Event {
+    fn event(body: EventBody<'_>) -> Event<'_> {
         Event {
             id: 1,
             time: 0,

@@ -29,6 +29,7 @@
 
 extern crate self as spamward_sdk;
 
+pub mod event;
 pub mod filter;
 pub mod host;
 mod rule;
@@ -41,7 +42,7 @@ pub mod runtime;
 pub use rule::{Context, Finding, Info, NoSettings, Rule};
 
 /// Version of the `spamward:rule` WIT package this SDK builds rules against.
-pub const INTERFACE_VERSION: &str = "0.1.0";
+pub const INTERFACE_VERSION: &str = "0.2.0";
 
 /// Version of this SDK, reported by every rule in `rule-info.sdk-version`.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -67,11 +68,13 @@ pub use wit_bindgen as __wit_bindgen;
 /// The interface types: events in, verdicts out.
 pub mod types {
     pub use crate::bindings::spamward::rule::types::{
-        Action, AuthFailure, Delivery, DeliveryOutcome, Event, EventBody, EventFilter, EventKind,
-        Extension, FieldValues, GovernorAction, GovernorLimit, Identity, IdentityField, MailAlias,
-        MailboxStats, MessageReceived, MessageState, QueuedMessage, Rejection, RuleInfo,
-        ServiceState, Setting, SettingSpec, Severity, SmtpStage, Subscription, Target, Timestamp,
-        Verdict,
+        Action, DeliveryOutcome, EventFilter, EventKind, FieldValues, IdentityField, RuleInfo,
+        SettingSpec, Severity, Subscription, Target, Timestamp, Verdict,
+    };
+    pub use crate::event::{
+        AuthFailure, Delivery, Event, EventBody, Extension, GovernorAction, GovernorLimit,
+        Identity, MailAlias, MailboxStats, MessageReceived, MessageState, QueuedMessage, Rejection,
+        ServiceState, Setting, SmtpStage, Text,
     };
 }
 
@@ -104,7 +107,7 @@ macro_rules! export_rule {
                 $crate::runtime::init::<$rule>(&settings_json)
             }
             fn on_events(
-                events: ::std::vec::Vec<$crate::types::Event>,
+                events: ::std::vec::Vec<u8>,
             ) -> ::std::vec::Vec<$crate::types::Verdict> {
                 $crate::runtime::on_events::<$rule>(&events)
             }

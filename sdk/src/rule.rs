@@ -33,7 +33,7 @@ pub trait Rule: Sized + 'static {
 
     /// Called for every delivered event; the default dispatches to the
     /// per-kind methods below.
-    fn on_event(&mut self, cx: &mut Context<'_>, event: &Event) {
+    fn on_event(&mut self, cx: &mut Context<'_>, event: &Event<'_>) {
         match &event.body {
             EventBody::MessageReceived(m) => self.on_message_received(cx, m),
             EventBody::Delivery(d) => self.on_delivery(cx, d),
@@ -52,31 +52,31 @@ pub trait Rule: Sized + 'static {
     }
 
     /// A message was accepted.
-    fn on_message_received(&mut self, _cx: &mut Context<'_>, _m: &MessageReceived) {}
+    fn on_message_received(&mut self, _cx: &mut Context<'_>, _m: &MessageReceived<'_>) {}
     /// A delivery attempt ended.
-    fn on_delivery(&mut self, _cx: &mut Context<'_>, _d: &Delivery) {}
+    fn on_delivery(&mut self, _cx: &mut Context<'_>, _d: &Delivery<'_>) {}
     /// A message left the queue.
-    fn on_message_completed(&mut self, _cx: &mut Context<'_>, _m: &MessageState) {}
+    fn on_message_completed(&mut self, _cx: &mut Context<'_>, _m: &MessageState<'_>) {}
     /// A message was frozen.
-    fn on_message_frozen(&mut self, _cx: &mut Context<'_>, _m: &MessageState) {}
+    fn on_message_frozen(&mut self, _cx: &mut Context<'_>, _m: &MessageState<'_>) {}
     /// The MTA refused something.
-    fn on_rejection(&mut self, _cx: &mut Context<'_>, _r: &Rejection) {}
+    fn on_rejection(&mut self, _cx: &mut Context<'_>, _r: &Rejection<'_>) {}
     /// An SMTP AUTH attempt failed.
-    fn on_auth_failure(&mut self, _cx: &mut Context<'_>, _a: &AuthFailure) {}
+    fn on_auth_failure(&mut self, _cx: &mut Context<'_>, _a: &AuthFailure<'_>) {}
     /// The panel's mail governor acted.
-    fn on_governor_action(&mut self, _cx: &mut Context<'_>, _g: &GovernorAction) {}
+    fn on_governor_action(&mut self, _cx: &mut Context<'_>, _g: &GovernorAction<'_>) {}
     /// A message in the queue.
-    fn on_queued_message(&mut self, _cx: &mut Context<'_>, _q: &QueuedMessage) {}
+    fn on_queued_message(&mut self, _cx: &mut Context<'_>, _q: &QueuedMessage<'_>) {}
     /// A configuration setting.
-    fn on_setting(&mut self, _cx: &mut Context<'_>, _s: &Setting) {}
+    fn on_setting(&mut self, _cx: &mut Context<'_>, _s: &Setting<'_>) {}
     /// An alias line.
-    fn on_mail_alias(&mut self, _cx: &mut Context<'_>, _a: &MailAlias) {}
+    fn on_mail_alias(&mut self, _cx: &mut Context<'_>, _a: &MailAlias<'_>) {}
     /// A mailbox's statistics.
-    fn on_mailbox_stats(&mut self, _cx: &mut Context<'_>, _m: &MailboxStats) {}
+    fn on_mailbox_stats(&mut self, _cx: &mut Context<'_>, _m: &MailboxStats<'_>) {}
     /// A service's state.
-    fn on_service_state(&mut self, _cx: &mut Context<'_>, _s: &ServiceState) {}
+    fn on_service_state(&mut self, _cx: &mut Context<'_>, _s: &ServiceState<'_>) {}
     /// An event kind this interface version does not model.
-    fn on_extension(&mut self, _cx: &mut Context<'_>, _e: &Extension) {}
+    fn on_extension(&mut self, _cx: &mut Context<'_>, _e: &Extension<'_>) {}
 }
 
 /// What a rule says about itself; built with chained calls.

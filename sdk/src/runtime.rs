@@ -8,7 +8,7 @@ use std::any::Any;
 use std::cell::RefCell;
 
 use crate::rule::{Context, Rule};
-use crate::types::{Event, RuleInfo, SettingSpec, Verdict};
+use crate::types::{RuleInfo, SettingSpec, Verdict};
 
 thread_local! {
     // One rule per component; natively, one per test thread.
@@ -63,8 +63,13 @@ pub fn init<R: Rule>(settings_json: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `on-events`: run the rule over a batch, in order.
-pub fn on_events<R: Rule>(events: &[Event]) -> Vec<Verdict> {
+/// `on-events`: run the rule over an encoded batch, in order.
+///
+/// # Panics
+/// On a batch that does not decode (the host and the rule disagree on the
+/// interface): in wasm that is a trap, which the host reports against the
+/// rule with this message.
+pub fn on_events<R: Rule>(batch: &[u8]) -> Vec<Verdict> {
     let initialised = RULE.with(|cell| cell.borrow().is_some());
     if !initialised && let Err(e) = init::<R>("{}") {
         crate::host::log(
@@ -80,13 +85,14 @@ pub fn on_events<R: Rule>(events: &[Event]) -> Vec<Verdict> {
             .as_mut()
             .and_then(|b| b.downcast_mut::<R>())
             .expect("the rule stored by init is of this type");
-        for event in events {
+        for event in crate::event::decode(batch) {
+            let event = event.unwrap_or_else(|e| panic!("spamward-sdk: {e}"));
             let mut cx = Context {
                 event_id: event.id,
                 time: event.time,
                 verdicts: &mut verdicts,
             };
-            rule.on_event(&mut cx, event);
+            rule.on_event(&mut cx, &event);
         }
     });
     verdicts

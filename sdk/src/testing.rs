@@ -23,8 +23,8 @@ use crate::rule::Rule;
 use crate::runtime;
 use crate::state::RuleState;
 use crate::types::{
-    Delivery, DeliveryOutcome, Event, EventBody, Identity, MessageReceived, Setting, Timestamp,
-    Verdict,
+    Delivery, DeliveryOutcome, Event, EventBody, Identity, MessageReceived, Setting, Text,
+    Timestamp, Verdict,
 };
 
 /// The in-memory host of one test thread.
@@ -100,26 +100,24 @@ impl<R: Rule> Harness<R> {
 
     /// Feed events `(time, body)` as one batch; returns the verdicts. Events
     /// the rule did not subscribe to are dropped, as the host drops them
-    /// (they still take an id).
-    pub fn feed(
+    /// (they still take an id). The rest are encoded and decoded as they
+    /// are across the wasm boundary.
+    pub fn feed<'a>(
         &mut self,
-        events: impl IntoIterator<Item = (Timestamp, EventBody)>,
+        events: impl IntoIterator<Item = (Timestamp, EventBody<'a>)>,
     ) -> Vec<Verdict> {
-        let batch: Vec<Event> = events
-            .into_iter()
-            .map(|(time, body)| {
-                let id = self.next_id;
-                self.next_id += 1;
-                Event { id, time, body }
-            })
-            .collect();
         // Filter as the host does, with the same code.
         let subscriptions = R::info().subscriptions;
-        let wanted: Vec<Event> = batch
-            .into_iter()
-            .filter(|e| crate::filter::wants(&subscriptions, e))
-            .collect();
-        runtime::on_events::<R>(&wanted)
+        let mut batch = Vec::new();
+        for (time, body) in events {
+            let id = self.next_id;
+            self.next_id += 1;
+            let event = Event { id, time, body };
+            if crate::filter::wants(&subscriptions, &event) {
+                crate::event::encode(&event, &mut batch);
+            }
+        }
+        runtime::on_events::<R>(&batch)
     }
 
     /// Reloads the rule with new settings, as the host does on a settings
@@ -194,31 +192,31 @@ pub fn evidence<'a>(verdict: &'a Verdict, key: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
+/// An owned [`Text`], for events built in tests.
+pub fn text(s: &str) -> Text<'static> {
+    s.to_owned().into()
+}
+
 /// An identity with only the envelope sender (and its domain) set.
-pub fn sender(address: &str) -> Identity {
+pub fn sender(address: &str) -> Identity<'static> {
     let address = address.trim_start_matches('<').trim_end_matches('>');
     Identity {
-        sender: (!address.is_empty()).then(|| address.to_owned()),
+        sender: (!address.is_empty()).then(|| text(address)),
         sender_domain: address
             .rsplit_once('@')
-            .map(|(_, d)| d.to_ascii_lowercase()),
-        auth_id: None,
-        local_user: None,
-        owner: None,
-        script: None,
-        client_ip: None,
-        client_host: None,
+            .map(|(_, d)| d.to_ascii_lowercase().into()),
+        ..Identity::default()
     }
 }
 
 /// A received message from `from` (use `""` for a bounce) to one recipient.
-pub fn received(message_id: &str, from: &str) -> MessageReceived {
+pub fn received(message_id: &str, from: &str) -> MessageReceived<'static> {
     MessageReceived {
-        message_id: message_id.to_owned(),
+        message_id: text(message_id),
         identity: sender(from),
         protocol: None,
         size: None,
-        recipients: vec!["someone@remote.example".to_owned()],
+        recipients: vec![text("someone@remote.example")],
         subject: None,
         bounce: from.trim_matches(|c| c == '<' || c == '>').is_empty(),
         bounce_of: None,
@@ -226,12 +224,17 @@ pub fn received(message_id: &str, from: &str) -> MessageReceived {
 }
 
 /// A configuration setting (`value: None` = present but unset).
-pub fn setting(source: &str, scope: Option<&str>, key: &str, value: Option<&str>) -> Setting {
+pub fn setting(
+    source: &str,
+    scope: Option<&str>,
+    key: &str,
+    value: Option<&str>,
+) -> Setting<'static> {
     Setting {
-        source: source.to_owned(),
-        scope: scope.map(str::to_owned),
-        key: key.to_owned(),
-        value: value.map(str::to_owned),
+        source: text(source),
+        scope: scope.map(text),
+        key: text(key),
+        value: value.map(text),
     }
 }
 
@@ -241,11 +244,11 @@ pub fn delivery(
     from: &str,
     outcome: DeliveryOutcome,
     recipient: &str,
-) -> Delivery {
+) -> Delivery<'static> {
     Delivery {
-        message_id: message_id.to_owned(),
+        message_id: text(message_id),
         outcome,
-        recipient: recipient.to_owned(),
+        recipient: text(recipient),
         router: None,
         transport: None,
         remote_host: None,

@@ -69,7 +69,7 @@ impl Rule for AuthFailureBurst {
             cx.report(
                 Finding::new(
                     Severity::Warning,
-                    Target::Ip(ip.clone()),
+                    Target::Ip(ip.to_string()),
                     Action::BlockIp,
                     format!(
                         "{failures} failed SMTP logins from {ip} in {} min ({logins} logins tried)",
@@ -90,12 +90,12 @@ mod tests {
     use super::*;
     use spamward_sdk::testing::{self, Harness};
 
-    fn failure(ip: &str, login: &str) -> EventBody {
+    fn failure(ip: &str, login: &str) -> EventBody<'static> {
         EventBody::AuthFailure(AuthFailure {
-            client_ip: Some(ip.into()),
+            client_ip: Some(testing::text(ip)),
             client_host: None,
             authenticator: "dovecot_login".into(),
-            set_id: Some(login.into()),
+            set_id: Some(testing::text(login)),
             reason: None,
         })
     }

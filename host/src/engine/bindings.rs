@@ -1,4 +1,4 @@
-//! Host-side bindings generated from `wit/rule.wit` (`spamward:rule@0.1.0`).
+//! Host-side bindings generated from `wit/rule.wit` (`spamward:rule@0.2.0`).
 //!
 //! Only the engine sees these types; the rest of the host works with the
 //! normalizer's event model and the policy's findings.
@@ -6,8 +6,8 @@
 wasmtime::component::bindgen!({
     world: "rule",
     path: "../wit",
-    // Events go to rules as records that borrow the normalizer's strings:
-    // nothing is copied on the host side before wasmtime lowers them.
+    // Arguments borrow: an encoded event batch is lowered straight from the
+    // host's buffer.
     ownership: Borrowing {
         duplicate_if_necessary: true
     },
@@ -16,4 +16,4 @@ wasmtime::component::bindgen!({
 pub use self::spamward::rule::types as wit;
 
 /// The WIT package version this host serves.
-pub const INTERFACE_VERSION: &str = "0.1.0";
+pub const INTERFACE_VERSION: &str = "0.2.0";

@@ -1,225 +1,173 @@
-//! Conversion of the normalizer's events into the WIT event records handed to
-//! rules. One function per record, field for field.
-//!
-//! The records borrow the events' strings. WIT's borrowed `list<string>` is a
-//! slice of `&str` (and `list<tuple<string, string>>` a slice of pairs),
-//! which the events do not hold as such: a batch's lists are gathered into
-//! one [`Lists`] first, and the records then take consecutive slices of it.
+//! Conversion of the normalizer's events into what crosses the wasm
+//! boundary: the SDK's event records (borrowing the events' strings),
+//! encoded into a rule's batch; and the host's and WIT's event kinds.
+
+use spamward_sdk::event as sdk;
 
 use super::bindings::wit;
 use crate::normalize as n;
 
-/// The string lists of a batch's events, gathered before conversion.
-#[derive(Default)]
-pub struct Lists<'e> {
-    strings: Vec<&'e str>,
-    pairs: Vec<(&'e str, &'e str)>,
+/// Appends `event`, numbered `id`, to an encoded batch.
+pub fn encode(id: u64, event: &n::Event, batch: &mut Vec<u8>) {
+    let record = sdk::Event {
+        id,
+        time: event.time.seconds,
+        body: body(&event.body),
+    };
+    sdk::encode(&record, batch);
 }
 
-impl<'e> Lists<'e> {
-    /// Gathers the lists of `events`, in order.
-    pub fn gather<'x>(events: impl IntoIterator<Item = &'x &'e n::Event>) -> Self
-    where
-        'e: 'x,
-    {
-        let mut lists = Lists::default();
-        for event in events {
-            match &event.body {
-                n::EventBody::MessageReceived(m) => lists.add_strings(&m.recipients),
-                n::EventBody::QueuedMessage(q) => {
-                    lists.add_strings(&q.recipients);
-                    lists.add_pairs(&q.headers);
-                }
-                n::EventBody::ServiceState(s) => lists.add_pairs(&s.details),
-                n::EventBody::Extension(x) => lists.add_pairs(&x.fields),
-                _ => {}
-            }
-        }
-        lists
-    }
-
-    fn add_strings(&mut self, list: &'e [String]) {
-        self.strings.extend(list.iter().map(String::as_str));
-    }
-
-    fn add_pairs(&mut self, list: &'e [(String, String)]) {
-        self.pairs
-            .extend(list.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    }
-
-    /// The WIT records of `events` (each with its run-wide id), which must
-    /// be the events gathered, in the same order.
-    pub fn records<'a>(&'a self, events: &[(u64, &'e n::Event)]) -> Vec<wit::Event<'a>> {
-        let mut cursor = Cursor {
-            lists: self,
-            strings: 0,
-            pairs: 0,
-        };
-        events
-            .iter()
-            .map(|&(id, event)| wit::Event {
-                id,
-                time: event.time.seconds,
-                body: cursor.body(&event.body),
-            })
-            .collect()
-    }
+fn text(s: &str) -> sdk::Text<'_> {
+    s.into()
 }
 
-/// Hands out the gathered lists in gathering order.
-struct Cursor<'a, 'e> {
-    lists: &'a Lists<'e>,
-    strings: usize,
-    pairs: usize,
+fn opt(s: &Option<String>) -> Option<sdk::Text<'_>> {
+    s.as_deref().map(text)
 }
 
-impl<'a, 'e: 'a> Cursor<'a, 'e> {
-    fn strings(&mut self, len: usize) -> &'a [&'a str] {
-        let start = self.strings;
-        self.strings += len;
-        &self.lists.strings[start..self.strings]
-    }
+fn texts(list: &[String]) -> Vec<sdk::Text<'_>> {
+    list.iter().map(|s| text(s)).collect()
+}
 
-    fn pairs(&mut self, len: usize) -> &'a [(&'a str, &'a str)] {
-        let start = self.pairs;
-        self.pairs += len;
-        &self.lists.pairs[start..self.pairs]
-    }
+fn pairs(list: &[(String, String)]) -> Vec<(sdk::Text<'_>, sdk::Text<'_>)> {
+    list.iter().map(|(k, v)| (text(k), text(v))).collect()
+}
 
-    fn body(&mut self, body: &'a n::EventBody) -> wit::EventBody<'a> {
-        use wit::EventBody as W;
-        match body {
-            n::EventBody::MessageReceived(m) => W::MessageReceived(wit::MessageReceived {
-                message_id: &m.message_id,
-                identity: identity(&m.identity),
-                protocol: m.protocol.as_deref(),
-                size: m.size,
-                recipients: self.strings(m.recipients.len()),
-                subject: m.subject.as_deref(),
-                bounce: m.bounce,
-                bounce_of: m.bounce_of.as_deref(),
-            }),
-            n::EventBody::Delivery(d) => W::Delivery(wit::Delivery {
-                message_id: &d.message_id,
-                outcome: match d.outcome {
-                    n::DeliveryOutcome::Delivered => wit::DeliveryOutcome::Delivered,
-                    n::DeliveryOutcome::Deferred => wit::DeliveryOutcome::Deferred,
-                    n::DeliveryOutcome::Failed => wit::DeliveryOutcome::Failed,
-                },
-                recipient: &d.recipient,
-                router: d.router.as_deref(),
-                transport: d.transport.as_deref(),
-                remote_host: d.remote_host.as_deref(),
-                remote_ip: d.remote_ip.as_deref(),
-                error: d.error.as_deref(),
-                identity: identity(&d.identity),
-            }),
-            n::EventBody::MessageCompleted(m) => W::MessageCompleted(message_state(m)),
-            n::EventBody::MessageFrozen(m) => W::MessageFrozen(message_state(m)),
-            n::EventBody::Rejection(r) => W::Rejection(wit::Rejection {
-                client_ip: r.client_ip.as_deref(),
-                client_host: r.client_host.as_deref(),
-                sender: r.sender.as_deref(),
-                recipient: r.recipient.as_deref(),
-                stage: match r.stage {
-                    n::SmtpStage::Connect => wit::SmtpStage::Connect,
-                    n::SmtpStage::Helo => wit::SmtpStage::Helo,
-                    n::SmtpStage::MailFrom => wit::SmtpStage::MailFrom,
-                    n::SmtpStage::RcptTo => wit::SmtpStage::RcptTo,
-                    n::SmtpStage::Data => wit::SmtpStage::Data,
-                    n::SmtpStage::Other => wit::SmtpStage::Other,
-                },
-                reason: &r.reason,
-                message_id: r.message_id.as_deref(),
-            }),
-            n::EventBody::AuthFailure(a) => W::AuthFailure(wit::AuthFailure {
-                client_ip: a.client_ip.as_deref(),
-                client_host: a.client_host.as_deref(),
-                authenticator: &a.authenticator,
-                set_id: a.set_id.as_deref(),
-                reason: a.reason.as_deref(),
-            }),
-            n::EventBody::GovernorAction(g) => W::GovernorAction(wit::GovernorAction {
-                message_id: g.message_id.as_deref(),
-                domain: g.domain.as_deref(),
-                limit: match g.limit {
-                    n::GovernorLimit::MaxEmailsPerHour => wit::GovernorLimit::MaxEmailsPerHour,
-                    n::GovernorLimit::MaxDefersAndFailures => {
-                        wit::GovernorLimit::MaxDefersAndFailures
-                    }
-                    n::GovernorLimit::OutgoingHold => wit::GovernorLimit::OutgoingHold,
-                    n::GovernorLimit::OutgoingSuspension => wit::GovernorLimit::OutgoingSuspension,
-                    n::GovernorLimit::NobodyRestricted => wit::GovernorLimit::NobodyRestricted,
-                    n::GovernorLimit::Other => wit::GovernorLimit::Other,
-                },
-                count: g.count,
-                maximum: g.maximum,
-                discarded: g.discarded,
-                recipient: g.recipient.as_deref(),
-                identity: identity(&g.identity),
-            }),
-            n::EventBody::QueuedMessage(q) => W::QueuedMessage(wit::QueuedMessage {
-                message_id: &q.message_id,
-                identity: identity(&q.identity),
-                age_seconds: q.age_seconds,
-                size: q.size,
-                recipients: self.strings(q.recipients.len()),
-                frozen: q.frozen,
-                bounce: q.bounce,
-                from_header: q.from_header.as_deref(),
-                subject: q.subject.as_deref(),
-                headers: self.pairs(q.headers.len()),
-            }),
-            n::EventBody::Setting(s) => W::Setting(wit::Setting {
-                source: &s.source,
-                scope: s.scope.as_deref(),
-                key: &s.key,
-                value: s.value.as_deref(),
-            }),
-            n::EventBody::MailAlias(a) => W::MailAlias(wit::MailAlias {
-                domain: &a.domain,
-                local_part: &a.local_part,
-                target: &a.target,
-            }),
-            n::EventBody::MailboxStats(m) => W::MailboxStats(wit::MailboxStats {
-                account: &m.account,
-                domain: &m.domain,
-                mailbox: &m.mailbox,
-                bytes: m.bytes,
-                messages: m.messages,
-                bounces: m.bounces,
-            }),
-            n::EventBody::ServiceState(s) => W::ServiceState(wit::ServiceState {
-                name: &s.name,
-                enabled: s.enabled,
-                details: self.pairs(s.details.len()),
-            }),
-            n::EventBody::Extension(e) => W::Extension(wit::Extension {
-                kind: &e.kind,
-                fields: self.pairs(e.fields.len()),
-            }),
-        }
+fn body(body: &n::EventBody) -> sdk::EventBody<'_> {
+    use sdk::EventBody as S;
+    match body {
+        n::EventBody::MessageReceived(m) => S::MessageReceived(sdk::MessageReceived {
+            message_id: text(&m.message_id),
+            identity: identity(&m.identity),
+            protocol: opt(&m.protocol),
+            size: m.size,
+            recipients: texts(&m.recipients),
+            subject: opt(&m.subject),
+            bounce: m.bounce,
+            bounce_of: opt(&m.bounce_of),
+        }),
+        n::EventBody::Delivery(d) => S::Delivery(sdk::Delivery {
+            message_id: text(&d.message_id),
+            outcome: outcome(d.outcome),
+            recipient: text(&d.recipient),
+            router: opt(&d.router),
+            transport: opt(&d.transport),
+            remote_host: opt(&d.remote_host),
+            remote_ip: opt(&d.remote_ip),
+            error: opt(&d.error),
+            identity: identity(&d.identity),
+        }),
+        n::EventBody::MessageCompleted(m) => S::MessageCompleted(message_state(m)),
+        n::EventBody::MessageFrozen(m) => S::MessageFrozen(message_state(m)),
+        n::EventBody::Rejection(r) => S::Rejection(sdk::Rejection {
+            client_ip: opt(&r.client_ip),
+            client_host: opt(&r.client_host),
+            sender: opt(&r.sender),
+            recipient: opt(&r.recipient),
+            stage: match r.stage {
+                n::SmtpStage::Connect => sdk::SmtpStage::Connect,
+                n::SmtpStage::Helo => sdk::SmtpStage::Helo,
+                n::SmtpStage::MailFrom => sdk::SmtpStage::MailFrom,
+                n::SmtpStage::RcptTo => sdk::SmtpStage::RcptTo,
+                n::SmtpStage::Data => sdk::SmtpStage::Data,
+                n::SmtpStage::Other => sdk::SmtpStage::Other,
+            },
+            reason: text(&r.reason),
+            message_id: opt(&r.message_id),
+        }),
+        n::EventBody::AuthFailure(a) => S::AuthFailure(sdk::AuthFailure {
+            client_ip: opt(&a.client_ip),
+            client_host: opt(&a.client_host),
+            authenticator: text(&a.authenticator),
+            set_id: opt(&a.set_id),
+            reason: opt(&a.reason),
+        }),
+        n::EventBody::GovernorAction(g) => S::GovernorAction(sdk::GovernorAction {
+            message_id: opt(&g.message_id),
+            domain: opt(&g.domain),
+            limit: match g.limit {
+                n::GovernorLimit::MaxEmailsPerHour => sdk::GovernorLimit::MaxEmailsPerHour,
+                n::GovernorLimit::MaxDefersAndFailures => sdk::GovernorLimit::MaxDefersAndFailures,
+                n::GovernorLimit::OutgoingHold => sdk::GovernorLimit::OutgoingHold,
+                n::GovernorLimit::OutgoingSuspension => sdk::GovernorLimit::OutgoingSuspension,
+                n::GovernorLimit::NobodyRestricted => sdk::GovernorLimit::NobodyRestricted,
+                n::GovernorLimit::Other => sdk::GovernorLimit::Other,
+            },
+            count: g.count,
+            maximum: g.maximum,
+            discarded: g.discarded,
+            recipient: opt(&g.recipient),
+            identity: identity(&g.identity),
+        }),
+        n::EventBody::QueuedMessage(q) => S::QueuedMessage(sdk::QueuedMessage {
+            message_id: text(&q.message_id),
+            identity: identity(&q.identity),
+            age_seconds: q.age_seconds,
+            size: q.size,
+            recipients: texts(&q.recipients),
+            frozen: q.frozen,
+            bounce: q.bounce,
+            from_header: opt(&q.from_header),
+            subject: opt(&q.subject),
+            headers: pairs(&q.headers),
+        }),
+        n::EventBody::Setting(s) => S::Setting(sdk::Setting {
+            source: text(&s.source),
+            scope: opt(&s.scope),
+            key: text(&s.key),
+            value: opt(&s.value),
+        }),
+        n::EventBody::MailAlias(a) => S::MailAlias(sdk::MailAlias {
+            domain: text(&a.domain),
+            local_part: text(&a.local_part),
+            target: text(&a.target),
+        }),
+        n::EventBody::MailboxStats(m) => S::MailboxStats(sdk::MailboxStats {
+            account: text(&m.account),
+            domain: text(&m.domain),
+            mailbox: text(&m.mailbox),
+            bytes: m.bytes,
+            messages: m.messages,
+            bounces: m.bounces,
+        }),
+        n::EventBody::ServiceState(s) => S::ServiceState(sdk::ServiceState {
+            name: text(&s.name),
+            enabled: s.enabled,
+            details: pairs(&s.details),
+        }),
+        n::EventBody::Extension(e) => S::Extension(sdk::Extension {
+            kind: text(&e.kind),
+            fields: pairs(&e.fields),
+        }),
     }
 }
 
-fn identity(id: &n::Identity) -> wit::Identity<'_> {
-    wit::Identity {
-        sender: id.sender.as_deref(),
-        sender_domain: id.sender_domain.as_deref(),
-        auth_id: id.auth_id.as_deref(),
-        local_user: id.local_user.as_deref(),
-        owner: id.owner.as_deref(),
-        script: id.script.as_deref(),
-        client_ip: id.client_ip.as_deref(),
-        client_host: id.client_host.as_deref(),
+fn identity(id: &n::Identity) -> sdk::Identity<'_> {
+    sdk::Identity {
+        sender: opt(&id.sender),
+        sender_domain: opt(&id.sender_domain),
+        auth_id: opt(&id.auth_id),
+        local_user: opt(&id.local_user),
+        owner: opt(&id.owner),
+        script: opt(&id.script),
+        client_ip: opt(&id.client_ip),
+        client_host: opt(&id.client_host),
     }
 }
 
-fn message_state(m: &n::MessageState) -> wit::MessageState<'_> {
-    wit::MessageState {
-        message_id: &m.message_id,
-        reason: m.reason.as_deref(),
+fn message_state(m: &n::MessageState) -> sdk::MessageState<'_> {
+    sdk::MessageState {
+        message_id: text(&m.message_id),
+        reason: opt(&m.reason),
         identity: identity(&m.identity),
+    }
+}
+
+fn outcome(o: n::DeliveryOutcome) -> sdk::DeliveryOutcome {
+    match o {
+        n::DeliveryOutcome::Delivered => sdk::DeliveryOutcome::Delivered,
+        n::DeliveryOutcome::Deferred => sdk::DeliveryOutcome::Deferred,
+        n::DeliveryOutcome::Failed => sdk::DeliveryOutcome::Failed,
     }
 }
 
@@ -301,13 +249,8 @@ impl spamward_sdk::filter::EventView for FilterView<'_> {
     }
 
     fn outcome(&self) -> Option<spamward_sdk::types::DeliveryOutcome> {
-        use spamward_sdk::types::DeliveryOutcome as O;
         match &self.0.body {
-            n::EventBody::Delivery(d) => Some(match d.outcome {
-                n::DeliveryOutcome::Delivered => O::Delivered,
-                n::DeliveryOutcome::Deferred => O::Deferred,
-                n::DeliveryOutcome::Failed => O::Failed,
-            }),
+            n::EventBody::Delivery(d) => Some(outcome(d.outcome)),
             _ => None,
         }
     }
@@ -362,49 +305,73 @@ mod tests {
     }
 
     #[test]
-    fn records_take_each_events_own_lists_in_a_mixed_batch() {
+    fn a_mixed_batch_decodes_in_the_sdk_to_each_events_own_fields() {
         let events = events_of_every_kind();
         let kinds: BTreeSet<&str> = events.iter().map(|e| e.kind().name()).collect();
         assert_eq!(kinds.len(), 13, "every kind is exercised: {kinds:?}");
 
-        let numbered: Vec<(u64, &n::Event)> = (1..).zip(&events).collect();
-        let lists = Lists::gather(numbered.iter().map(|(_, e)| e));
-        let records = lists.records(&numbered);
+        let mut batch = Vec::new();
+        for (id, event) in (1..).zip(&events) {
+            encode(id, event, &mut batch);
+        }
+        let decoded: Vec<sdk::Event<'_>> = sdk::decode(&batch)
+            .collect::<Result<_, _>>()
+            .expect("the SDK decodes what the host encodes");
+        assert_eq!(decoded.len(), events.len());
 
-        assert_eq!(records.len(), events.len());
-        let pairs = |v: &[(String, String)]| -> Vec<(String, String)> { v.to_vec() };
-        let wit_pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        let pairs = |v: &[(sdk::Text<'_>, sdk::Text<'_>)]| -> Vec<(String, String)> {
             v.iter()
                 .map(|(a, b)| (a.to_string(), b.to_string()))
                 .collect()
         };
+        let strings =
+            |v: &[sdk::Text<'_>]| -> Vec<String> { v.iter().map(|s| s.to_string()).collect() };
         let mut lists_seen = 0;
-        for (record, event) in records.iter().zip(&events) {
+        for ((id, record), event) in (1..).zip(&decoded).zip(&events) {
+            assert_eq!(record.id, id);
             assert_eq!(record.time, event.time.seconds);
+            assert_eq!(
+                record.body.kind(),
+                sdk_kind(event.kind()),
+                "event {id} keeps its kind"
+            );
+            let identity = event.body.identity().map(|i| {
+                (
+                    i.sender.clone(),
+                    i.auth_id.clone(),
+                    i.client_ip.clone(),
+                    i.script.clone(),
+                )
+            });
+            let decoded_identity = record.body.identity().map(|i| {
+                let s = |t: &Option<sdk::Text<'_>>| t.as_deref().map(str::to_owned);
+                (s(&i.sender), s(&i.auth_id), s(&i.client_ip), s(&i.script))
+            });
+            assert_eq!(decoded_identity, identity, "event {id} keeps its identity");
             match (&record.body, &event.body) {
-                (wit::EventBody::MessageReceived(r), n::EventBody::MessageReceived(e)) => {
-                    assert_eq!(r.recipients, e.recipients);
-                    assert_eq!(r.message_id, e.message_id);
+                (sdk::EventBody::MessageReceived(r), n::EventBody::MessageReceived(e)) => {
+                    assert_eq!(strings(&r.recipients), e.recipients);
+                    assert_eq!(r.message_id, e.message_id.as_str());
                     lists_seen += 1;
                 }
-                (wit::EventBody::QueuedMessage(r), n::EventBody::QueuedMessage(e)) => {
-                    assert_eq!(r.recipients, e.recipients);
-                    assert_eq!(wit_pairs(r.headers), pairs(&e.headers));
+                (sdk::EventBody::QueuedMessage(r), n::EventBody::QueuedMessage(e)) => {
+                    assert_eq!(strings(&r.recipients), e.recipients);
+                    assert_eq!(pairs(&r.headers), e.headers);
                     lists_seen += 1;
                 }
-                (wit::EventBody::ServiceState(r), n::EventBody::ServiceState(e)) => {
-                    assert_eq!(wit_pairs(r.details), pairs(&e.details));
+                (sdk::EventBody::ServiceState(r), n::EventBody::ServiceState(e)) => {
+                    assert_eq!(pairs(&r.details), e.details);
                     lists_seen += 1;
                 }
-                (wit::EventBody::Extension(r), n::EventBody::Extension(e)) => {
-                    assert_eq!(wit_pairs(r.fields), pairs(&e.fields));
+                (sdk::EventBody::Extension(r), n::EventBody::Extension(e)) => {
+                    assert_eq!(pairs(&r.fields), e.fields);
                     lists_seen += 1;
                 }
-                (record, event) => assert_eq!(
-                    format!("{record:?}").split('(').next(),
-                    Some(format!("EventBody::{event:?}").split('(').next().unwrap()),
-                    "same kind"
-                ),
+                (sdk::EventBody::Delivery(r), n::EventBody::Delivery(e)) => {
+                    assert_eq!(r.recipient, e.recipient.as_str());
+                    assert_eq!(r.error.as_deref(), e.error.as_deref());
+                }
+                _ => {}
             }
         }
         assert!(lists_seen > 100, "{lists_seen} events with lists");

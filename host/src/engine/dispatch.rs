@@ -7,7 +7,7 @@
 //! [`pool`](super::pool) while the caller goes on normalizing the next batch.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::convert;
 use super::pool::{Lane, Pool};
@@ -48,6 +48,8 @@ impl DispatchOptions {
 pub struct Dispatcher {
     pool: Pool<RuleLane>,
     grants: Vec<Grant>,
+    /// [`crate::normalize::EventKind::bit`]s any rule subscribed to.
+    subscribed: u32,
     pending: Vec<Event>,
     batch_size: usize,
     next_id: u64,
@@ -85,6 +87,44 @@ pub struct Batch {
     /// Where each event came from, kept after the events are gone so later
     /// verdicts can cite them.
     sources: Arc<[Source]>,
+    /// [`crate::normalize::EventKind::bit`]s some rule subscribed to.
+    subscribed: u32,
+    /// The events encoded once, by the first rule to run the batch, for
+    /// every rule that wants them.
+    encoded: OnceLock<Encoded>,
+}
+
+/// A batch's events in the SDK's encoding, one after another.
+struct Encoded {
+    bytes: Vec<u8>,
+    /// Where each event's encoding ends (empty for kinds no rule wants).
+    ends: Vec<usize>,
+}
+
+impl Batch {
+    fn encoded(&self) -> &Encoded {
+        self.encoded.get_or_init(|| {
+            let mut bytes = Vec::with_capacity(self.events.len() * 160);
+            let ends = (self.first_id..)
+                .zip(&self.events)
+                .map(|(id, event)| {
+                    if self.subscribed & event.kind().bit() != 0 {
+                        convert::encode(id, event, &mut bytes);
+                    }
+                    bytes.len()
+                })
+                .collect();
+            Encoded { bytes, ends }
+        })
+    }
+}
+
+impl Encoded {
+    /// The encoding of event number `index` of the batch.
+    fn event(&self, index: usize) -> &[u8] {
+        let start = index.checked_sub(1).map_or(0, |i| self.ends[i]);
+        &self.bytes[start..self.ends[index]]
+    }
 }
 
 /// An event's file, line and time.
@@ -102,6 +142,8 @@ struct Admitted {
 struct RuleLane {
     runner: RuleRunner,
     lookups: Arc<HostLookups>,
+    /// The rule's share of the current batch, encoded (reused).
+    batch: Vec<u8>,
     /// `(first id, sources)` of recent batches, at most `CITABLE` events.
     recent: VecDeque<(u64, Arc<[Source]>)>,
     recent_events: usize,
@@ -122,27 +164,25 @@ impl Lane for RuleLane {
 
     fn run(&mut self, batch: &Batch) -> Vec<Admitted> {
         let rule = self.runner.rule();
-        let wanted: Vec<(u64, &Event)> = batch
-            .events
-            .iter()
-            .enumerate()
-            .filter(|(_, event)| {
-                rule.subscriptions & event.kind().bit() != 0
-                    && (!rule.filtered
-                        || spamward_sdk::filter::wants(
-                            &rule.filters,
-                            &convert::FilterView(event, &self.lookups),
-                        ))
-            })
-            .map(|(offset, event)| (batch.first_id + offset as u64, event))
-            .collect();
-        if wanted.is_empty() {
+        self.batch.clear();
+        let mut wanted = 0;
+        for (index, event) in batch.events.iter().enumerate() {
+            if rule.subscriptions & event.kind().bit() != 0
+                && (!rule.filtered
+                    || spamward_sdk::filter::wants(
+                        &rule.filters,
+                        &convert::FilterView(event, &self.lookups),
+                    ))
+            {
+                self.batch.extend_from_slice(batch.encoded().event(index));
+                wanted += 1;
+            }
+        }
+        if wanted == 0 {
             return Vec::new();
         }
-        let lists = convert::Lists::gather(wanted.iter().map(|(_, e)| e));
-        let events = lists.records(&wanted);
         self.remember(batch);
-        match self.runner.run_batch(batch.no, &events) {
+        match self.runner.run_batch(batch.no, &self.batch, wanted) {
             BatchOutcome::Verdicts(verdicts) => {
                 verdicts.into_iter().map(|v| self.cite(v)).collect()
             }
@@ -206,11 +246,15 @@ impl Dispatcher {
                 mode: r.mode(),
             })
             .collect();
+        let subscribed = runners
+            .iter()
+            .fold(0, |mask, r| mask | r.rule().subscriptions);
         let lanes = runners
             .into_iter()
             .map(|runner| RuleLane {
                 runner,
                 lookups: lookups.clone(),
+                batch: Vec::new(),
                 recent: VecDeque::new(),
                 recent_events: 0,
             })
@@ -220,6 +264,7 @@ impl Dispatcher {
         Dispatcher {
             pool: Pool::new(lanes, workers),
             grants,
+            subscribed,
             pending: Vec::with_capacity(batch_size),
             batch_size,
             next_id: 1,
@@ -251,6 +296,8 @@ impl Dispatcher {
                 .map(|e| (e.file.clone(), e.line, e.time))
                 .collect(),
             events,
+            subscribed: self.subscribed,
+            encoded: OnceLock::new(),
         };
         self.next_id += batch.events.len() as u64;
         self.batch_no += 1;

@@ -159,9 +159,9 @@ impl RuleRunner {
         }
     }
 
-    /// Runs batch number `batch_no` of events (already filtered to the
-    /// rule's subscriptions).
-    pub fn run_batch(&mut self, batch_no: u64, events: &[wit::Event]) -> BatchOutcome {
+    /// Runs batch number `batch_no`: `events` events (already filtered to
+    /// the rule's subscriptions), encoded in `batch`.
+    pub fn run_batch(&mut self, batch_no: u64, batch: &[u8], events: usize) -> BatchOutcome {
         if let Some(until) = self.health.quarantined_until {
             if batch_no < until {
                 return BatchOutcome::Skipped;
@@ -179,12 +179,12 @@ impl RuleRunner {
         let started = Instant::now();
         let result = instance
             .spamward_rule_guest()
-            .call_on_events(&mut *store, events);
+            .call_on_events(&mut *store, batch);
         self.health.busy += started.elapsed();
         match result {
             Ok(verdicts) => {
                 self.health.batches += 1;
-                self.health.events += events.len() as u64;
+                self.health.events += events as u64;
                 self.health.verdicts += verdicts.len() as u64;
                 self.health.consecutive_failures = 0;
                 self.health.backoff = 0;

@@ -99,7 +99,7 @@ impl Rule for BounceBloat {
         // "(default)" is the account's own system mailbox, not an address.
         let (target, mailbox) = if m.domain == "(default)" {
             (
-                Target::Account(m.account.clone()),
+                Target::Account(m.account.to_string()),
                 format!("the main mailbox of {}", m.account),
             )
         } else {
@@ -140,13 +140,18 @@ mod tests {
     use super::*;
     use spamward_sdk::testing::{self, Harness, evidence};
 
-    fn stats(domain: &str, mailbox: &str, messages: u32, bounces: u32) -> (i64, EventBody) {
+    fn stats(
+        domain: &str,
+        mailbox: &str,
+        messages: u32,
+        bounces: u32,
+    ) -> (i64, EventBody<'static>) {
         (
             testing::at("2024-05-01 10:00:00"),
             EventBody::MailboxStats(MailboxStats {
                 account: "shopacct".into(),
-                domain: domain.into(),
-                mailbox: mailbox.into(),
+                domain: testing::text(domain),
+                mailbox: testing::text(mailbox),
                 bytes: 38 * 1024 * 1024,
                 messages,
                 bounces,

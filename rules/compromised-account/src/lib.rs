@@ -7,6 +7,8 @@
 //! an hour, on event time; one signal is a warning, two or more are critical.
 //! The login is reported once per window, naming every signal.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use spamward_sdk::prelude::*;
 
@@ -44,6 +46,30 @@ impl Default for Settings {
     }
 }
 
+/// The host key of one of a login's counters (`msgs:<login>`), built in a
+/// buffer reused for each counter.
+struct Key<'l> {
+    login: &'l str,
+    buf: String,
+}
+
+impl<'l> Key<'l> {
+    fn new(login: &'l str) -> Self {
+        Key {
+            login,
+            buf: String::with_capacity(login.len() + 10),
+        }
+    }
+
+    fn of(&mut self, counter: &str) -> &str {
+        self.buf.clear();
+        self.buf.push_str(counter);
+        self.buf.push(':');
+        self.buf.push_str(self.login);
+        &self.buf
+    }
+}
+
 /// The rule.
 pub struct CompromisedAccount {
     settings: Settings,
@@ -58,15 +84,16 @@ impl CompromisedAccount {
     fn judge(&self, cx: &mut Context<'_>, login: &str, at: i64) {
         let w = self.window();
         let s = &self.settings;
-        let messages = host::window_total(&format!("msgs:{login}"), at, w);
+        let mut key = Key::new(login);
+        let messages = host::window_total(key.of("msgs"), at, w);
         if messages < u64::from(s.min_messages) {
             return;
         }
-        let ips = host::distinct_count(&format!("ips:{login}"), at, w);
-        let domains = host::distinct_count(&format!("doms:{login}"), at, w);
-        let deliveries = host::window_total(&format!("dlv:{login}"), at, w);
-        let failures = host::window_total(&format!("fail:{login}"), at, w);
-        let guesses: u64 = host::kv_get(&format!("guesses:{login}"))
+        let ips = host::distinct_count(key.of("ips"), at, w);
+        let domains = host::distinct_count(key.of("doms"), at, w);
+        let deliveries = host::window_total(key.of("dlv"), at, w);
+        let failures = host::window_total(key.of("fail"), at, w);
+        let guesses: u64 = host::kv_get(key.of("guesses"))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
 
@@ -89,8 +116,7 @@ impl CompromisedAccount {
             return;
         }
         // Report once per window per login, unless it got worse.
-        let key = format!("reported:{login}");
-        let last = host::kv_get(&key).and_then(|v| {
+        let last = host::kv_get(key.of("reported")).and_then(|v| {
             let (t, n) = v.split_once(' ')?;
             Some((t.parse::<i64>().ok()?, n.parse::<usize>().ok()?))
         });
@@ -100,7 +126,7 @@ impl CompromisedAccount {
         {
             return;
         }
-        host::kv_set(&key, Some(&format!("{at} {}", signals.len())));
+        host::kv_set(key.of("reported"), Some(&format!("{at} {}", signals.len())));
         let severity = if signals.len() >= 2 {
             Severity::Critical
         } else {
@@ -146,8 +172,6 @@ impl Rule for CompromisedAccount {
         )
         // Only failures cross the boundary: attempts are counted from the
         // recipients of each message, so delivered mail costs nothing here.
-        // Only failures cross the boundary: attempts are counted from the
-        // recipients of each message, so delivered mail costs nothing here.
         .subscribe_matching(filter::all(EventKind::Delivery).all_of([
             filter::has(IdentityField::AuthId),
             filter::outcome(&[DeliveryOutcome::Failed, DeliveryOutcome::Deferred]),
@@ -191,29 +215,34 @@ impl Rule for CompromisedAccount {
             return;
         };
         let (at, w, s) = (cx.time(), self.window(), &self.settings);
-        let messages = host::window_add(&format!("msgs:{login}"), at, w, 1);
+        // Every authenticated message comes through here: build the keys in
+        // one buffer rather than allocating one per counter.
+        let mut key = Key::new(login);
+        let messages = host::window_add(key.of("msgs"), at, w, 1);
         if messages == 1 {
             // The first message after a run of guesses: remember how many.
-            let failed = host::window_total(&format!("authfail:{login}"), at, w);
+            let failed = host::window_total(key.of("authfail"), at, w);
             if failed > 0 {
-                host::kv_set(&format!("guesses:{login}"), Some(&failed.to_string()));
+                host::kv_set(key.of("guesses"), Some(&failed.to_string()));
             }
         }
         // Each recipient is a delivery attempt; only failures are delivered
         // to the rule (see `info`).
         let n = u32::try_from(m.recipients.len()).unwrap_or(u32::MAX);
-        host::window_add(&format!("dlv:{login}"), at, w, n);
+        host::window_add(key.of("dlv"), at, w, n);
         let mut crossed = messages == u64::from(s.min_messages);
         if let Some(ip) = &m.identity.client_ip {
-            let ips = host::distinct_add(&format!("ips:{login}"), ip, at, w);
+            let ips = host::distinct_add(key.of("ips"), ip, at, w);
             crossed |= ips == s.max_client_ips + 1;
         }
         for rcpt in &m.recipients {
-            let domain = rcpt
-                .rsplit_once('@')
-                .map_or("", |(_, d)| d)
-                .to_ascii_lowercase();
-            let domains = host::distinct_add(&format!("doms:{login}"), &domain, at, w);
+            let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
+            let domain = if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+                Cow::Owned(domain.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(domain)
+            };
+            let domains = host::distinct_add(key.of("doms"), &domain, at, w);
             crossed |= domains == s.max_recipient_domains + 1;
         }
         // Judging reads every figure back from the host: do it only when one
@@ -231,19 +260,21 @@ impl Rule for CompromisedAccount {
             return;
         }
         let (at, w, s) = (cx.time(), self.window(), &self.settings);
-        let failures = host::window_add(&format!("fail:{login}"), at, w, 1);
-        let attempts = host::window_total(&format!("dlv:{login}"), at, w);
+        let mut key = Key::new(login);
+        let failures = host::window_add(key.of("fail"), at, w, 1);
+        let attempts = host::window_total(key.of("dlv"), at, w);
         let tripped = attempts >= u64::from(s.min_deliveries)
             && failures * 100 > attempts * u64::from(s.max_failure_percent);
         // Judge when the ratio first trips in a window, not on each failure.
-        if tripped && host::once_per_window(&format!("failing:{login}"), at, w) {
+        if tripped && host::once_per_window(key.of("failing"), at, w) {
             self.judge(cx, login, at);
         }
     }
 
     fn on_auth_failure(&mut self, cx: &mut Context<'_>, a: &AuthFailure) {
         if let Some(login) = a.set_id.as_deref() {
-            host::window_add(&format!("authfail:{login}"), cx.time(), self.window(), 1);
+            let mut key = Key::new(login);
+            host::window_add(key.of("authfail"), cx.time(), self.window(), 1);
         }
     }
 }
@@ -257,11 +288,11 @@ mod tests {
 
     const T0: &str = "2024-05-01 10:00:00";
 
-    fn sent(i: i64, login: &str, ip: &str, rcpt: &str) -> (i64, EventBody) {
+    fn sent(i: i64, login: &str, ip: &str, rcpt: &str) -> (i64, EventBody<'static>) {
         let mut m = testing::received(&format!("m{i}"), login);
-        m.identity.auth_id = Some(login.into());
-        m.identity.client_ip = Some(ip.into());
-        m.recipients = vec![rcpt.into()];
+        m.identity.auth_id = Some(testing::text(login));
+        m.identity.client_ip = Some(testing::text(ip));
+        m.recipients = vec![testing::text(rcpt)];
         (testing::at(T0) + i * 20, EventBody::MessageReceived(m))
     }
 

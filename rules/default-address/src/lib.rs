@@ -146,21 +146,21 @@ mod tests {
     use super::*;
     use spamward_sdk::testing::{self, Harness, evidence};
 
-    fn alias(domain: &str, local_part: &str, target: &str) -> (i64, EventBody) {
+    fn alias(domain: &str, local_part: &str, target: &str) -> (i64, EventBody<'static>) {
         (
             testing::at("2024-05-01 10:00:00"),
             EventBody::MailAlias(MailAlias {
-                domain: domain.into(),
-                local_part: local_part.into(),
-                target: target.into(),
+                domain: testing::text(domain),
+                local_part: testing::text(local_part),
+                target: testing::text(target),
             }),
         )
     }
 
-    fn bounce(i: i64, user: &str) -> (i64, EventBody) {
+    fn bounce(i: i64, user: &str) -> (i64, EventBody<'static>) {
         let mut m = testing::received(&format!("b{i}"), "");
-        m.identity.local_user = Some(user.into());
-        m.bounce_of = Some(format!("orig{i}"));
+        m.identity.local_user = Some(testing::text(user));
+        m.bounce_of = Some(format!("orig{i}").into());
         (
             testing::at("2024-05-01 10:00:00") + i,
             EventBody::MessageReceived(m),

@@ -117,7 +117,7 @@ impl Rule for DeferFailRatio {
         cx.report(
             Finding::new(
                 Severity::Warning,
-                Target::Domain(domain.clone()),
+                Target::Domain(domain.to_string()),
                 Action::HoldOutgoing,
                 format!(
                     "{failures} of {attempts} deliveries from {domain} failed or deferred in {} min ({percent}% > {}%)",
@@ -141,7 +141,7 @@ mod tests {
     use super::*;
     use spamward_sdk::testing::{self, Harness};
 
-    fn attempt(i: i64, outcome: DeliveryOutcome, rcpt: &str) -> (i64, EventBody) {
+    fn attempt(i: i64, outcome: DeliveryOutcome, rcpt: &str) -> (i64, EventBody<'static>) {
         let mut d = testing::delivery(&format!("m{i}"), "news@spam.example", outcome, rcpt);
         d.identity.local_user = Some("newsacct".into());
         (

@@ -235,7 +235,7 @@ impl HourlyLimit {
             limit,
             target,
             account,
-            key: s.key.clone(),
+            key: s.key.to_string(),
             value: value.to_owned(),
             event: cx.event_id(),
         };
@@ -409,23 +409,23 @@ mod tests {
         scope: Option<&str>,
         key: &str,
         value: Option<&str>,
-    ) -> (i64, EventBody) {
+    ) -> (i64, EventBody<'static>) {
         (
             testing::at("2024-05-01 10:00:00"),
             EventBody::Setting(testing::setting(source, scope, key, value)),
         )
     }
 
-    fn config(key: &str, value: Option<&str>) -> (i64, EventBody) {
+    fn config(key: &str, value: Option<&str>) -> (i64, EventBody<'static>) {
         setting("cpanel.config", None, key, value)
     }
 
-    fn governor(at: &str, domain: &str, limit: GovernorLimit) -> (i64, EventBody) {
+    fn governor(at: &str, domain: &str, limit: GovernorLimit) -> (i64, EventBody<'static>) {
         (
             testing::at(at),
             EventBody::GovernorAction(GovernorAction {
                 message_id: Some("1abc23-000456-AB".into()),
-                domain: Some(domain.into()),
+                domain: Some(testing::text(domain)),
                 limit,
                 count: Some(200),
                 maximum: Some(200),

@@ -144,14 +144,14 @@ mod tests {
     use super::*;
     use spamward_sdk::testing::{self, Harness, evidence};
 
-    fn mailman(enabled: bool, lists: &str) -> (i64, EventBody) {
+    fn mailman(enabled: bool, lists: &str) -> (i64, EventBody<'static>) {
         (
             testing::at("2024-05-01 10:00:00"),
             EventBody::ServiceState(ServiceState {
                 name: "mailman".into(),
                 enabled,
                 details: vec![
-                    ("lists".into(), lists.into()),
+                    ("lists".into(), testing::text(lists)),
                     (
                         "lists_dir".into(),
                         "/usr/local/cpanel/3rdparty/mailman/lists".into(),
@@ -161,9 +161,9 @@ mod tests {
         )
     }
 
-    fn sent(i: i64, user: &str) -> (i64, EventBody) {
+    fn sent(i: i64, user: &str) -> (i64, EventBody<'static>) {
         let mut m = testing::received(&format!("m{i}"), "list-bounces@lists.example");
-        m.identity.local_user = Some(user.into());
+        m.identity.local_user = Some(testing::text(user));
         m.subject = Some("Your list password".into());
         (
             testing::at("2024-05-01 10:00:00") + i,

@@ -55,16 +55,16 @@ impl NobodySender {
         user_is_nobody || sender_is_nobody
     }
 
-    fn judge(&self, cx: &mut Context<'_>, id: &Identity, n: u32) {
+    fn judge(&self, cx: &mut Context<'_>, id: &Identity<'_>, n: u32) {
         if !self.is_nobody(id) {
             return;
         }
         let target = if let Some(script) = &id.script {
-            Target::Script(script.clone())
+            Target::Script(script.to_string())
         } else if let Some(owner) = &id.owner {
-            Target::Account(owner.clone())
+            Target::Account(owner.to_string())
         } else if let Some(domain) = &id.sender_domain {
-            Target::Domain(domain.clone())
+            Target::Domain(domain.to_string())
         } else {
             Target::Account("nobody".into())
         };
@@ -189,10 +189,10 @@ mod tests {
     use super::*;
     use spamward_sdk::testing::{self, Harness};
 
-    fn nobody_message(id: &str, script: Option<&str>) -> EventBody {
+    fn nobody_message(id: &str, script: Option<&str>) -> EventBody<'static> {
         let mut m = testing::received(id, "nobody@server.example");
         m.identity.local_user = Some("nobody".into());
-        m.identity.script = script.map(str::to_owned);
+        m.identity.script = script.map(testing::text);
         EventBody::MessageReceived(m)
     }
 
@@ -237,7 +237,7 @@ mod tests {
                 source: "cpanel.config".into(),
                 scope: None,
                 key: "nobodyspam".into(),
-                value: value.map(str::to_owned),
+                value: value.map(testing::text),
             })
         };
         let mut h = Harness::<NobodySender>::new();

@@ -92,7 +92,7 @@ impl Rule for OpenRelay {
                 // `None`: the host doesn't know the local domains; no verdict.
                 host::is_local_domain(domain) == Some(false)
             })
-            .map(String::as_str)
+            .map(|r| r.as_str())
             .collect();
         if remote.is_empty() {
             return;
@@ -154,10 +154,10 @@ mod tests {
     use super::*;
     use spamward_sdk::testing::{self, Harness};
 
-    fn inbound(ip: &str, rcpt: &str) -> EventBody {
+    fn inbound(ip: &str, rcpt: &str) -> EventBody<'static> {
         let mut m = testing::received("1abc23-000456-AB", "x@stranger.example");
-        m.identity.client_ip = Some(ip.into());
-        m.recipients = vec![rcpt.into()];
+        m.identity.client_ip = Some(testing::text(ip));
+        m.recipients = vec![testing::text(rcpt)];
         EventBody::MessageReceived(m)
     }
 
@@ -193,7 +193,7 @@ mod tests {
     #[test]
     fn accepted_relay_probe_is_critical_and_refused_one_is_quiet() {
         let mut h = Harness::<OpenRelay>::new();
-        let probe = |accepted: &str| {
+        let probe = |accepted: &'static str| {
             EventBody::Extension(Extension {
                 kind: "relay-probe".into(),
                 fields: vec![

@@ -120,12 +120,12 @@ impl Rule for QueueHealth {
             .identity
             .owner
             .as_ref()
-            .map(|o| (Target::Account(o.clone()), format!("account:{o}")))
+            .map(|o| (Target::Account(o.to_string()), format!("account:{o}")))
             .or_else(|| {
                 q.identity
                     .sender
                     .as_ref()
-                    .map(|s| (Target::Mailbox(s.clone()), format!("sender:{s}")))
+                    .map(|s| (Target::Mailbox(s.to_string()), format!("sender:{s}")))
             });
         if let Some((target, key)) = sender {
             let n = host::window_add(&key, at, SNAPSHOT, 1);
@@ -179,11 +179,11 @@ mod tests {
     use super::*;
     use spamward_sdk::testing::{self, Harness};
 
-    fn queued(i: u32, sender: &str, frozen: bool) -> (i64, EventBody) {
+    fn queued(i: u32, sender: &str, frozen: bool) -> (i64, EventBody<'static>) {
         (
             1000,
             EventBody::QueuedMessage(QueuedMessage {
-                message_id: format!("m{i}"),
+                message_id: format!("m{i}").into(),
                 identity: testing::sender(sender),
                 age_seconds: 60,
                 size: Some(1000),

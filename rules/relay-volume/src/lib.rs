@@ -58,27 +58,57 @@ pub struct RelayVolume {
 const HOUR: u32 = 3600;
 const DAY: u32 = 86_400;
 
+/// An identity an outgoing message is counted under.
+#[derive(Clone, Copy)]
+enum Counted<'a> {
+    Login(&'a str),
+    Script(&'a str),
+    Account(&'a str),
+}
+
+impl Counted<'_> {
+    /// Its window key in the host.
+    fn key(self) -> String {
+        match self {
+            Counted::Login(l) => format!("login:{l}"),
+            Counted::Script(s) => format!("script:{s}"),
+            Counted::Account(a) => format!("account:{a}"),
+        }
+    }
+
+    /// Who to hold, built only when reporting.
+    fn target(self) -> Target {
+        match self {
+            Counted::Login(l) => Target::Mailbox(l.to_owned()),
+            Counted::Script(s) => Target::Script(s.to_owned()),
+            Counted::Account(a) => Target::Account(a.to_owned()),
+        }
+    }
+
+    /// The identity in a sentence.
+    fn describe(self) -> String {
+        match self {
+            Counted::Login(l) => format!("login {l}"),
+            Counted::Script(s) => format!("script {s}"),
+            Counted::Account(a) => format!("account {a}"),
+        }
+    }
+}
+
 impl RelayVolume {
     /// The identities an outgoing message is counted under.
-    fn identities(&self, id: &Identity) -> Vec<(Target, String)> {
-        let mut out = Vec::new();
-        if let Some(login) = &id.auth_id {
-            out.push((Target::Mailbox(login.clone()), format!("login:{login}")));
-        }
-        if let Some(script) = &id.script {
-            out.push((Target::Script(script.clone()), format!("script:{script}")));
-        }
-        let account = id.owner.as_ref().or(id
+    fn identities<'a>(&self, id: &'a Identity<'_>) -> impl Iterator<Item = Counted<'a>> {
+        let account = id.owner.as_deref().or(id
             .local_user
-            .as_ref()
-            .filter(|u| !self.settings.system_users.contains(u)));
-        if let Some(account) = account {
-            out.push((
-                Target::Account(account.clone()),
-                format!("account:{account}"),
-            ));
-        }
-        out
+            .as_deref()
+            .filter(|u| !self.settings.system_users.iter().any(|s| s == u)));
+        [
+            id.auth_id.as_deref().map(Counted::Login),
+            id.script.as_deref().map(Counted::Script),
+            account.map(Counted::Account),
+        ]
+        .into_iter()
+        .flatten()
     }
 }
 
@@ -125,7 +155,8 @@ impl Rule for RelayVolume {
         } else {
             1
         };
-        for (target, key) in self.identities(&m.identity) {
+        for counted in self.identities(&m.identity) {
+            let key = counted.key();
             for (window, limit, label) in [
                 (HOUR, self.settings.hourly_limit, "hour"),
                 (DAY, self.settings.daily_limit, "24 h"),
@@ -140,18 +171,15 @@ impl Rule for RelayVolume {
                 } else {
                     continue;
                 };
-                let who = match &target {
-                    Target::Mailbox(l) => format!("login {l}"),
-                    Target::Script(s) => format!("script {s}"),
-                    Target::Account(a) => format!("account {a}"),
-                    _ => unreachable!("identities() builds only these"),
-                };
                 cx.report(
                     Finding::new(
                         severity,
-                        target.clone(),
+                        counted.target(),
                         Action::HoldOutgoing,
-                        format!("{who} sent {total} emails in the last {label} (limit {limit})"),
+                        format!(
+                            "{} sent {total} emails in the last {label} (limit {limit})",
+                            counted.describe()
+                        ),
                     )
                     .evidence("emails", total)
                     .evidence("limit", limit)
@@ -170,11 +198,11 @@ mod tests {
     use super::*;
     use spamward_sdk::testing::{self, Harness};
 
-    fn authed(id: &str, login: &str, recipients: usize) -> EventBody {
+    fn authed(id: &str, login: &str, recipients: usize) -> EventBody<'static> {
         let mut m = testing::received(id, login);
-        m.identity.auth_id = Some(login.into());
+        m.identity.auth_id = Some(testing::text(login));
         m.recipients = (0..recipients)
-            .map(|i| format!("r{i}@remote.example"))
+            .map(|i| format!("r{i}@remote.example").into())
             .collect();
         EventBody::MessageReceived(m)
     }

@@ -160,7 +160,7 @@ impl Rule for ScriptSender {
         cx.report(
             Finding::new(
                 Severity::Warning,
-                Target::Script(script.clone()),
+                Target::Script(script.to_string()),
                 Action::FreezeMessage,
                 format!(
                     "script {script} of account {owner} sends as {from}, a domain {owner} doesn't own"
@@ -187,13 +187,13 @@ mod tests {
     use super::*;
     use spamward_sdk::testing::{self, Harness};
 
-    fn queued(from: &str, script: &str) -> EventBody {
+    fn queued(from: &str, script: &str) -> EventBody<'static> {
         EventBody::QueuedMessage(QueuedMessage {
             message_id: "1aaabbcccdddee02".into(),
             identity: Identity {
                 owner: Some("exampleuser".into()),
                 local_user: Some("exampleuser".into()),
-                script: Some(script.into()),
+                script: Some(testing::text(script)),
                 ..testing::sender("exampleuser@cpanel.example.test")
             },
             age_seconds: 10,
@@ -201,7 +201,7 @@ mod tests {
             recipients: vec!["target@example.org".into()],
             frozen: false,
             bounce: false,
-            from_header: Some(from.into()),
+            from_header: Some(testing::text(from)),
             subject: None,
             headers: vec![("X-Mailer".into(), "PHPMailer 6.5.0".into())],
         })

@@ -71,7 +71,7 @@ mod tests {
         scope: Option<&str>,
         key: &str,
         value: Option<&str>,
-    ) -> (i64, EventBody) {
+    ) -> (i64, EventBody<'static>) {
         (
             testing::at("2024-05-01 10:00:00"),
             EventBody::Setting(testing::setting(source, scope, key, value)),

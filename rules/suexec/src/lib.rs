@@ -150,22 +150,22 @@ mod tests {
     use super::*;
     use spamward_sdk::testing::{self, Harness, evidence};
 
-    fn php(version: &str, handler: &str, default: bool) -> (i64, EventBody) {
+    fn php(version: &str, handler: &str, default: bool) -> (i64, EventBody<'static>) {
         (
             testing::at("2024-05-01 10:00:00"),
             EventBody::ServiceState(ServiceState {
                 name: "php-handler".into(),
                 enabled: true,
                 details: vec![
-                    ("version".into(), version.into()),
-                    ("handler".into(), handler.into()),
-                    ("default".into(), default.to_string()),
+                    ("version".into(), testing::text(version)),
+                    ("handler".into(), testing::text(handler)),
+                    ("default".into(), default.to_string().into()),
                 ],
             }),
         )
     }
 
-    fn suexec(enabled: bool) -> (i64, EventBody) {
+    fn suexec(enabled: bool) -> (i64, EventBody<'static>) {
         (
             testing::at("2024-05-01 10:00:00"),
             EventBody::ServiceState(ServiceState {

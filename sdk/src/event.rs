@@ -1,0 +1,728 @@
+//! The events a rule receives, and how a batch of them crosses the wasm
+//! boundary.
+//!
+//! The host turns what the mail server does (log lines, the queue, its
+//! configuration) into these records. They are neutral facts; a rule answers
+//! with verdicts.
+//!
+//! **Encoding.** A batch crosses as one `list<u8>` (`event-batch` in
+//! `wit/rule.wit`): the [`Event`]s one after another, each in
+//! [postcard](https://docs.rs/postcard)'s encoding of the types below, in
+//! field order. The guest decodes it in place: every [`Text`] of an event
+//! borrows the batch's bytes, so receiving an event costs no allocation per
+//! string. (Lowering typed WIT records instead costs one call into the
+//! guest's allocator per string, which was over a third of a rule's time.)
+//! These types are part of the `spamward:rule` package version
+//! ([`crate::INTERFACE_VERSION`]): changing a field or adding a variant is a
+//! new version.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::Deref;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+pub use crate::types::{DeliveryOutcome, Timestamp};
+
+/// A string of an event: borrowed from the batch the host sent, or owned
+/// when a test built the event.
+///
+/// It dereferences to `str`, so `&text`, `text.len()`, `text.starts_with(..)`
+/// and `opt.as_deref()` work as on a `String`. Keep it past the event with
+/// `to_string()`.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Text<'a>(Cow<'a, str>);
+
+impl Text<'_> {
+    /// The string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'a> From<&'a str> for Text<'a> {
+    fn from(s: &'a str) -> Self {
+        Text(Cow::Borrowed(s))
+    }
+}
+
+impl<'a> From<&'a String> for Text<'a> {
+    fn from(s: &'a String) -> Self {
+        Text(Cow::Borrowed(s))
+    }
+}
+
+impl From<String> for Text<'_> {
+    fn from(s: String) -> Self {
+        Text(Cow::Owned(s))
+    }
+}
+
+impl PartialEq<str> for Text<'_> {
+    fn eq(&self, other: &str) -> bool {
+        *self.0 == *other
+    }
+}
+
+impl PartialEq<&str> for Text<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s.to_owned())))
+            }
+            fn visit_string<E>(self, s: String) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(s)))
+            }
+        }
+        deserializer.deserialize_str(Visitor)
+    }
+}
+
+/// Everything known about who sent a message. Peers that count only by IP
+/// or only by domain miss stolen logins and web scripts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Identity<'a> {
+    /// Envelope sender (`<=`/`F=`); `None` for the null sender `<>`.
+    #[serde(borrow)]
+    pub sender: Option<Text<'a>>,
+    /// Domain part of `sender`, lower-cased.
+    #[serde(borrow)]
+    pub sender_domain: Option<Text<'a>>,
+    /// SMTP AUTH id (`A=authenticator:id`, the id part).
+    #[serde(borrow)]
+    pub auth_id: Option<Text<'a>>,
+    /// Local user that submitted the message (`U=`).
+    #[serde(borrow)]
+    pub local_user: Option<Text<'a>>,
+    /// Hosting account that owns the sender (cPanel "Sender identification",
+    /// `/home/<user>/` scripts, `/etc/userdomains`).
+    #[serde(borrow)]
+    pub owner: Option<Text<'a>>,
+    /// Script or directory that submitted the message (`cwd=`,
+    /// `X-PHP-Script`).
+    #[serde(borrow)]
+    pub script: Option<Text<'a>>,
+    /// Remote client IP for SMTP submissions (`H=... [ip]`).
+    #[serde(borrow)]
+    pub client_ip: Option<Text<'a>>,
+    /// Remote client host name or HELO, as logged.
+    #[serde(borrow)]
+    pub client_host: Option<Text<'a>>,
+}
+
+/// A message accepted by the MTA (Exim `<=`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageReceived<'a> {
+    /// The MTA's message id.
+    #[serde(borrow)]
+    pub message_id: Text<'a>,
+    /// Who sent it.
+    #[serde(borrow)]
+    pub identity: Identity<'a>,
+    /// Received protocol (`P=`): `esmtpsa`, `local`, ...
+    #[serde(borrow)]
+    pub protocol: Option<Text<'a>>,
+    /// Size in bytes (`S=`).
+    pub size: Option<u64>,
+    /// Envelope recipients.
+    #[serde(borrow)]
+    pub recipients: Vec<Text<'a>>,
+    /// Subject (`T=`), unquoted.
+    #[serde(borrow)]
+    pub subject: Option<Text<'a>>,
+    /// True for the null sender `<>` (a bounce or other DSN).
+    pub bounce: bool,
+    /// For a locally generated bounce, the message it reports on (`R=`).
+    #[serde(borrow)]
+    pub bounce_of: Option<Text<'a>>,
+}
+
+/// One delivery attempt for one recipient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Delivery<'a> {
+    /// The message delivered.
+    #[serde(borrow)]
+    pub message_id: Text<'a>,
+    /// What became of the attempt.
+    #[serde(with = "outcome_code")]
+    pub outcome: DeliveryOutcome,
+    /// The recipient address.
+    #[serde(borrow)]
+    pub recipient: Text<'a>,
+    /// Router (`R=`).
+    #[serde(borrow)]
+    pub router: Option<Text<'a>>,
+    /// Transport (`T=`).
+    #[serde(borrow)]
+    pub transport: Option<Text<'a>>,
+    /// Remote host name as logged (`H=`).
+    #[serde(borrow)]
+    pub remote_host: Option<Text<'a>>,
+    /// Remote host IP (`H=... [ip]`).
+    #[serde(borrow)]
+    pub remote_ip: Option<Text<'a>>,
+    /// Error text for `Deferred` and `Failed`.
+    #[serde(borrow)]
+    pub error: Option<Text<'a>>,
+    /// The sender of the message, joined from its arrival.
+    #[serde(borrow)]
+    pub identity: Identity<'a>,
+}
+
+/// A message left the queue, or was frozen; the identity is joined from its
+/// arrival when it was seen.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageState<'a> {
+    /// The message.
+    #[serde(borrow)]
+    pub message_id: Text<'a>,
+    /// Why, where the source says (`Frozen (delivery error message)`).
+    #[serde(borrow)]
+    pub reason: Option<Text<'a>>,
+    /// Who sent it.
+    #[serde(borrow)]
+    pub identity: Identity<'a>,
+}
+
+/// The SMTP phase a rejection happened in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum SmtpStage {
+    Connect,
+    Helo,
+    MailFrom,
+    RcptTo,
+    Data,
+    Other,
+}
+
+/// The MTA refused something a client asked for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rejection<'a> {
+    /// The client's IP.
+    #[serde(borrow)]
+    pub client_ip: Option<Text<'a>>,
+    /// The client's host name or HELO.
+    #[serde(borrow)]
+    pub client_host: Option<Text<'a>>,
+    /// Envelope sender, when given before the rejection.
+    #[serde(borrow)]
+    pub sender: Option<Text<'a>>,
+    /// Recipient, when the rejection is about one.
+    #[serde(borrow)]
+    pub recipient: Option<Text<'a>>,
+    /// When in the SMTP dialogue it happened.
+    pub stage: SmtpStage,
+    /// The MTA's reason, as logged.
+    #[serde(borrow)]
+    pub reason: Text<'a>,
+    /// Message id when the rejection happened after one was assigned.
+    #[serde(borrow)]
+    pub message_id: Option<Text<'a>>,
+}
+
+/// A failed SMTP AUTH attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthFailure<'a> {
+    /// The client's IP.
+    #[serde(borrow)]
+    pub client_ip: Option<Text<'a>>,
+    /// The client's host name or HELO.
+    #[serde(borrow)]
+    pub client_host: Option<Text<'a>>,
+    /// Exim authenticator name (`dovecot_login`, `plain`, ...).
+    #[serde(borrow)]
+    pub authenticator: Text<'a>,
+    /// The login that was tried (`set_id=`), when logged.
+    #[serde(borrow)]
+    pub set_id: Option<Text<'a>>,
+    /// Why it failed, as logged.
+    #[serde(borrow)]
+    pub reason: Option<Text<'a>>,
+}
+
+/// Which sending limit of the hosting panel acted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum GovernorLimit {
+    /// "has exceeded the max emails per hour".
+    MaxEmailsPerHour,
+    /// "has exceeded the max defers and failures per hour".
+    MaxDefersAndFailures,
+    /// "has an outgoing mail hold".
+    OutgoingHold,
+    /// "has an outgoing mail suspension".
+    OutgoingSuspension,
+    /// "Mail sent by user nobody being discarded".
+    NobodyRestricted,
+    /// Another limit.
+    Other,
+}
+
+/// The hosting panel's own mail governor held back or discarded mail.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GovernorAction<'a> {
+    /// The message it acted on.
+    #[serde(borrow)]
+    pub message_id: Option<Text<'a>>,
+    /// Domain the limit applies to.
+    #[serde(borrow)]
+    pub domain: Option<Text<'a>>,
+    /// Which limit.
+    pub limit: GovernorLimit,
+    /// Count the domain reached, where logged (`500/500`).
+    pub count: Option<u32>,
+    /// The limit it reached, where logged.
+    pub maximum: Option<u32>,
+    /// True when mail was discarded, false when it will be retried.
+    pub discarded: bool,
+    /// The recipient of the delivery it stopped.
+    #[serde(borrow)]
+    pub recipient: Option<Text<'a>>,
+    /// Who sent the message.
+    #[serde(borrow)]
+    pub identity: Identity<'a>,
+}
+
+/// A message sitting in the queue (`exim -bp`, spool `-H` files).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueuedMessage<'a> {
+    /// The message id.
+    #[serde(borrow)]
+    pub message_id: Text<'a>,
+    /// Who sent it.
+    #[serde(borrow)]
+    pub identity: Identity<'a>,
+    /// Seconds in the queue when the snapshot was taken.
+    pub age_seconds: u64,
+    /// Size in bytes.
+    pub size: Option<u64>,
+    /// Recipients not yet delivered.
+    #[serde(borrow)]
+    pub recipients: Vec<Text<'a>>,
+    /// Frozen (`*** frozen ***`).
+    pub frozen: bool,
+    /// A bounce (null sender).
+    pub bounce: bool,
+    /// The `From:` header, as written.
+    #[serde(borrow)]
+    pub from_header: Option<Text<'a>>,
+    /// The `Subject:` header.
+    #[serde(borrow)]
+    pub subject: Option<Text<'a>>,
+    /// Further headers of interest (`X-PHP-Script`, `X-Mailer`, ...).
+    #[serde(borrow)]
+    pub headers: Vec<(Text<'a>, Text<'a>)>,
+}
+
+/// One configuration setting (`cpanel.config`, `/etc/email_send_limits`, a
+/// user file, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Setting<'a> {
+    /// File or subsystem it was read from, e.g. `cpanel.config`.
+    #[serde(borrow)]
+    pub source: Text<'a>,
+    /// What it applies to when not the whole server: a domain or account.
+    #[serde(borrow)]
+    pub scope: Option<Text<'a>>,
+    /// The setting's name.
+    #[serde(borrow)]
+    pub key: Text<'a>,
+    /// `None` when the key is present but unset.
+    #[serde(borrow)]
+    pub value: Option<Text<'a>>,
+}
+
+/// One alias line (`/etc/valiases/<domain>`): `local-part: target`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailAlias<'a> {
+    /// The domain the alias file is for.
+    #[serde(borrow)]
+    pub domain: Text<'a>,
+    /// `*` for the catch-all (default address).
+    #[serde(borrow)]
+    pub local_part: Text<'a>,
+    /// As written: `:fail: No Such User Here`, `:blackhole:`, a user,
+    /// addresses, a `|pipe`.
+    #[serde(borrow)]
+    pub target: Text<'a>,
+}
+
+/// Size and bounce content of one mailbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MailboxStats<'a> {
+    /// The hosting account that owns it.
+    #[serde(borrow)]
+    pub account: Text<'a>,
+    /// Its domain.
+    #[serde(borrow)]
+    pub domain: Text<'a>,
+    /// The mailbox (local part).
+    #[serde(borrow)]
+    pub mailbox: Text<'a>,
+    /// Bytes of mail in it.
+    pub bytes: u64,
+    /// Messages in it.
+    pub messages: u32,
+    /// Messages that are bounces (null return path or delivery reports).
+    pub bounces: u32,
+}
+
+/// State of a service or subsystem (Mailman, suEXEC, the PHP handler).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceState<'a> {
+    /// The service.
+    #[serde(borrow)]
+    pub name: Text<'a>,
+    /// Whether it is on.
+    pub enabled: bool,
+    /// What else is known, as name/value pairs.
+    #[serde(borrow)]
+    pub details: Vec<(Text<'a>, Text<'a>)>,
+}
+
+/// An event kind this interface version does not model yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Extension<'a> {
+    /// What kind of event it is.
+    #[serde(borrow)]
+    pub kind: Text<'a>,
+    /// Its fields.
+    #[serde(borrow)]
+    pub fields: Vec<(Text<'a>, Text<'a>)>,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum EventBody<'a> {
+    #[serde(borrow)]
+    MessageReceived(MessageReceived<'a>),
+    #[serde(borrow)]
+    Delivery(Delivery<'a>),
+    #[serde(borrow)]
+    MessageCompleted(MessageState<'a>),
+    #[serde(borrow)]
+    MessageFrozen(MessageState<'a>),
+    #[serde(borrow)]
+    Rejection(Rejection<'a>),
+    #[serde(borrow)]
+    AuthFailure(AuthFailure<'a>),
+    #[serde(borrow)]
+    GovernorAction(GovernorAction<'a>),
+    #[serde(borrow)]
+    QueuedMessage(QueuedMessage<'a>),
+    #[serde(borrow)]
+    Setting(Setting<'a>),
+    #[serde(borrow)]
+    MailAlias(MailAlias<'a>),
+    #[serde(borrow)]
+    MailboxStats(MailboxStats<'a>),
+    #[serde(borrow)]
+    ServiceState(ServiceState<'a>),
+    #[serde(borrow)]
+    Extension(Extension<'a>),
+}
+
+/// One normalized event.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event<'a> {
+    /// Unique within a run; cite it in a finding as evidence.
+    pub id: u64,
+    /// When it happened, as written in the source: seconds since
+    /// 1970-01-01T00:00:00 of the written wall clock (no time zone applied).
+    pub time: Timestamp,
+    /// What happened.
+    #[serde(borrow)]
+    pub body: EventBody<'a>,
+}
+
+/// Appends `event`'s encoding to `batch` (the host's side of the boundary).
+pub fn encode(event: &Event<'_>, batch: &mut Vec<u8>) {
+    let bytes = postcard::to_extend(event, std::mem::take(batch))
+        // Only sequences of unknown length can fail to encode; events have none.
+        .expect("an event always encodes");
+    *batch = bytes;
+}
+
+/// The events of an encoded batch, in order, borrowing its bytes.
+pub fn decode(batch: &[u8]) -> Decode<'_> {
+    Decode {
+        rest: batch,
+        offset: 0,
+    }
+}
+
+/// Iterator over the events of an encoded batch; see [`decode`].
+pub struct Decode<'a> {
+    rest: &'a [u8],
+    offset: usize,
+}
+
+/// A batch that does not decode: host and rule disagree on the encoding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError {
+    /// Byte offset of the event that failed.
+    pub offset: usize,
+    /// What postcard said.
+    pub reason: String,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "event batch does not decode at byte {}: {}",
+            self.offset, self.reason
+        )
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl<'a> Iterator for Decode<'a> {
+    type Item = Result<Event<'a>, DecodeError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        match postcard::take_from_bytes::<Event<'a>>(self.rest) {
+            Ok((event, rest)) => {
+                self.offset += self.rest.len() - rest.len();
+                self.rest = rest;
+                Some(Ok(event))
+            }
+            Err(e) => {
+                let error = DecodeError {
+                    offset: self.offset,
+                    reason: e.to_string(),
+                };
+                self.rest = &[];
+                Some(Err(error))
+            }
+        }
+    }
+}
+
+/// `DeliveryOutcome` comes from the WIT bindings (subscription filters use
+/// it too), which derive no serde traits; it crosses as its case number.
+mod outcome_code {
+    use super::DeliveryOutcome;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(o: &DeliveryOutcome, s: S) -> Result<S::Ok, S::Error> {
+        let code: u8 = match o {
+            DeliveryOutcome::Delivered => 0,
+            DeliveryOutcome::Deferred => 1,
+            DeliveryOutcome::Failed => 2,
+        };
+        code.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeliveryOutcome, D::Error> {
+        match u8::deserialize(d)? {
+            0 => Ok(DeliveryOutcome::Delivered),
+            1 => Ok(DeliveryOutcome::Deferred),
+            2 => Ok(DeliveryOutcome::Failed),
+            n => Err(serde::de::Error::custom(format!(
+                "delivery outcome {n} is not one of 0..=2"
+            ))),
+        }
+    }
+}
+
+impl EventBody<'_> {
+    /// The event's kind.
+    pub fn kind(&self) -> crate::types::EventKind {
+        use crate::types::EventKind as K;
+        match self {
+            EventBody::MessageReceived(_) => K::MessageReceived,
+            EventBody::Delivery(_) => K::Delivery,
+            EventBody::MessageCompleted(_) => K::MessageCompleted,
+            EventBody::MessageFrozen(_) => K::MessageFrozen,
+            EventBody::Rejection(_) => K::Rejection,
+            EventBody::AuthFailure(_) => K::AuthFailure,
+            EventBody::GovernorAction(_) => K::GovernorAction,
+            EventBody::QueuedMessage(_) => K::QueuedMessage,
+            EventBody::Setting(_) => K::Setting,
+            EventBody::MailAlias(_) => K::MailAlias,
+            EventBody::MailboxStats(_) => K::MailboxStats,
+            EventBody::ServiceState(_) => K::ServiceState,
+            EventBody::Extension(_) => K::Extension,
+        }
+    }
+
+    /// The sender identity, for events about a message.
+    pub fn identity(&self) -> Option<&Identity<'_>> {
+        match self {
+            EventBody::MessageReceived(m) => Some(&m.identity),
+            EventBody::Delivery(d) => Some(&d.identity),
+            EventBody::MessageCompleted(m) | EventBody::MessageFrozen(m) => Some(&m.identity),
+            EventBody::GovernorAction(g) => Some(&g.identity),
+            EventBody::QueuedMessage(q) => Some(&q.identity),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Event<'static>> {
+        let identity = Identity {
+            sender: Some("info@shop.example".into()),
+            sender_domain: Some("shop.example".into()),
+            auth_id: Some("info@shop.example".into()),
+            client_ip: Some("203.0.113.9".into()),
+            ..Identity::default()
+        };
+        vec![
+            Event {
+                id: 7,
+                time: -3,
+                body: EventBody::MessageReceived(MessageReceived {
+                    message_id: "1abc23-000456-AB".into(),
+                    identity: identity.clone(),
+                    protocol: Some("esmtpsa".into()),
+                    size: Some(1234),
+                    recipients: vec!["a@far.example".into(), "b@far.example".into()],
+                    subject: Some("é ✓".into()),
+                    bounce: false,
+                    bounce_of: None,
+                }),
+            },
+            Event {
+                id: u64::MAX,
+                time: 1_714_557_600,
+                body: EventBody::Delivery(Delivery {
+                    message_id: "1abc23-000456-AB".into(),
+                    outcome: DeliveryOutcome::Failed,
+                    recipient: "a@far.example".into(),
+                    router: None,
+                    transport: Some("remote_smtp".into()),
+                    remote_host: None,
+                    remote_ip: None,
+                    error: Some(String::new().into()),
+                    identity,
+                }),
+            },
+            Event {
+                id: 9,
+                time: 0,
+                body: EventBody::Extension(Extension {
+                    kind: "x".into(),
+                    fields: vec![("k".into(), "v".into())],
+                }),
+            },
+        ]
+    }
+
+    #[test]
+    fn a_batch_decodes_to_the_events_encoded_borrowing_its_bytes() {
+        let events = sample();
+        let mut batch = Vec::new();
+        for e in &events {
+            encode(e, &mut batch);
+        }
+        let decoded: Vec<Event<'_>> = decode(&batch).collect::<Result<_, _>>().unwrap();
+        assert_eq!(decoded, events);
+        let EventBody::MessageReceived(m) = &decoded[0].body else {
+            panic!("first is a message")
+        };
+        let range = batch.as_ptr_range();
+        assert!(
+            range.contains(&m.recipients[1].as_ptr()),
+            "strings point into the batch"
+        );
+        assert!(matches!(m.message_id, Text(Cow::Borrowed(_))));
+    }
+
+    #[test]
+    fn a_truncated_batch_is_an_error_naming_the_offset_not_a_panic() {
+        let events = sample();
+        let mut batch = Vec::new();
+        encode(&events[0], &mut batch);
+        let first = batch.len();
+        encode(&events[1], &mut batch);
+        batch.truncate(batch.len() - 3);
+        let mut decoded = decode(&batch);
+        assert!(decoded.next().unwrap().is_ok());
+        let err = decoded.next().unwrap().unwrap_err();
+        assert_eq!(err.offset, first);
+        assert!(err.to_string().contains(&format!("byte {first}")), "{err}");
+        assert!(decoded.next().is_none(), "decoding stops at the error");
+
+        let mut failed = events[1].clone();
+        failed.id = 1;
+        failed.time = 0;
+        if let EventBody::Delivery(d) = &mut failed.body {
+            d.message_id = "m".into();
+        }
+        let mut bad = Vec::new();
+        encode(&failed, &mut bad);
+        // id, time, body tag, the message id's length and byte, the outcome.
+        assert_eq!(bad[..6], [1, 0, 1, 1, b'm', 2]);
+        bad[5] = 9;
+        let err = decode(&bad).next().unwrap().unwrap_err();
+        assert_eq!(err.offset, 0, "{err}");
+    }
+
+    #[test]
+    fn text_reads_like_a_str() {
+        let owned: Text<'static> = String::from("Nobody@Host.example").into();
+        assert_eq!(owned, "Nobody@Host.example");
+        assert_eq!(owned.rsplit_once('@').map(|(_, d)| d), Some("Host.example"));
+        assert_eq!(
+            format!("{owned} {owned:?}"),
+            "Nobody@Host.example \"Nobody@Host.example\""
+        );
+        let opt = Some(owned);
+        assert_eq!(opt.as_deref(), Some("Nobody@Host.example"));
+    }
+}
