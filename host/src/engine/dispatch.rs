@@ -7,7 +7,7 @@
 //! [`pool`](super::pool) while the caller goes on normalizing the next batch.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use super::convert;
 use super::pool::{Lane, Pool};
@@ -87,11 +87,8 @@ pub struct Batch {
     /// Where each event came from, kept after the events are gone so later
     /// verdicts can cite them.
     sources: Arc<[Source]>,
-    /// [`crate::normalize::EventKind::bit`]s some rule subscribed to.
-    subscribed: u32,
-    /// The events encoded once, by the first rule to run the batch, for
-    /// every rule that wants them.
-    encoded: OnceLock<Encoded>,
+    /// The events encoded once, for every rule that wants them.
+    encoded: Encoded,
 }
 
 /// A batch's events in the SDK's encoding, one after another.
@@ -101,25 +98,27 @@ struct Encoded {
     ends: Vec<usize>,
 }
 
-impl Batch {
-    fn encoded(&self) -> &Encoded {
-        self.encoded.get_or_init(|| {
-            let mut bytes = Vec::with_capacity(self.events.len() * 160);
-            let ends = (self.first_id..)
-                .zip(&self.events)
-                .map(|(id, event)| {
-                    if self.subscribed & event.kind().bit() != 0 {
-                        convert::encode(id, event, &mut bytes);
-                    }
-                    bytes.len()
-                })
-                .collect();
-            Encoded { bytes, ends }
-        })
-    }
-}
-
 impl Encoded {
+    /// Encodes the `events` of kinds in `subscribed`, numbered from
+    /// `first_id`.
+    ///
+    /// This runs on the reading thread, which has time to spare while rules
+    /// run: encoding on the first worker to take the batch made the others
+    /// wait for it.
+    fn new(first_id: u64, events: &[Event], subscribed: u32) -> Self {
+        let mut bytes = Vec::with_capacity(events.len() * 160);
+        let ends = (first_id..)
+            .zip(events)
+            .map(|(id, event)| {
+                if subscribed & event.kind().bit() != 0 {
+                    convert::encode(id, event, &mut bytes);
+                }
+                bytes.len()
+            })
+            .collect();
+        Encoded { bytes, ends }
+    }
+
     /// The encoding of event number `index` of the batch.
     fn event(&self, index: usize) -> &[u8] {
         let start = index.checked_sub(1).map_or(0, |i| self.ends[i]);
@@ -174,7 +173,7 @@ impl Lane for RuleLane {
                         &convert::FilterView(event, &self.lookups),
                     ))
             {
-                self.batch.extend_from_slice(batch.encoded().event(index));
+                self.batch.extend_from_slice(batch.encoded.event(index));
                 wanted += 1;
             }
         }
@@ -295,9 +294,8 @@ impl Dispatcher {
                 .iter()
                 .map(|e| (e.file.clone(), e.line, e.time))
                 .collect(),
+            encoded: Encoded::new(self.next_id, &events, self.subscribed),
             events,
-            subscribed: self.subscribed,
-            encoded: OnceLock::new(),
         };
         self.next_id += batch.events.len() as u64;
         self.batch_no += 1;

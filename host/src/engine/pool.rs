@@ -14,8 +14,11 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
-/// Batches a lane may have waiting before the producer waits for it.
-const QUEUE_DEPTH: usize = 4;
+/// Batches a lane may have waiting before the producer waits for it: deep
+/// enough that a burst for one rule doesn't stall the producer while the
+/// other workers run dry, small enough to bound memory (16 batches of 256
+/// events is a few megabytes).
+const QUEUE_DEPTH: usize = 16;
 
 /// One sequential consumer of shared inputs: a rule, in the engine.
 pub trait Lane: Send + 'static {
