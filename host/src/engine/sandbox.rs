@@ -61,9 +61,10 @@ impl Sandbox {
         let mut config = Config::new();
         config.wasm_component_model(true);
         config.epoch_interruption(true);
-        // Rules are small; don't reserve 4 GiB of address space per memory.
-        config.memory_reservation(limits.memory_bytes as u64 + (16 << 20));
-        config.memory_guard_size(64 << 10);
+        // wasmtime's default reservation (4 GiB of address space, with
+        // guard pages) lets the compiler drop the bounds check from every
+        // load and store of a rule; it is address space, not memory. The
+        // memory cap is the store's limiter's job (`StoreData::limits`).
         let engine = Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);
