@@ -115,9 +115,10 @@ impl<L: Lane> Pool<L> {
     }
 
     /// Queues `input` for every lane that wants it, waiting first while any
-    /// of those lanes is `QUEUE_DEPTH` inputs behind.
-    pub fn submit(&self, input: L::Input) {
-        let input = Arc::new(input);
+    /// of those lanes is `QUEUE_DEPTH` inputs behind. A caller that keeps a
+    /// clone of the `Arc` decides which thread frees the input.
+    pub fn submit(&self, input: impl Into<Arc<L::Input>>) {
+        let input = input.into();
         let mut s = self.shared.lock();
         let wants = |slot: &Slot<L>| !slot.lost && L::wants(&slot.interest, &input);
         // Asked again after each wait: a lane may have been lost meanwhile.
