@@ -3,7 +3,7 @@
 //! ```toml
 //! [engine]
 //! batch_size = 256
-//! workers = 0           # threads running rules; 0: one per CPU
+//! workers = 0           # threads running rules; 0: one per CPU but one
 //! memory_limit_mb = 64
 //! batch_budget_ms = 1000
 //!
@@ -44,7 +44,7 @@ pub struct EngineConfig {
     /// Events per batch.
     pub batch_size: usize,
     /// Threads running rules beside the reading thread; 0 means one per
-    /// CPU.
+    /// CPU but the one the reading thread keeps (at least one).
     pub workers: usize,
     /// Memory cap per rule instance, MiB.
     pub memory_limit_mb: u32,
