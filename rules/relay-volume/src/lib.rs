@@ -66,31 +66,35 @@ enum Counted<'a> {
     Account(&'a str),
 }
 
-impl Counted<'_> {
-    /// Its window key in the host.
-    fn key(self) -> String {
+impl<'a> Counted<'a> {
+    /// What kind of identity it is, and its name.
+    fn parts(self) -> (&'static str, &'a str) {
         match self {
-            Counted::Login(l) => format!("login:{l}"),
-            Counted::Script(s) => format!("script:{s}"),
-            Counted::Account(a) => format!("account:{a}"),
+            Counted::Login(l) => ("login", l),
+            Counted::Script(s) => ("script", s),
+            Counted::Account(a) => ("account", a),
         }
+    }
+
+    /// Its window key in the host (`login:<id>`).
+    fn key(self) -> String {
+        let (kind, name) = self.parts();
+        format!("{kind}:{name}")
+    }
+
+    /// The identity in a sentence (`login <id>`).
+    fn describe(self) -> String {
+        let (kind, name) = self.parts();
+        format!("{kind} {name}")
     }
 
     /// Who to hold, built only when reporting.
     fn target(self) -> Target {
+        let name = self.parts().1.to_owned();
         match self {
-            Counted::Login(l) => Target::Mailbox(l.to_owned()),
-            Counted::Script(s) => Target::Script(s.to_owned()),
-            Counted::Account(a) => Target::Account(a.to_owned()),
-        }
-    }
-
-    /// The identity in a sentence.
-    fn describe(self) -> String {
-        match self {
-            Counted::Login(l) => format!("login {l}"),
-            Counted::Script(s) => format!("script {s}"),
-            Counted::Account(a) => format!("account {a}"),
+            Counted::Login(_) => Target::Mailbox(name),
+            Counted::Script(_) => Target::Script(name),
+            Counted::Account(_) => Target::Account(name),
         }
     }
 }
