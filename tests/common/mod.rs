@@ -14,17 +14,10 @@ pub fn workspace() -> PathBuf {
         .to_path_buf()
 }
 
-/// The shared real-world corpus, beside the checkout.
+/// The real-world corpus the repository carries (`tests/corpus/`: data
+/// nobody here wrote, each folder with its source and licence).
 pub fn corpus() -> PathBuf {
-    let dir = std::env::var_os("SPAMWARD_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared/corpus"));
-    assert!(
-        dir.join("README.md").exists(),
-        "the shared corpus is missing: looked in {} (set SPAMWARD_CORPUS)",
-        dir.display()
-    );
-    dir
+    workspace().join("tests/corpus")
 }
 
 /// Runs `spamward` with `args`, with an isolated cache directory.

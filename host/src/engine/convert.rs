@@ -267,7 +267,7 @@ mod tests {
         let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut events = Vec::new();
         let mut inputs = vec![repo.join("examples/logs/mainlog-sample")];
-        let csm = repo.join("../shared/corpus/peer/csm-php-relay");
+        let csm = repo.join("tests/corpus/peer/csm-php-relay");
         for entry in std::fs::read_dir(&csm).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|x| x == "H") {

@@ -1,4 +1,4 @@
-//! Golden tests on the literal lines of `shared/corpus/exim/real-lines.md`,
+//! Golden tests on the literal lines of `tests/corpus/exim/real-lines.md`,
 //! the fail2ban peer assertions, and no-panic checks over the whole corpus.
 
 use std::path::{Path, PathBuf};
@@ -554,18 +554,9 @@ fn message_id_shapes() {
 
 // ---- corpus -----------------------------------------------------------
 
+/// The real-world corpus the repository carries (`tests/corpus/`).
 fn corpus_dir() -> PathBuf {
-    let dir = std::env::var_os("SPAMWARD_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"))
-        });
-    assert!(
-        dir.join("peer/fail2ban/exim").is_file(),
-        "corpus not found at {} (set SPAMWARD_CORPUS or put shared/ beside the clone)",
-        dir.display()
-    );
-    dir
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/corpus"))
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {

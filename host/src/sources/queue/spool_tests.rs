@@ -5,18 +5,9 @@
 use super::*;
 use crate::normalize::EventKind;
 
+/// The real-world corpus the repository carries (`tests/corpus/`).
 fn corpus() -> PathBuf {
-    let dir = std::env::var_os("SPAMWARD_CORPUS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"))
-        });
-    assert!(
-        dir.is_dir(),
-        "corpus not found at {} (set SPAMWARD_CORPUS to its directory)",
-        dir.display()
-    );
-    dir
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/corpus"))
 }
 
 fn queued(ev: &Event) -> &QueuedMessage {
