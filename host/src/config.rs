@@ -1,11 +1,16 @@
-//! `spamward.toml`: engine limits and each rule's table.
+//! `spamward.toml`: how inputs are read, engine limits, and each rule's
+//! table.
 //!
 //! ```toml
+//! [input]
+//! timezone = "system"   # the zone logs write local time in
+//!
 //! [engine]
 //! batch_size = 256
 //! workers = 0           # threads running rules; 0: one per CPU but one
 //! memory_limit_mb = 64
 //! batch_budget_ms = 1000
+//! state_limit_mb = 64   # host-side state (windows, sets, kv) per rule
 //!
 //! [rules.relay-volume]
 //! enabled = true        # host keys: enabled, mode
@@ -20,12 +25,16 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::engine::{DispatchOptions, Limits, RuleMeta};
+use crate::normalize::LocalZone;
 use crate::policy::Mode;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
+    /// How inputs are read.
+    #[serde(default)]
+    pub input: InputConfig,
     /// Engine limits.
     #[serde(default)]
     pub engine: EngineConfig,
@@ -35,6 +44,24 @@ pub struct Config {
     /// Where it was read from (for messages).
     #[serde(skip)]
     pub path: Option<PathBuf>,
+}
+
+/// `[input]`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InputConfig {
+    /// The time zone logs write their local times in: `system` (this
+    /// machine's, as a local Exim uses), `UTC`, or an IANA name such as
+    /// `Europe/Berlin` for a log copied from a server elsewhere.
+    pub timezone: String,
+}
+
+impl Default for InputConfig {
+    fn default() -> Self {
+        InputConfig {
+            timezone: "system".into(),
+        }
+    }
 }
 
 /// `[engine]`.
@@ -50,6 +77,8 @@ pub struct EngineConfig {
     pub memory_limit_mb: u32,
     /// CPU (wall-clock) budget per batch call, ms.
     pub batch_budget_ms: u64,
+    /// Host-side state (windows, distinct sets, kv) per rule, MiB.
+    pub state_limit_mb: u32,
     /// Extra rules directory (also `--rules`).
     pub rules_dir: Option<PathBuf>,
     /// Compiled-rule cache directory.
@@ -63,18 +92,42 @@ impl Default for EngineConfig {
             workers: 0,
             memory_limit_mb: 64,
             batch_budget_ms: 1000,
+            state_limit_mb: 64,
             rules_dir: None,
             cache_dir: None,
         }
     }
 }
 
+/// The values each `[engine]` number may take: outside them a rule could
+/// not run at all (`memory_limit_mb = 0`), the host could not start
+/// (`workers = 100000`, `batch_size = 1e12`), or rules would fail at random
+/// (a budget shorter than the epoch tick that measures it).
+pub const ENGINE_RANGES: [(&str, u64, u64); 5] = [
+    ("batch_size", 1, 65_536),
+    ("workers", 0, 256),
+    ("memory_limit_mb", 4, 4096),
+    ("batch_budget_ms", 100, 60_000),
+    ("state_limit_mb", 1, 4096),
+];
+
 impl EngineConfig {
+    fn values(&self) -> [u64; 5] {
+        [
+            self.batch_size as u64,
+            self.workers as u64,
+            u64::from(self.memory_limit_mb),
+            self.batch_budget_ms,
+            u64::from(self.state_limit_mb),
+        ]
+    }
+
     /// The sandbox limits these settings describe.
     pub fn limits(&self) -> Limits {
         Limits {
-            memory_bytes: (self.memory_limit_mb.max(1) as usize) << 20,
-            batch_budget: Duration::from_millis(self.batch_budget_ms.max(10)),
+            memory_bytes: (self.memory_limit_mb as usize) << 20,
+            batch_budget: Duration::from_millis(self.batch_budget_ms),
+            state_bytes: (self.state_limit_mb as usize) << 20,
         }
     }
 
@@ -91,15 +144,29 @@ impl EngineConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// Unreadable file.
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {}: {cause}", path.display())]
     Read {
         /// File.
         path: PathBuf,
         /// Cause.
-        source: std::io::Error,
+        cause: std::io::Error,
+    },
+    /// An `[engine]` or `[input]` value out of its range.
+    #[error("{path}: [{table}] {key} = {value}: {problem}")]
+    OutOfRange {
+        /// File.
+        path: String,
+        /// Table.
+        table: &'static str,
+        /// Key.
+        key: &'static str,
+        /// The value given.
+        value: String,
+        /// The allowed values.
+        problem: String,
     },
     /// TOML syntax or shape (the message includes line and column).
-    #[error("{path}: {message}")]
+    #[error("{}: {message}", path.display())]
     Parse {
         /// File.
         path: PathBuf,
@@ -156,16 +223,52 @@ pub struct RuleConfig {
 impl Config {
     /// Reads `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         let mut config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
             message: e.to_string(),
         })?;
         config.path = Some(path.to_owned());
+        config.validate()?;
         Ok(config)
+    }
+
+    /// Every `[engine]` number in its range and the `[input]` time zone
+    /// known; the first value that is not is named with what is allowed.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for ((key, min, max), value) in ENGINE_RANGES.iter().zip(self.engine.values()) {
+            if !(*min..=*max).contains(&value) {
+                let problem = if *key == "workers" {
+                    format!("must be from {min} (one per CPU) to {max}")
+                } else {
+                    format!("must be from {min} to {max}")
+                };
+                return Err(ConfigError::OutOfRange {
+                    path: self.display_path(),
+                    table: "engine",
+                    key,
+                    value: value.to_string(),
+                    problem,
+                });
+            }
+        }
+        self.zone().map(|_| ())
+    }
+
+    /// The zone logs write their times in (`[input] timezone`).
+    pub fn zone(&self) -> Result<LocalZone, ConfigError> {
+        LocalZone::named(&self.input.timezone).map_err(|e| ConfigError::OutOfRange {
+            path: self.display_path(),
+            table: "input",
+            key: "timezone",
+            value: format!("{:?}", self.input.timezone),
+            problem: format!(
+                "{e} (use \"system\", \"UTC\" or an IANA name such as \"Europe/Berlin\")"
+            ),
+        })
     }
 
     fn display_path(&self) -> String {
@@ -368,6 +471,60 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("[rules.relay-volum]: no such rule"), "{e}");
+    }
+
+    #[test]
+    fn engine_values_out_of_range_are_named_with_their_range() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spamward.toml");
+        for (text, message) in [
+            (
+                "memory_limit_mb = 0",
+                "[engine] memory_limit_mb = 0: must be from 4 to 4096",
+            ),
+            (
+                "workers = 100000",
+                "[engine] workers = 100000: must be from 0 (one per CPU) to 256",
+            ),
+            (
+                "batch_size = 1000000000000",
+                "[engine] batch_size = 1000000000000: must be from 1 to 65536",
+            ),
+            (
+                "batch_budget_ms = 10",
+                "[engine] batch_budget_ms = 10: must be from 100 to 60000",
+            ),
+            (
+                "state_limit_mb = 0",
+                "[engine] state_limit_mb = 0: must be from 1 to 4096",
+            ),
+        ] {
+            std::fs::write(&path, format!("[engine]\n{text}\n")).unwrap();
+            let e = Config::load(&path).unwrap_err().to_string();
+            assert_eq!(e, format!("{}: {message}", path.display()));
+        }
+        std::fs::write(&path, "[engine]\nworkers = 0\nbatch_budget_ms = 100\n").unwrap();
+        assert!(Config::load(&path).is_ok());
+    }
+
+    #[test]
+    fn unknown_time_zone_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spamward.toml");
+        std::fs::write(&path, "[input]\ntimezone = \"Mars/Base\"\n").unwrap();
+        let e = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            e.starts_with(&format!(
+                "{}: [input] timezone = \"Mars/Base\": unknown time zone",
+                path.display()
+            )),
+            "{e}"
+        );
+        std::fs::write(&path, "[input]\ntimezone = \"Europe/Berlin\"\n").unwrap();
+        assert_eq!(
+            Config::load(&path).unwrap().zone().unwrap().name(),
+            "Europe/Berlin"
+        );
     }
 
     #[test]

@@ -1,32 +1,60 @@
-//! Ingest: runs each input file through the parser for its format and hands
-//! every event to a sink, counting lines that could not be read.
+//! Ingest: runs each input through the parser for its format and hands
+//! every event to a sink, counting what could not be read.
 //!
 //! This is the one loop shared by `scan`, `events` and `bench`, so they see
 //! exactly the same events. The format is detected from the content
-//! ([`detect`]): Exim mainlogs (plain or gzip), spool `-H` files, spool
-//! directories and saved `exim -bp` listings.
+//! ([`input`]): Exim mainlogs (plain or gzip), spool `-H` files, spool
+//! directories and saved `exim -bp` listings, from files, pipes or standard
+//! input.
+//!
+//! Reading one input never fails as a whole: what was read before a fault
+//! (a truncated `.gz`, an unreadable file) still counts, and the fault is in
+//! the [`FileSummary`], naming the input and the line.
 
 use std::path::Path;
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::normalize::{Event, EximLogParser, LineOutcome, Origin, Timestamp};
-use crate::sources::detect::{InputKind, detect};
-use crate::sources::log_file::{LogFile, SourceError};
-use crate::sources::queue::{self, QueueError};
+use crate::normalize::{Event, EximLogParser, LineOutcome, LocalZone, Origin, Timestamp};
+use crate::sources::detect::InputKind;
+use crate::sources::input::{self, Opened, Stream};
+use crate::sources::log_file::LogFile;
+use crate::sources::queue::{self, ListingParser, QueueError};
 
 /// Unparsed lines kept as samples per file.
 const SAMPLES: usize = 5;
 
-/// What reading one file gave.
+/// Characters of an unparsed line kept in its sample.
+const SAMPLE_CHARS: usize = 200;
+
+/// How inputs are read.
+#[derive(Debug, Clone, Default)]
+pub struct IngestOptions {
+    /// The zone logs write their local times in.
+    pub zone: LocalZone,
+    /// Once set, reading stops (between lines, or inside an endless line):
+    /// what was read still counts and the summary says it was cut short.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl IngestOptions {
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+}
+
+/// What reading one input gave.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct FileSummary {
-    /// The file as given.
+    /// The input as given.
     pub file: String,
     /// Its detected format: `mainlog`, `spool-header`, `spool-dir` or
-    /// `queue-listing`.
+    /// `queue-listing` (empty when it could not be opened).
     pub kind: String,
     /// Lines read (for a spool directory: header files read).
     pub lines: u64,
@@ -38,13 +66,22 @@ pub struct FileSummary {
     pub unparsed: u64,
     /// The first few unparsed lines: (line number, text or error).
     pub unparsed_samples: Vec<(u64, String)>,
+    /// Lines longer than the line cap, cut to it.
+    pub truncated: u64,
+    /// Events whose recipient lists were cut to the per-event cap.
+    pub capped: u64,
+    /// Why reading stopped before the end, if it did; everything before
+    /// counts.
+    pub error: Option<String>,
+    /// Whether reading was stopped on request (a signal).
+    pub interrupted: bool,
 }
 
 impl FileSummary {
-    fn new(path: &Path, kind: InputKind) -> Self {
+    fn new(file: String, kind: Option<InputKind>) -> Self {
         FileSummary {
-            file: path.display().to_string(),
-            kind: kind.name().to_owned(),
+            file,
+            kind: kind.map_or_else(String::new, |k| k.name().to_owned()),
             ..FileSummary::default()
         }
     }
@@ -54,6 +91,12 @@ impl FileSummary {
         if self.unparsed_samples.len() < SAMPLES {
             self.unparsed_samples.push((line, text));
         }
+    }
+
+    fn event(&mut self, mut event: Event, sink: &mut dyn FnMut(Event)) {
+        self.capped += u64::from(event.cap_recipients());
+        self.events += 1;
+        sink(event);
     }
 
     /// Counts queue events and errors. In a directory the error's file is
@@ -73,86 +116,126 @@ impl FileSummary {
             self.unparsed(e.line, text);
         }
         for event in events {
-            self.events += 1;
-            sink(event);
+            self.event(event, sink);
         }
+    }
+
+    /// Whether the input was read to its end without a fault.
+    pub fn is_complete(&self) -> bool {
+        self.error.is_none() && !self.interrupted
     }
 }
 
-/// Reads `path` in whatever format it holds, calling `sink` for each event
-/// and `progress(done, total)` now and then (bytes for logs).
+/// Reads `path` (`-` for standard input) in whatever format it holds,
+/// calling `sink` for each event and `progress(done, total)` now and then
+/// (bytes for logs; `total` is unknown for a stream).
 pub fn ingest_file(
     path: &Path,
+    options: &IngestOptions,
     sink: &mut dyn FnMut(Event),
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<FileSummary, SourceError> {
-    let open_err = |source| SourceError::Open {
-        path: path.to_path_buf(),
-        source,
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> FileSummary {
+    let opened = match input::open(path) {
+        Ok(opened) => opened,
+        Err(e) => {
+            let mut summary = FileSummary::new(path.display().to_string(), None);
+            summary.error = Some(e.to_string());
+            return summary;
+        }
     };
-    match detect(path).map_err(open_err)? {
-        InputKind::Mainlog => ingest_mainlog(path, sink, progress),
-        InputKind::SpoolHeader => Ok(ingest_spool_header(path, sink, progress)),
-        InputKind::SpoolDir => Ok(ingest_spool_dir(path, sink, progress)),
-        InputKind::QueueListing => ingest_queue_listing(path, sink, progress),
+    match opened {
+        Opened::Directory(dir) => ingest_spool_dir(&dir, options, sink, progress),
+        Opened::Stream(stream) => match stream.kind {
+            InputKind::Mainlog => ingest_mainlog(stream, options, sink, progress),
+            InputKind::SpoolHeader => ingest_spool_header(stream, options, sink, progress),
+            InputKind::QueueListing => ingest_queue_listing(stream, options, sink, progress),
+            InputKind::SpoolDir => unreachable!("a stream is never a directory"),
+        },
     }
 }
 
 /// An Exim mainlog, plain or gzip, line by line.
 fn ingest_mainlog(
-    path: &Path,
+    stream: Stream,
+    options: &IngestOptions,
     sink: &mut dyn FnMut(Event),
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<FileSummary, SourceError> {
-    let mut log = LogFile::open(path)?;
-    let file: Arc<str> = path.display().to_string().into();
-    let mut summary = FileSummary::new(path, InputKind::Mainlog);
-    let mut parser = EximLogParser::new();
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> FileSummary {
+    let file: Arc<str> = stream.name.display().to_string().into();
+    let mut summary = FileSummary::new(file.to_string(), Some(InputKind::Mainlog));
+    let mut log = LogFile::new(stream);
+    if let Some(stop) = &options.stop {
+        log.stop_on(stop.clone());
+    }
+    let mut parser = EximLogParser::in_zone(options.zone.clone());
     let mut out = Vec::with_capacity(8);
     let mut origin = Origin {
         file: file.clone(),
         line: 0,
     };
-    while let Some((number, line)) = log.next_line()? {
-        origin.line = number;
+    loop {
+        let line = match log.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                summary.error = Some(e.to_string());
+                break;
+            }
+        };
+        origin.line = line.number;
         summary.lines += 1;
-        match parser.push_line(line, &origin, &mut out) {
+        match parser.push_line(line.text, &origin, &mut out) {
             LineOutcome::Understood => {}
             LineOutcome::Ignored => summary.ignored += 1,
-            LineOutcome::Unparsed => summary.unparsed(number, line.chars().take(200).collect()),
+            LineOutcome::Unparsed => {
+                summary.unparsed(line.number, line.text.chars().take(SAMPLE_CHARS).collect())
+            }
         }
         for event in out.drain(..) {
-            summary.events += 1;
-            sink(event);
+            summary.event(event, sink);
         }
-        if number % 65_536 == 0 {
-            progress(log.bytes_read(), log.len());
+        if line.number % 65_536 == 0 {
+            progress(log.bytes_read(), log.file_size());
+            if options.stopped() {
+                break;
+            }
         }
     }
+    summary.interrupted = options.stopped();
+    summary.truncated = log.truncated();
     parser.finish(&mut out);
     for event in out.drain(..) {
-        summary.events += 1;
-        sink(event);
+        summary.event(event, sink);
     }
-    progress(log.bytes_read(), log.len());
-    Ok(summary)
+    progress(log.bytes_read(), log.file_size());
+    summary
 }
 
 /// One spool `-H` file, as a snapshot taken when it was last written.
 fn ingest_spool_header(
-    path: &Path,
+    stream: Stream,
+    options: &IngestOptions,
     sink: &mut dyn FnMut(Event),
-    progress: &mut dyn FnMut(u64, u64),
+    progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> FileSummary {
-    let mut summary = FileSummary::new(path, InputKind::SpoolHeader);
-    let now = mtime(path).unwrap_or(Timestamp::naive(0));
-    let (events, errors) = match queue::read_header_file(path, now) {
+    let name = stream.name.display().to_string();
+    let mut summary = FileSummary::new(name.clone(), Some(InputKind::SpoolHeader));
+    let now = snapshot_time(stream.modified, &options.zone);
+    let size = stream.file.as_deref().and_then(queue::data_file_size);
+    let bytes = match stream.read_all(queue::MAX_HEADER_BYTES) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            summary.error = Some(e.to_string());
+            return summary;
+        }
+    };
+    let (events, errors) = match queue::parse_header_bytes(&bytes, &name, now, size) {
         Ok(event) => (vec![event], Vec::new()),
         Err(e) => (Vec::new(), vec![e]),
     };
     summary.lines = 1;
     summary.queue_results(events, errors, sink);
-    progress(1, 1);
+    progress(bytes.len() as u64, Some(bytes.len() as u64));
     summary
 }
 
@@ -160,17 +243,19 @@ fn ingest_spool_header(
 /// the last moment the queue is known to have looked like this.
 fn ingest_spool_dir(
     path: &Path,
+    options: &IngestOptions,
     sink: &mut dyn FnMut(Event),
-    progress: &mut dyn FnMut(u64, u64),
+    progress: &mut dyn FnMut(u64, Option<u64>),
 ) -> FileSummary {
-    let mut summary = FileSummary::new(path, InputKind::SpoolDir);
+    let mut summary = FileSummary::new(path.display().to_string(), Some(InputKind::SpoolDir));
     let (files, _) = queue::list_header_files(path);
-    let now = files
+    let modified = |p: &Path| std::fs::symlink_metadata(p).and_then(|m| m.modified()).ok();
+    let newest = files
         .iter()
-        .filter_map(|f| mtime(f))
+        .filter_map(|f| modified(f))
         .max()
-        .or_else(|| mtime(path))
-        .unwrap_or(Timestamp::naive(0));
+        .or_else(|| modified(path));
+    let now = snapshot_time(newest, &options.zone);
     let mut events = Vec::new();
     let errors = queue::read_spool_dir(path, now, &mut events);
     summary.lines = files.len() as u64;
@@ -184,40 +269,59 @@ fn ingest_spool_dir(
         );
     }
     summary.queue_results(events, errors, sink);
-    progress(summary.lines, summary.lines);
+    progress(summary.lines, Some(summary.lines));
     summary
 }
 
-/// Saved `exim -bp` output, as a snapshot taken when it was saved.
+/// Saved `exim -bp` output, as a snapshot taken when it was saved, read
+/// line by line like a log.
 fn ingest_queue_listing(
-    path: &Path,
+    stream: Stream,
+    options: &IngestOptions,
     sink: &mut dyn FnMut(Event),
-    progress: &mut dyn FnMut(u64, u64),
-) -> Result<FileSummary, SourceError> {
-    let bytes = std::fs::read(path).map_err(|source| SourceError::Open {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let text = String::from_utf8_lossy(&bytes);
-    let mut summary = FileSummary::new(path, InputKind::QueueListing);
-    let now = mtime(path).unwrap_or(Timestamp::naive(0));
+    progress: &mut dyn FnMut(u64, Option<u64>),
+) -> FileSummary {
+    let name = stream.name.display().to_string();
+    let mut summary = FileSummary::new(name.clone(), Some(InputKind::QueueListing));
+    let now = snapshot_time(stream.modified, &options.zone);
+    let mut log = LogFile::new(stream);
+    if let Some(stop) = &options.stop {
+        log.stop_on(stop.clone());
+    }
+    let mut parser = ListingParser::new(&name, now);
     let mut events = Vec::new();
-    let errors = queue::parse_queue_listing(&text, &summary.file, now, &mut events);
-    summary.lines = text.lines().count() as u64;
+    loop {
+        match log.next_line() {
+            Ok(Some(line)) => {
+                summary.lines += 1;
+                parser.push_line(line.number, line.text, &mut events);
+                for event in events.drain(..) {
+                    summary.event(event, sink);
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                summary.error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    summary.interrupted = options.stopped();
+    summary.truncated = log.truncated();
+    let errors = parser.finish(&mut events);
     summary.queue_results(events, errors, sink);
-    progress(bytes.len() as u64, bytes.len() as u64);
-    Ok(summary)
+    progress(log.bytes_read(), log.file_size());
+    summary
 }
 
-/// A file's modification time as a naive timestamp: the UTC wall clock, the
-/// same clock the spool's received times count on.
-fn mtime(path: &Path) -> Option<Timestamp> {
-    let modified = std::fs::metadata(path).ok()?.modified().ok()?;
-    let seconds = match modified.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).ok()?,
-        Err(e) => -i64::try_from(e.duration().as_secs()).ok()?,
+/// When a snapshot was taken: its file's modification time, else now.
+fn snapshot_time(modified: Option<SystemTime>, zone: &LocalZone) -> Timestamp {
+    let t = modified.unwrap_or_else(SystemTime::now);
+    let seconds = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
     };
-    Some(Timestamp::naive(seconds))
+    zone.at(seconds)
 }
 
 #[cfg(test)]
@@ -228,7 +332,12 @@ mod tests {
     fn ingest(path: &Path) -> (FileSummary, Vec<Event>) {
         let mut events = Vec::new();
         let mut calls = 0;
-        let summary = ingest_file(path, &mut |e| events.push(e), &mut |_, _| calls += 1).unwrap();
+        let summary = ingest_file(
+            path,
+            &IngestOptions::default(),
+            &mut |e| events.push(e),
+            &mut |_, _| calls += 1,
+        );
         assert!(calls > 0, "progress is reported at least once");
         (summary, events)
     }
@@ -259,6 +368,7 @@ mod tests {
         assert_eq!((s.lines, s.events, s.unparsed), (2, 1, 1));
         assert_eq!(s.unparsed_samples, [(2, "not a log line".to_owned())]);
         assert_eq!(ev[0].kind().name(), "message_received");
+        assert!(s.is_complete());
     }
 
     #[test]
@@ -358,13 +468,40 @@ mod tests {
     }
 
     #[test]
-    fn missing_input_is_an_open_error() {
+    fn missing_input_is_a_summary_with_its_error() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("nope");
-        let err = ingest_file(&p, &mut |_| {}, &mut |_, _| {}).unwrap_err();
+        let s = ingest_file(&p, &IngestOptions::default(), &mut |_| {}, &mut |_, _| {});
+        assert!(!s.is_complete());
         assert!(
-            err.to_string()
-                .starts_with(&format!("could not open {}: ", p.display()))
+            s.error
+                .as_deref()
+                .unwrap()
+                .starts_with(&format!("could not open {}: ", p.display())),
+            "{s:?}"
         );
+    }
+
+    #[test]
+    fn a_recipient_list_past_the_cap_is_cut_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("mainlog");
+        let many: Vec<String> = (0..5000).map(|i| format!("r{i}@x.example")).collect();
+        std::fs::write(
+            &p,
+            format!(
+                "2019-04-21 04:33:14 1hIAif-00H7J4-Lb <= a@b.example U=u P=local S=1 for {}\n\
+                 2019-04-21 04:33:15 1hIAig-00H7J4-Lb <= a@b.example U=u P=local S=1 for one@x.example\n",
+                many.join(" ")
+            ),
+        )
+        .unwrap();
+        let (s, ev) = ingest(&p);
+        assert_eq!((s.events, s.capped), (2, 1));
+        let EventBody::MessageReceived(m) = &ev[0].body else {
+            panic!()
+        };
+        assert_eq!(m.recipients.len(), crate::normalize::MAX_RECIPIENTS);
+        assert_eq!(m.recipients[999], "r999@x.example");
     }
 }

@@ -18,6 +18,17 @@ pub fn log(level: LogLevel, message: &str) {
     imports::log(level, message)
 }
 
+/// Tells the host which event is being judged (the runtime calls it before
+/// each event).
+pub(crate) fn judging(event: u64) {
+    imports::judging(event)
+}
+
+/// Hands a verdict to the host ([`crate::Context::report`] calls it).
+pub(crate) fn report(verdict: &crate::types::Verdict) {
+    imports::report(verdict)
+}
+
 /// Adds `n` at `at` to window `key` of `window_seconds`; returns the total
 /// over `(at - window_seconds, at]`.
 pub fn window_add(key: &str, at: i64, window_seconds: u32, n: u32) -> u64 {
@@ -70,14 +81,14 @@ pub fn is_local_domain(domain: &str) -> Option<bool> {
 /// True the first time it is asked for `key` in each window of
 /// `window_seconds` (measured from the time it last said true): how a rule
 /// speaks once per window about a target instead of on every event. Kept in
-/// host kv, so it holds across reloads.
+/// a host window, so it holds across reloads and is forgotten (its memory
+/// freed) once the window has passed.
 pub fn once_per_window(key: &str, at: i64, window_seconds: u32) -> bool {
     let key = format!("once:{key}");
-    let last: Option<i64> = kv_get(&key).and_then(|v| v.parse().ok());
-    if last.is_some_and(|t| at.saturating_sub(t) < i64::from(window_seconds)) {
+    if window_total(&key, at, window_seconds) > 0 {
         return false;
     }
-    kv_set(&key, Some(&at.to_string()));
+    window_add(&key, at, window_seconds, 1);
     true
 }
 

@@ -42,7 +42,7 @@ pub mod runtime;
 pub use rule::{Context, Finding, Info, NoSettings, Rule};
 
 /// Version of the `spamward:rule` WIT package this SDK builds rules against.
-pub const INTERFACE_VERSION: &str = "0.2.0";
+pub const INTERFACE_VERSION: &str = "0.2.1";
 
 /// Version of this SDK, reported by every rule in `rule-info.sdk-version`.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -155,7 +155,7 @@ impl Info {
 pub struct Context<'a> {
     pub(crate) event_id: u64,
     pub(crate) time: Timestamp,
-    pub(crate) verdicts: &'a mut Vec<Verdict>,
+    pub(crate) _event: std::marker::PhantomData<&'a ()>,
 }
 
 impl Context<'_> {
@@ -170,12 +170,14 @@ impl Context<'_> {
     }
 
     /// Report a finding. If it cites no event, the current one is cited.
+    /// It goes to the host at once, so it counts even if the rule fails
+    /// later in the batch.
     pub fn report(&mut self, finding: Finding) {
         let mut verdict = finding.verdict;
         if verdict.events.is_empty() {
             verdict.events.push(self.event_id);
         }
-        self.verdicts.push(verdict);
+        crate::host::report(&verdict);
     }
 }
 

@@ -56,14 +56,29 @@ pub fn init<R: Rule>(settings_json: &str) -> Result<(), String> {
     } else {
         settings_json
     };
-    let settings: R::Settings =
-        serde_json::from_str(json).map_err(|e| format!("invalid settings: {e}"))?;
+    let de = &mut serde_json::Deserializer::from_str(json);
+    let settings: R::Settings = serde_path_to_error::deserialize(de).map_err(|e| {
+        // Name the setting; the position in the JSON the host built means
+        // nothing to whoever wrote spamward.toml.
+        let inner = e.inner().to_string();
+        let reason = inner
+            .rsplit_once(" at line ")
+            .map_or(inner.as_str(), |(reason, _)| reason);
+        match e.path().to_string().as_str() {
+            "." | "" => format!("invalid settings: {reason}"),
+            path => format!("`{path}`: {reason}"),
+        }
+    })?;
     let rule = R::new(settings)?;
     RULE.with(|cell| *cell.borrow_mut() = Some(Box::new(rule)));
     Ok(())
 }
 
 /// `on-events`: run the rule over an encoded batch, in order.
+///
+/// Each event is announced to the host (`judging`) before it is judged, and
+/// each verdict handed over (`report`) as it is made, so a trap on one event
+/// costs only that event. Nothing is left to return.
 ///
 /// # Panics
 /// On a batch that does not decode (the host and the rule disagree on the
@@ -78,7 +93,6 @@ pub fn on_events<R: Rule>(batch: &[u8]) -> Vec<Verdict> {
         );
         return Vec::new();
     }
-    let mut verdicts = Vec::new();
     RULE.with(|cell| {
         let mut slot = cell.borrow_mut();
         let rule = slot
@@ -87,15 +101,16 @@ pub fn on_events<R: Rule>(batch: &[u8]) -> Vec<Verdict> {
             .expect("the rule stored by init is of this type");
         for event in crate::event::decode(batch) {
             let event = event.unwrap_or_else(|e| panic!("spamward-sdk: {e}"));
+            crate::host::judging(event.id);
             let mut cx = Context {
                 event_id: event.id,
                 time: event.time,
-                verdicts: &mut verdicts,
+                _event: std::marker::PhantomData,
             };
             rule.on_event(&mut cx, &event);
         }
     });
-    verdicts
+    Vec::new()
 }
 
 /// Drop the rule instance (the harness starts each test fresh).

@@ -1,5 +1,5 @@
 //! Rule state semantics: sliding windows, distinct sets and key/value pairs
-//! measured on event time.
+//! measured on event time, bounded in memory.
 //!
 //! This is the one implementation of these semantics. The spamward host keeps
 //! a [`RuleState`] per rule behind its `window-add`/`distinct-add`/`kv-*`
@@ -9,11 +9,68 @@
 //! A window `w` at time `at` covers `(at - w, at]`. Events are expected in
 //! roughly ascending time (log order); an event older than the newest one seen
 //! is still counted, and expires when its own time leaves the window.
+//!
+//! A daemon runs for months and its input is chosen by strangers (every
+//! failed login brings a new user name), so state is bounded two ways:
+//! - a window or distinct set whose newest entry has left the window is
+//!   dropped, in sweeps that run as the state grows (amortised: each sweep
+//!   runs once the state has doubled since the last), at the time of the
+//!   call that triggers it;
+//! - a rule holds at most its quota of bytes (keys, entries and values,
+//!   counted approximately). A call that would pass it, after a sweep, fails
+//!   with [`StateFull`]: the host treats that as the rule failing, never as
+//!   its own failure.
 
 use std::collections::VecDeque;
+use std::fmt;
 
 /// The maps behind rule state: short string keys hashed on every host call.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The quota a rule gets unless configured (`[engine] state_limit_mb`).
+pub const DEFAULT_LIMIT: usize = 64 << 20;
+
+/// Approximate bytes a key costs besides its text: the map slot, the
+/// string and vector headers.
+const KEY_COST: usize = 64;
+/// A window or set of one length under a key.
+const SLOT_COST: usize = 48;
+/// One `(time, amount)` entry of a window.
+const ENTRY_COST: usize = 16;
+/// One member of a distinct set, besides its text (held twice: in the map
+/// and in the expiry order).
+const MEMBER_COST: usize = 48;
+/// One sighting of a member in the expiry order, besides its text.
+const SIGHTING_COST: usize = 24;
+
+/// Bytes held before the first sweep is worth its cost.
+const FIRST_SWEEP: usize = 1 << 20;
+
+/// A rule's state would pass its quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateFull {
+    /// Bytes held (approximately).
+    pub bytes: usize,
+    /// Keys held (windows, sets and kv pairs).
+    pub keys: usize,
+    /// The quota in bytes.
+    pub limit: usize,
+}
+
+impl fmt::Display for StateFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "its state is full: {} keys, {:.1} MiB of its {} MiB quota \
+             ([engine] state_limit_mb); nothing more can be counted until windows expire",
+            self.keys,
+            self.bytes as f64 / f64::from(1 << 20),
+            self.limit >> 20
+        )
+    }
+}
+
+impl std::error::Error for StateFull {}
 
 /// A sliding sum over event time.
 #[derive(Debug, Default, Clone)]
@@ -25,25 +82,45 @@ struct Window {
 }
 
 impl Window {
-    fn expire(&mut self, at: i64, window: u32) {
+    /// Drops entries that left the window; the bytes freed.
+    fn expire(&mut self, at: i64, window: u32) -> usize {
         let cutoff = at.saturating_sub(i64::from(window));
+        let mut freed = 0;
         while let Some(&(t, n)) = self.entries.front() {
             if t > cutoff {
                 break;
             }
             self.total -= n;
             self.entries.pop_front();
+            freed += ENTRY_COST;
         }
+        freed
     }
 
-    fn add(&mut self, at: i64, window: u32, n: u64) -> u64 {
+    /// Adds `n` at `at`; the bytes grown (may be negative: expiry).
+    fn add(&mut self, at: i64, window: u32, n: u64) -> (u64, isize) {
+        let mut grown = 0isize;
         match self.entries.back_mut() {
             Some((t, count)) if *t == at => *count += n,
-            _ => self.entries.push_back((at, n)),
+            _ => {
+                self.entries.push_back((at, n));
+                grown += ENTRY_COST as isize;
+            }
         }
         self.total += n;
-        self.expire(at, window);
-        self.total
+        grown -= self.expire(at, window) as isize;
+        (self.total, grown)
+    }
+
+    /// Whether nothing of it is left at `at` (so it can be dropped).
+    fn is_spent(&self, at: i64, window: u32) -> bool {
+        self.entries
+            .back()
+            .is_none_or(|&(t, _)| t <= at.saturating_sub(i64::from(window)))
+    }
+
+    fn bytes(&self) -> usize {
+        SLOT_COST + self.entries.len() * ENTRY_COST
     }
 }
 
@@ -57,113 +134,279 @@ struct DistinctSet {
 }
 
 impl DistinctSet {
-    fn expire(&mut self, at: i64, window: u32) {
+    /// Drops sightings that left the window; the bytes freed.
+    fn expire(&mut self, at: i64, window: u32) -> usize {
         let cutoff = at.saturating_sub(i64::from(window));
+        let mut freed = 0;
         while let Some((t, _)) = self.order.front() {
             if *t > cutoff {
                 break;
             }
             let (t, m) = self.order.pop_front().expect("front exists");
+            freed += m.len() + SIGHTING_COST;
             // Only forget the member if this was its latest sighting.
             if self.last_seen.get(&m) == Some(&t) {
                 self.last_seen.remove(&m);
+                freed += m.len() + MEMBER_COST - SIGHTING_COST;
             }
         }
+        freed
     }
 
     fn count(&self) -> u32 {
         u32::try_from(self.last_seen.len()).unwrap_or(u32::MAX)
     }
 
-    fn add(&mut self, member: &str, at: i64, window: u32) -> u32 {
+    /// Records `member` at `at`; the count and the bytes grown.
+    fn add(&mut self, member: &str, at: i64, window: u32) -> (u32, isize) {
+        let mut grown = 0isize;
         match self.last_seen.get_mut(member) {
             Some(t) if *t >= at => {}
             Some(t) => {
                 *t = at;
                 self.order.push_back((at, member.to_owned()));
+                grown += (member.len() + SIGHTING_COST) as isize;
             }
             None => {
                 self.last_seen.insert(member.to_owned(), at);
                 self.order.push_back((at, member.to_owned()));
+                grown += (2 * member.len() + MEMBER_COST) as isize;
             }
         }
-        self.expire(at, window);
-        self.count()
+        grown -= self.expire(at, window) as isize;
+        (self.count(), grown)
+    }
+
+    fn is_spent(&self, at: i64, window: u32) -> bool {
+        self.order
+            .back()
+            .is_none_or(|&(t, _)| t <= at.saturating_sub(i64::from(window)))
+    }
+
+    fn bytes(&self) -> usize {
+        SLOT_COST
+            + self
+                .order
+                .iter()
+                .map(|(_, m)| m.len() + SIGHTING_COST)
+                .sum::<usize>()
+            + self
+                .last_seen
+                .keys()
+                .map(|m| m.len() + MEMBER_COST - SIGHTING_COST)
+                .sum::<usize>()
     }
 }
 
 /// All state of one rule: windows, distinct sets and key/value pairs.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct RuleState {
     // Keyed by (key, window length): one key used with two lengths is two
     // windows, so a rule can't corrupt its own counts by mixing them.
     windows: HashMap<String, Vec<(u32, Window)>>,
     distinct: HashMap<String, Vec<(u32, DistinctSet)>>,
     kv: HashMap<String, String>,
+    /// Bytes held, approximately (see the `*_COST` constants).
+    bytes: usize,
+    /// The quota.
+    limit: usize,
+    /// Bytes at which the next sweep runs.
+    next_sweep: usize,
+    /// The time of the last call that gave one.
+    last_at: i64,
 }
 
+impl Default for RuleState {
+    fn default() -> Self {
+        RuleState::with_limit(DEFAULT_LIMIT)
+    }
+}
+
+/// The slot of `key` for `window`, created if missing; the bytes a new key
+/// or slot cost.
 fn slot<'a, T: Default>(
     map: &'a mut HashMap<String, Vec<(u32, T)>>,
     key: &str,
     window: u32,
-) -> &'a mut T {
+) -> (&'a mut T, usize) {
+    let mut grown = 0;
     // Look up by &str first so the hot path does not allocate a key.
     if !map.contains_key(key) {
         map.insert(key.to_owned(), Vec::new());
+        grown += key.len() + KEY_COST;
     }
     let slots = map.get_mut(key).expect("inserted above");
     let index = match slots.iter().position(|(w, _)| *w == window) {
         Some(i) => i,
         None => {
             slots.push((window, T::default()));
+            grown += SLOT_COST;
             slots.len() - 1
         }
     };
-    &mut slots[index].1
+    (&mut slots[index].1, grown)
+}
+
+fn apply(bytes: usize, grown: isize) -> usize {
+    bytes.saturating_add_signed(grown)
 }
 
 impl RuleState {
-    /// An empty state.
+    /// An empty state with the default quota.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty state that may hold about `limit` bytes.
+    pub fn with_limit(limit: usize) -> Self {
+        RuleState {
+            windows: HashMap::default(),
+            distinct: HashMap::default(),
+            kv: HashMap::default(),
+            bytes: 0,
+            limit,
+            next_sweep: FIRST_SWEEP.min(limit),
+            last_at: i64::MIN,
+        }
+    }
+
+    /// Changes the quota (a reloaded setting); what is held is kept.
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+        self.next_sweep = self.next_sweep.min(limit);
+    }
+
+    /// Makes room for `more` bytes at time `at`: sweeps when the state has
+    /// grown enough to make a sweep worth it, and fails when even a sweep
+    /// leaves no room.
+    fn reserve(&mut self, more: usize, at: i64) -> Result<(), StateFull> {
+        self.last_at = at;
+        let wanted = self.bytes.saturating_add(more);
+        if wanted < self.next_sweep {
+            return Ok(());
+        }
+        self.sweep(at);
+        if self.bytes.saturating_add(more) > self.limit {
+            return Err(self.full());
+        }
+        Ok(())
+    }
+
+    fn full(&self) -> StateFull {
+        StateFull {
+            bytes: self.bytes,
+            keys: self.len(),
+            limit: self.limit,
+        }
+    }
+
+    /// Drops every window and set with nothing left at `at`, and schedules
+    /// the next sweep for when the state has doubled.
+    pub fn sweep(&mut self, at: i64) {
+        let mut freed = 0;
+        self.windows.retain(|key, slots| {
+            slots.retain_mut(|(w, window)| {
+                freed += window.expire(at, *w);
+                let spent = window.is_spent(at, *w);
+                if spent {
+                    freed += window.bytes();
+                }
+                !spent
+            });
+            if slots.is_empty() {
+                freed += key.len() + KEY_COST;
+            }
+            !slots.is_empty()
+        });
+        self.distinct.retain(|key, slots| {
+            slots.retain_mut(|(w, set)| {
+                freed += set.expire(at, *w);
+                let spent = set.is_spent(at, *w);
+                if spent {
+                    freed += set.bytes();
+                }
+                !spent
+            });
+            if slots.is_empty() {
+                freed += key.len() + KEY_COST;
+            }
+            !slots.is_empty()
+        });
+        self.bytes = self.bytes.saturating_sub(freed);
+        self.next_sweep = self
+            .bytes
+            .saturating_mul(2)
+            .max(FIRST_SWEEP)
+            .min(self.limit);
+    }
+
     /// Adds `n` at `at` to window `key` and returns its total over
     /// `(at - window, at]`.
-    pub fn window_add(&mut self, key: &str, at: i64, window: u32, n: u32) -> u64 {
-        slot(&mut self.windows, key, window).add(at, window, u64::from(n))
+    pub fn window_add(
+        &mut self,
+        key: &str,
+        at: i64,
+        window: u32,
+        n: u32,
+    ) -> Result<u64, StateFull> {
+        let new = if self.windows.contains_key(key) {
+            ENTRY_COST
+        } else {
+            key.len() + KEY_COST + SLOT_COST + ENTRY_COST
+        };
+        self.reserve(new, at)?;
+        let (w, created) = slot(&mut self.windows, key, window);
+        let (total, grown) = w.add(at, window, u64::from(n));
+        self.bytes = apply(self.bytes + created, grown);
+        Ok(total)
     }
 
     /// The total of window `key` over `(at - window, at]`.
     pub fn window_total(&mut self, key: &str, at: i64, window: u32) -> u64 {
-        match self.windows.get_mut(key) {
-            Some(slots) => match slots.iter_mut().find(|(w, _)| *w == window) {
-                Some((_, w)) => {
-                    w.expire(at, window);
-                    w.total
-                }
-                None => 0,
-            },
+        let Some(slots) = self.windows.get_mut(key) else {
+            return 0;
+        };
+        match slots.iter_mut().find(|(w, _)| *w == window) {
+            Some((_, w)) => {
+                let freed = w.expire(at, window);
+                self.bytes = self.bytes.saturating_sub(freed);
+                w.total
+            }
             None => 0,
         }
     }
 
     /// Records `member` in set `key` at `at`; returns the distinct count
     /// over `(at - window, at]`.
-    pub fn distinct_add(&mut self, key: &str, member: &str, at: i64, window: u32) -> u32 {
-        slot(&mut self.distinct, key, window).add(member, at, window)
+    pub fn distinct_add(
+        &mut self,
+        key: &str,
+        member: &str,
+        at: i64,
+        window: u32,
+    ) -> Result<u32, StateFull> {
+        let mut new = 2 * member.len() + MEMBER_COST;
+        if !self.distinct.contains_key(key) {
+            new += key.len() + KEY_COST + SLOT_COST;
+        }
+        self.reserve(new, at)?;
+        let (set, created) = slot(&mut self.distinct, key, window);
+        let (count, grown) = set.add(member, at, window);
+        self.bytes = apply(self.bytes + created, grown);
+        Ok(count)
     }
 
     /// The distinct count of set `key` over `(at - window, at]`.
     pub fn distinct_count(&mut self, key: &str, at: i64, window: u32) -> u32 {
-        match self.distinct.get_mut(key) {
-            Some(slots) => match slots.iter_mut().find(|(w, _)| *w == window) {
-                Some((_, set)) => {
-                    set.expire(at, window);
-                    set.count()
-                }
-                None => 0,
-            },
+        let Some(slots) = self.distinct.get_mut(key) else {
+            return 0;
+        };
+        match slots.iter_mut().find(|(w, _)| *w == window) {
+            Some((_, set)) => {
+                let freed = set.expire(at, window);
+                self.bytes = self.bytes.saturating_sub(freed);
+                set.count()
+            }
             None => 0,
         }
     }
@@ -173,16 +416,28 @@ impl RuleState {
         self.kv.get(key).cloned()
     }
 
-    /// Stores (`Some`) or deletes (`None`) `key`.
-    pub fn kv_set(&mut self, key: &str, value: Option<&str>) {
+    /// Stores (`Some`) or deletes (`None`) `key`. Key/value pairs have no
+    /// time, so they are never swept: a rule deletes what it no longer
+    /// needs. A sweep this growth triggers runs at the time of the last
+    /// timed call.
+    pub fn kv_set(&mut self, key: &str, value: Option<&str>) -> Result<(), StateFull> {
+        let at = self.last_at;
+        let old = self.kv.get(key).map(|v| v.len() + key.len() + KEY_COST);
         match value {
             Some(v) => {
+                let new = v.len() + key.len() + KEY_COST;
+                if new > old.unwrap_or(0) {
+                    self.reserve(new - old.unwrap_or(0), at)?;
+                }
                 self.kv.insert(key.to_owned(), v.to_owned());
+                self.bytes = self.bytes.saturating_sub(old.unwrap_or(0)) + new;
             }
             None => {
                 self.kv.remove(key);
+                self.bytes = self.bytes.saturating_sub(old.unwrap_or(0));
             }
         }
+        Ok(())
     }
 
     /// Number of windows, distinct sets and kv pairs held.
@@ -194,6 +449,11 @@ impl RuleState {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// Bytes held, approximately.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
 }
 
 #[cfg(test)]
@@ -203,10 +463,10 @@ mod tests {
     #[test]
     fn window_covers_half_open_interval() {
         let mut s = RuleState::new();
-        assert_eq!(s.window_add("k", 100, 60, 1), 1);
-        assert_eq!(s.window_add("k", 159, 60, 1), 2);
+        assert_eq!(s.window_add("k", 100, 60, 1), Ok(1));
+        assert_eq!(s.window_add("k", 159, 60, 1), Ok(2));
         // At 160 the event at 100 is exactly 60 s old: out of (100, 160].
-        assert_eq!(s.window_add("k", 160, 60, 1), 2);
+        assert_eq!(s.window_add("k", 160, 60, 1), Ok(2));
         assert_eq!(s.window_total("k", 219, 60), 1);
         assert_eq!(s.window_total("k", 220, 60), 0);
         assert_eq!(s.window_total("other", 220, 60), 0);
@@ -215,22 +475,22 @@ mod tests {
     #[test]
     fn same_key_different_lengths_are_separate() {
         let mut s = RuleState::new();
-        s.window_add("k", 0, 3600, 5);
-        assert_eq!(s.window_add("k", 10, 86_400, 1), 1);
+        s.window_add("k", 0, 3600, 5).unwrap();
+        assert_eq!(s.window_add("k", 10, 86_400, 1), Ok(1));
         assert_eq!(s.window_total("k", 10, 3600), 5);
     }
 
     #[test]
     fn distinct_counts_members_in_window() {
         let mut s = RuleState::new();
-        assert_eq!(s.distinct_add("ips", "a", 0, 100), 1);
-        assert_eq!(s.distinct_add("ips", "b", 50, 100), 2);
-        assert_eq!(s.distinct_add("ips", "a", 60, 100), 2);
+        assert_eq!(s.distinct_add("ips", "a", 0, 100), Ok(1));
+        assert_eq!(s.distinct_add("ips", "b", 50, 100), Ok(2));
+        assert_eq!(s.distinct_add("ips", "a", 60, 100), Ok(2));
         // At 120, "a"@60 and "b"@50 are still inside (20, 120].
-        assert_eq!(s.distinct_add("ips", "c", 120, 100), 3);
+        assert_eq!(s.distinct_add("ips", "c", 120, 100), Ok(3));
         // At 155, "b"@50 has left; "a" was refreshed at 60.
-        assert_eq!(s.distinct_add("ips", "c", 155, 100), 2);
-        assert_eq!(s.distinct_add("ips", "c", 300, 100), 1);
+        assert_eq!(s.distinct_add("ips", "c", 155, 100), Ok(2));
+        assert_eq!(s.distinct_add("ips", "c", 300, 100), Ok(1));
         assert_eq!(s.distinct_count("ips", 300, 100), 1);
         assert_eq!(s.distinct_count("ips", 401, 100), 0);
         assert_eq!(s.distinct_count("nothing", 0, 100), 0);
@@ -240,10 +500,88 @@ mod tests {
     fn kv_set_get_delete() {
         let mut s = RuleState::new();
         assert_eq!(s.kv_get("a"), None);
-        s.kv_set("a", Some("1"));
+        s.kv_set("a", Some("1")).unwrap();
         assert_eq!(s.kv_get("a").as_deref(), Some("1"));
-        s.kv_set("a", None);
+        s.kv_set("a", None).unwrap();
         assert_eq!(s.kv_get("a"), None);
         assert!(s.is_empty());
+        assert_eq!(s.bytes(), 0);
+    }
+
+    #[test]
+    fn a_key_per_event_stays_bounded_once_its_windows_expire() {
+        // A new user name every quarter second, counted in 10-minute
+        // windows: without expiry this held millions of keys.
+        let mut s = RuleState::with_limit(8 << 20);
+        let mut peak = 0;
+        for i in 0..400_000i64 {
+            let key = format!("authfail:user{i}@victim.example");
+            s.window_add(&key, i / 4, 600, 1).unwrap();
+            s.distinct_add(
+                "ips",
+                &format!("10.0.{}.{}", (i >> 8) & 255, i & 255),
+                i / 4,
+                600,
+            )
+            .unwrap();
+            peak = peak.max(s.len());
+        }
+        // 10 minutes hold 2,400 names; sweeps run when the state doubles.
+        assert!(peak < 20_000, "{peak} keys held at once");
+        assert!(s.bytes() < 8 << 20);
+        s.sweep(400_000 / 4 + 601);
+        assert_eq!(s.len(), 0);
+        assert_eq!(s.bytes(), 0, "every byte counted in is counted out");
+    }
+
+    #[test]
+    fn a_state_past_its_quota_refuses_more_and_says_how_full_it_is() {
+        let mut s = RuleState::with_limit(1 << 20);
+        let mut refused = None;
+        for i in 0..100_000 {
+            // One day windows all inside the same day: nothing expires.
+            if let Err(e) = s.window_add(&format!("k{i}"), i, 86_400, 1) {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (i, e) = refused.expect("the quota was hit");
+        assert!(i > 1000, "a megabyte holds more than {i} keys");
+        assert!(e.bytes <= 1 << 20 && e.keys as i64 == i);
+        assert!(
+            e.to_string()
+                .starts_with(&format!("its state is full: {i} keys")),
+            "{e}"
+        );
+        // Reads still work; a new key a day later fits again after a sweep.
+        assert_eq!(s.window_total("k0", 10, 86_400), 1);
+        assert!(s.window_add("late", 200_000, 86_400, 1).is_ok());
+    }
+
+    #[test]
+    fn byte_count_follows_every_change() {
+        let mut s = RuleState::new();
+        for i in 0..1000 {
+            s.window_add(&format!("w{}", i % 37), i, 100, 1).unwrap();
+            s.distinct_add(&format!("d{}", i % 11), &format!("m{}", i % 53), i, 100)
+                .unwrap();
+            s.kv_set(&format!("k{}", i % 7), Some(&"x".repeat(i as usize % 13)))
+                .unwrap();
+        }
+        let counted = s.bytes();
+        let actual: usize = s
+            .windows
+            .iter()
+            .map(|(k, v)| k.len() + KEY_COST + v.iter().map(|(_, w)| w.bytes()).sum::<usize>())
+            .sum::<usize>()
+            + s.distinct
+                .iter()
+                .map(|(k, v)| k.len() + KEY_COST + v.iter().map(|(_, d)| d.bytes()).sum::<usize>())
+                .sum::<usize>()
+            + s.kv
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + KEY_COST)
+                .sum::<usize>();
+        assert_eq!(counted, actual);
     }
 }

@@ -40,6 +40,10 @@ pub struct MemoryHost {
     pub local_domains: HashSet<String>,
     /// Everything the rule logged.
     pub logs: Vec<(LogLevel, String)>,
+    /// The event the rule said it is judging.
+    pub judging: Option<u64>,
+    /// Verdicts reported and not yet returned by [`Harness::feed`].
+    pub reported: Vec<Verdict>,
 }
 
 thread_local! {
@@ -117,7 +121,9 @@ impl<R: Rule> Harness<R> {
                 crate::event::encode(&event, &mut batch);
             }
         }
-        runtime::on_events::<R>(&batch)
+        let mut verdicts = runtime::on_events::<R>(&batch);
+        verdicts.extend(with_host(|h| std::mem::take(&mut h.reported)));
+        verdicts
     }
 
     /// Reloads the rule with new settings, as the host does on a settings
@@ -267,14 +273,24 @@ pub mod native {
     pub fn log(level: LogLevel, message: &str) {
         with_host(|h| h.logs.push((level, message.to_owned())))
     }
+    pub fn judging(event: u64) {
+        with_host(|h| h.judging = Some(event))
+    }
+    pub fn report(verdict: &crate::types::Verdict) {
+        with_host(|h| h.reported.push(verdict.clone()))
+    }
+    // A full state traps the rule in the host; here it fails the test.
+    fn full<T>(r: Result<T, crate::state::StateFull>) -> T {
+        r.unwrap_or_else(|e| panic!("the rule's host state is full: {e}"))
+    }
     pub fn window_add(key: &str, at: i64, window: u32, n: u32) -> u64 {
-        with_host(|h| h.state.window_add(key, at, window, n))
+        full(with_host(|h| h.state.window_add(key, at, window, n)))
     }
     pub fn window_total(key: &str, at: i64, window: u32) -> u64 {
         with_host(|h| h.state.window_total(key, at, window))
     }
     pub fn distinct_add(key: &str, member: &str, at: i64, window: u32) -> u32 {
-        with_host(|h| h.state.distinct_add(key, member, at, window))
+        full(with_host(|h| h.state.distinct_add(key, member, at, window)))
     }
     pub fn distinct_count(key: &str, at: i64, window: u32) -> u32 {
         with_host(|h| h.state.distinct_count(key, at, window))
@@ -283,7 +299,7 @@ pub mod native {
         with_host(|h| h.state.kv_get(key))
     }
     pub fn kv_set(key: &str, value: Option<&str>) {
-        with_host(|h| h.state.kv_set(key, value))
+        full(with_host(|h| h.state.kv_set(key, value)))
     }
     pub fn setting(name: &str) -> Option<String> {
         with_host(|h| h.settings.get(name).map(|v| v.to_string()))

@@ -3,7 +3,8 @@
 //! Reads the configuration state under `--root` (and, on a live server, asks
 //! Exim itself whether it relays for strangers), runs every rule that judges
 //! configuration once, and prints each check as failed (with the fix),
-//! passed, or not applicable (nothing for it to look at on this server).
+//! passed, or not applicable (nothing for it to look at on this server: then
+//! it says what it looked for).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,14 +12,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use anyhow::Context as _;
-
-use super::{Cli, Engine};
+use super::exit::Outcome;
+use super::{Cli, Engine, warn};
 use crate::engine::Dispatcher;
 use crate::normalize::{EventBody, EventKind, Timestamp};
-use crate::policy::Finding;
+use crate::policy::{Finding, Severity};
+use crate::report::terminal;
 use crate::sources::relay_probe;
-use crate::sources::server::read_server_state;
+use crate::sources::server::{looked_for, read_server_state};
 use crate::state::HostLookups;
 
 /// `audit` arguments.
@@ -36,6 +37,9 @@ pub struct Args {
     /// Exim configuration for the probe (`exim -C`).
     #[arg(long, value_name = "FILE", requires = "exim")]
     exim_config: Option<PathBuf>,
+    /// Exit with status 1 when a failed check is at least this severe.
+    #[arg(long, value_name = "SEVERITY")]
+    fail_on: Option<Severity>,
 }
 
 /// Event kinds that describe configuration: rules subscribing to any of
@@ -58,17 +62,29 @@ enum Status {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let engine = Engine::load(cli)?;
-    let now = Timestamp::from_system_time(SystemTime::now());
-    let lookups = Arc::new(
-        HostLookups::load(&args.root)
-            .with_context(|| format!("cannot read server state under {}", args.root.display()))?,
-    );
-
+    let now = engine
+        .ingest
+        .zone
+        .at(Timestamp::from_system_time(SystemTime::now()).seconds);
     let mut events = Vec::new();
     let report = read_server_state(&args.root, now, &mut events);
-    for problem in &report.problems {
-        eprintln!("spamward: warning: {problem}");
+    if report.root_missing {
+        anyhow::bail!(
+            "--root {}: {}",
+            args.root.display(),
+            report
+                .problems
+                .first()
+                .map_or_else(String::new, |p| p.message.clone())
+        );
     }
+    let mut outcome = Outcome::default();
+    for problem in &report.problems {
+        warn(&problem.to_string());
+    }
+    // A file that exists but cannot be read leaves its checks blind.
+    outcome.incomplete |= report.problems.iter().any(|p| p.line.is_none());
+    let lookups = Arc::new(HostLookups::from_events(&events));
     // The suexec state must reach a rule before the PHP handlers it qualifies.
     events.sort_by_key(|e| !matches!(&e.body, EventBody::ServiceState(s) if s.name == "suexec"));
 
@@ -81,7 +97,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     if let Some(exim) = exim {
         match relay_probe::probe(&exim, args.exim_config.as_deref(), now) {
             Ok(event) => events.push(event),
-            Err(e) => eprintln!("spamward: warning: open-relay probe skipped: {e}"),
+            Err(e) => warn(&format!("open-relay probe skipped: {e}")),
         }
     }
 
@@ -97,24 +113,31 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         })
         .map(|r| r.meta.name.clone())
         .collect();
-    let mut dispatcher = Dispatcher::new(
-        engine.runners(lookups.clone())?,
-        engine.config.engine.dispatch(),
-        lookups,
-    );
+    let runners = engine.runners(lookups.clone())?;
+    outcome.incomplete |= engine.load_failed() || !runners.disabled.is_empty();
+    let disabled: Vec<String> = runners.disabled.iter().map(|(n, _)| n.clone()).collect();
+    let mut dispatcher = Dispatcher::new(runners.runners, engine.config.engine.dispatch(), lookups);
     for event in events {
         dispatcher.push(event);
     }
     let (findings, reports) = dispatcher.finish();
+    let findings: Vec<Finding> = findings
+        .into_iter()
+        .filter(|f| checks.contains(&f.rule))
+        .collect();
+    outcome.findings = Outcome::fails_on(&findings, args.fail_on);
+    outcome.incomplete |= reports
+        .iter()
+        .any(|r| checks.contains(&r.rule) && r.health.failures > 0);
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
-        for f in findings.iter().filter(|f| checks.contains(&f.rule)) {
+        for f in &findings {
             serde_json::to_writer(&mut out, f)?;
             out.write_all(b"\n")?;
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(outcome.code());
     }
 
     writeln!(out, "spamward audit of {} at {now}\n", args.root.display())?;
@@ -129,11 +152,8 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         } else {
             Status::NotApplicable
         };
-        let summary = engine
-            .rules
-            .rules
-            .get(name)
-            .map_or("", |r| r.meta.summary.as_str());
+        let rule = engine.rules.rules.get(name);
+        let summary = rule.map_or("", |r| r.meta.summary.as_str());
         let (label, index) = match status {
             Status::Failed => ("FAIL", 0),
             Status::Passed => ("ok", 1),
@@ -142,10 +162,32 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         counts[index] += 1;
         writeln!(out, "  {label:<5} {name:<20} {summary}")?;
         for f in mine {
-            writeln!(out, "        {}: {}", f.target, f.summary)?;
+            let line = format!("{}: {}", f.target, f.summary);
+            writeln!(out, "        {}", terminal::escape(&line))?;
             if let Some(fix) = f.evidence.get("fix").and_then(|v| v.as_str()) {
-                writeln!(out, "        fix: {fix}")?;
+                writeln!(out, "        fix: {}", terminal::escape(fix))?;
             }
+        }
+        if status == Status::NotApplicable
+            && let Some(rule) = rule
+        {
+            let mut sought: Vec<&str> = rule
+                .meta
+                .subscriptions
+                .iter()
+                .flat_map(|k| looked_for(*k).iter().copied())
+                .collect();
+            sought.dedup();
+            if !sought.is_empty() {
+                writeln!(
+                    out,
+                    "        nothing to check: found none of {}",
+                    sought.join(", ")
+                )?;
+            }
+        }
+        if disabled.contains(name) {
+            writeln!(out, "        (the rule could not start)")?;
         }
         if let Some(r) = report.filter(|r| r.health.failures > 0) {
             writeln!(
@@ -163,5 +205,5 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         counts[2],
         report.files_read.len()
     )?;
-    Ok(ExitCode::SUCCESS)
+    Ok(outcome.code())
 }

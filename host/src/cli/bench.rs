@@ -86,23 +86,32 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         let mut count = 0u64;
         let summary = ingest_file(
             &log,
+            &engine.ingest,
             &mut |e| {
                 count += 1;
                 std::hint::black_box(&e);
             },
             &mut |_, _| {},
-        )?;
+        );
+        if let Some(e) = &summary.error {
+            anyhow::bail!("{e}");
+        }
         let (parse, parse_cpu) = (started.elapsed(), process_cpu() - cpu_started);
         lines = summary.lines;
         events = count;
 
         let mut dispatcher = Dispatcher::new(
-            engine.runners(lookups.clone())?,
+            engine.runners(lookups.clone())?.runners,
             engine.config.engine.dispatch(),
             lookups.clone(),
         );
         let (started, cpu_started) = (Instant::now(), process_cpu());
-        ingest_file(&log, &mut |e| dispatcher.push(e), &mut |_, _| {})?;
+        ingest_file(
+            &log,
+            &engine.ingest,
+            &mut |e| dispatcher.push(e),
+            &mut |_, _| {},
+        );
         let (findings, reports) = dispatcher.finish();
         let (all, all_cpu) = (started.elapsed(), process_cpu() - cpu_started);
         println!(

@@ -2,15 +2,18 @@
 //!
 //! Errors surface here as `anyhow` chains naming the file, line or setting
 //! at fault; every subcommand returns them, and [`main`] prints them and
-//! exits non-zero.
+//! exits with the usage status. What a run's exit status means is [`exit`]'s.
 
 mod audit;
 mod bench;
 mod events;
+mod exit;
 mod rules;
 mod scan;
+mod signals;
 pub mod synthetic;
 
+use std::io::{self, IsTerminal};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,12 +22,24 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::engine::{ComponentCache, RuleRunner, RuleSet, Sandbox};
+use crate::engine::{ComponentCache, RuleFailure, RuleRunner, RuleSet, Sandbox};
+use crate::ingest::{FileSummary, IngestOptions};
+use crate::normalize::LocalZone;
+use crate::report::terminal;
 use crate::state::HostLookups;
 
 /// spamward: find and stop spam leaving a mail server.
 #[derive(Debug, Parser)]
-#[command(name = "spamward", version, about, long_about = None)]
+#[command(
+    name = "spamward",
+    version,
+    about,
+    long_about = None,
+    after_help = "Exit status: 0 done; 1 a finding at or above --fail-on; 2 usage or \
+                  configuration error; 3 an input could not be read or a rule failed \
+                  (results may be incomplete); 130/143 stopped by SIGINT/SIGTERM \
+                  (partial results printed)."
+)]
 struct Cli {
     /// Configuration file (default: ./spamward.toml if it exists).
     #[arg(long, global = true, value_name = "FILE")]
@@ -36,6 +51,10 @@ struct Cli {
     /// Compiled-rule cache directory (default: ~/.cache/spamward).
     #[arg(long, global = true, value_name = "DIR")]
     cache_dir: Option<PathBuf>,
+    /// The time zone logs write local time in: `system` (default), `UTC` or
+    /// an IANA name such as `Europe/Berlin` (overrides `[input] timezone`).
+    #[arg(long, global = true, value_name = "ZONE")]
+    timezone: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,7 +81,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Scan(args) => scan::run(&cli, args),
-        Command::Events(args) => events::run(args),
+        Command::Events(args) => events::run(&cli, args),
         Command::Audit(args) => audit::run(&cli, args),
         Command::Rules(cmd) => rules::run(&cli, cmd),
         Command::Bench(args) => bench::run(&cli, args),
@@ -70,8 +89,12 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("spamward: error: {e:#}");
-            ExitCode::from(2)
+            if is_broken_pipe(&e) {
+                // Whoever read the output has gone (`| head`): nothing to say.
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("spamward: error: {}", terminal::escape(&format!("{e:#}")));
+            ExitCode::from(exit::USAGE)
         }
     }
 }
@@ -81,9 +104,19 @@ fn init_tracing() {
     let filter = EnvFilter::try_from_env("SPAMWARD_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(io::stderr)
+        // Colour codes only for a person at a terminal, not for a log file.
+        .with_ansi(io::stderr().is_terminal())
         .with_target(false)
         .try_init();
+}
+
+/// Whether `e` is a write to a closed pipe.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 impl Cli {
@@ -96,6 +129,14 @@ impl Cli {
             None => Ok(Config::default()),
         }
     }
+
+    /// The zone logs are read in: `--timezone`, else the configuration's.
+    fn zone(&self, config: &Config) -> anyhow::Result<LocalZone> {
+        match &self.timezone {
+            Some(name) => LocalZone::named(name).map_err(|e| anyhow::anyhow!("--timezone: {e}")),
+            None => Ok(config.zone()?),
+        }
+    }
 }
 
 /// Everything needed to run rules: the sandbox, the loaded rules and the
@@ -104,11 +145,21 @@ struct Engine {
     sandbox: Sandbox,
     rules: RuleSet,
     config: Config,
+    /// How inputs are read.
+    ingest: IngestOptions,
+}
+
+/// The rules that run, and the ones that could not start.
+struct Runners {
+    runners: Vec<RuleRunner>,
+    /// Rules that loaded but could not start, with why.
+    disabled: Vec<(String, RuleFailure)>,
 }
 
 impl Engine {
     fn load(cli: &Cli) -> anyhow::Result<Self> {
         let config = cli.load_config()?;
+        let zone = cli.zone(&config)?;
         let sandbox =
             Sandbox::new(config.engine.limits()).context("cannot start the wasm engine")?;
         let cache = match cli
@@ -126,41 +177,113 @@ impl Engine {
             .or_else(|| config.engine.rules_dir.clone());
         let rules = RuleSet::load(&sandbox, &cache, rules_dir.as_deref())?;
         for e in &rules.errors {
-            eprintln!("spamward: warning: rule not loaded: {e}");
+            warn(&format!("rule not loaded: {e}"));
         }
         config.check_rule_names(rules.rules.keys().map(String::as_str))?;
         Ok(Engine {
             sandbox,
             rules,
             config,
+            ingest: IngestOptions { zone, stop: None },
         })
     }
 
     /// Runners for every enabled rule, initialised with its settings.
-    fn runners(&self, lookups: Arc<HostLookups>) -> anyhow::Result<Vec<RuleRunner>> {
+    ///
+    /// A rule that rejects settings the admin gave is a configuration error
+    /// (nothing runs until it is fixed); one that cannot start on its own
+    /// defaults is the rule's fault: it is disabled, said so, and the others
+    /// run.
+    fn runners(&self, lookups: Arc<HostLookups>) -> anyhow::Result<Runners> {
         let mut runners = Vec::new();
+        let mut disabled = Vec::new();
         for (name, rule) in &self.rules.rules {
             let rc = self.config.rule(&rule.meta)?;
             if !rc.enabled {
                 continue;
             }
-            let runner = RuleRunner::new(
+            let configured = self
+                .config
+                .rules
+                .get(name)
+                .is_some_and(|t| t.keys().any(|k| k != "enabled" && k != "mode"));
+            match RuleRunner::new(
                 rule.clone(),
                 rc.settings,
                 rc.mode,
                 lookups.clone(),
                 self.sandbox.limits(),
-            )
-            .map_err(|e| {
-                let file = self
-                    .config
-                    .path
-                    .as_ref()
-                    .map_or("spamward.toml".into(), |p| p.display().to_string());
-                anyhow::anyhow!("{file}: [rules.{name}]: {e}")
-            })?;
-            runners.push(runner);
+            ) {
+                Ok(runner) => runners.push(runner),
+                Err(RuleFailure::Settings(e)) if configured => {
+                    let file = self
+                        .config
+                        .path
+                        .as_ref()
+                        .map_or("spamward.toml".into(), |p| p.display().to_string());
+                    anyhow::bail!("{file}: [rules.{name}]: rejected its settings: {e}");
+                }
+                Err(e) => {
+                    warn(&format!("rule {name} disabled: it {e}"));
+                    disabled.push((name.clone(), e));
+                }
+            }
         }
-        Ok(runners)
+        Ok(Runners { runners, disabled })
+    }
+
+    /// Whether any rule failed to load.
+    fn load_failed(&self) -> bool {
+        !self.rules.errors.is_empty()
+    }
+}
+
+/// A warning on stderr, escaped for the terminal.
+fn warn(message: &str) {
+    eprintln!("spamward: warning: {}", terminal::escape(message));
+}
+
+/// The per-input lines on stderr: counts, what could not be read, and why
+/// reading stopped early.
+fn print_summary(s: &FileSummary) {
+    let mut line = format!(
+        "{} ({}): {} lines, {} events, {} ignored, {} unparsed",
+        s.file,
+        if s.kind.is_empty() { "-" } else { &s.kind },
+        s.lines,
+        s.events,
+        s.ignored,
+        s.unparsed
+    );
+    if s.truncated > 0 {
+        line.push_str(&format!(
+            ", {} cut at {} KiB",
+            s.truncated,
+            crate::sources::log_file::MAX_LINE >> 10
+        ));
+    }
+    if s.capped > 0 {
+        line.push_str(&format!(
+            ", {} with more than {} recipients (cut)",
+            s.capped,
+            crate::normalize::MAX_RECIPIENTS
+        ));
+    }
+    if s.interrupted {
+        line.push_str(", stopped early");
+    }
+    eprintln!("{}", terminal::escape(&line));
+    for (number, text) in &s.unparsed_samples {
+        eprintln!(
+            "  unparsed {}:{number}: {}",
+            terminal::escape(&s.file),
+            terminal::escape(text)
+        );
+    }
+    if let Some(e) = &s.error {
+        eprintln!(
+            "spamward: error: {} (what came before was read)",
+            terminal::escape(e)
+        );
     }
 }

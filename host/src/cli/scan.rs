@@ -1,4 +1,9 @@
 //! `spamward scan`: replay logs through every enabled rule.
+//!
+//! Every input is read as far as it can be: a damaged one keeps what came
+//! before the damage and the others are still read, and the exit status
+//! says an input failed. A SIGINT or SIGTERM stops the reading, and what was
+//! found so far is printed, marked partial.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -9,11 +14,13 @@ use std::time::SystemTime;
 use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::{Cli, Engine};
+use super::exit::Outcome;
+use super::signals::Interrupt;
+use super::{Cli, Engine, print_summary, warn};
 use crate::engine::Dispatcher;
 use crate::ingest::{FileSummary, ingest_file};
-use crate::normalize::Timestamp;
-use crate::report::{TopSenders, render_findings};
+use crate::policy::Severity;
+use crate::report::{TopSenders, render_findings, terminal};
 use crate::sources::{queue, relay_probe};
 use crate::state::HostLookups;
 
@@ -21,7 +28,8 @@ use crate::state::HostLookups;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Inputs, told apart by content: Exim mainlogs (plain or .gz), spool
-    /// `-H` files, spool directories, saved `exim -bp` output.
+    /// `-H` files, spool directories, saved `exim -bp` output; `-` reads
+    /// standard input.
     #[arg(required_unless_present = "queue", value_name = "FILE")]
     files: Vec<PathBuf>,
     /// Also read the live queue by running `exim -bp`.
@@ -39,57 +47,93 @@ pub struct Args {
     /// Rows per top-senders table.
     #[arg(long, default_value_t = 5)]
     top: usize,
+    /// Exit with status 1 when a finding is at least this severe.
+    #[arg(long, value_name = "SEVERITY")]
+    fail_on: Option<Severity>,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let engine = Engine::load(cli)?;
-    let lookups = Arc::new(
-        HostLookups::load(&args.root)
-            .with_context(|| format!("cannot read server state under {}", args.root.display()))?,
-    );
-    let mut dispatcher = Dispatcher::new(
-        engine.runners(lookups.clone())?,
-        engine.config.engine.dispatch(),
-        lookups,
-    );
+    let mut engine = Engine::load(cli)?;
+    let interrupt = Interrupt::install().context("cannot install signal handlers")?;
+    engine.ingest.stop = Some(interrupt.flag());
+    let (lookups, report) = HostLookups::load(&args.root);
+    if report.root_missing {
+        anyhow::bail!(
+            "--root {}: {}",
+            args.root.display(),
+            report
+                .problems
+                .first()
+                .map_or_else(String::new, |p| p.message.clone())
+        );
+    }
+    let mut outcome = Outcome::default();
+    for problem in &report.problems {
+        warn(&problem.to_string());
+    }
+    // A domain file that exists but cannot be read charges nothing to its
+    // owners: the findings may miss what they would have named.
+    outcome.incomplete |= report.problems.iter().any(|p| p.line.is_none());
+    let lookups = Arc::new(lookups);
+    let runners = engine.runners(lookups.clone())?;
+    outcome.incomplete |= engine.load_failed() || !runners.disabled.is_empty();
+    let mut dispatcher = Dispatcher::new(runners.runners, engine.config.engine.dispatch(), lookups);
     let mut senders = TopSenders::new();
     let mut summaries: Vec<FileSummary> = Vec::new();
 
     for path in &args.files {
+        if interrupt.received().is_some() {
+            break;
+        }
         let bar = progress_bar(path, args.json);
         let summary = ingest_file(
             path,
+            &engine.ingest,
             &mut |event| {
                 senders.observe(&event);
                 dispatcher.push(event);
             },
             &mut |done, total| {
-                bar.set_length(total.max(done));
+                if let Some(total) = total {
+                    bar.set_length(total.max(done));
+                }
                 bar.set_position(done);
             },
-        )?;
+        );
         bar.finish_and_clear();
         summaries.push(summary);
     }
-    if args.queue {
+    if args.queue && interrupt.received().is_none() {
         let exim = args
             .exim
             .clone()
             .or_else(relay_probe::find_exim)
             .context("--queue: no Exim binary found (give one with --exim)")?;
-        let now = Timestamp::from_system_time(SystemTime::now());
+        let now = engine
+            .ingest
+            .zone
+            .at(crate::normalize::Timestamp::from_system_time(SystemTime::now()).seconds);
         let mut events = Vec::new();
-        let problems = queue::run_exim_bp(&exim, now, &mut events)?;
-        for p in &problems {
-            eprintln!("spamward: warning: {p}");
+        match queue::run_exim_bp(&exim, now, &mut events) {
+            Ok(problems) => {
+                for p in &problems {
+                    warn(&p.to_string());
+                }
+                eprintln!("{} -bp: {} queued messages", exim.display(), events.len());
+            }
+            Err(e) => {
+                warn(&e.to_string());
+                outcome.incomplete = true;
+            }
         }
-        eprintln!("{} -bp: {} queued messages", exim.display(), events.len());
         for event in events {
             senders.observe(&event);
             dispatcher.push(event);
         }
     }
     let (findings, reports) = dispatcher.finish();
+    outcome.signal = interrupt.received();
+    outcome.findings = Outcome::fails_on(&findings, args.fail_on);
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -99,6 +143,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             out.write_all(b"\n")?;
         }
     } else {
+        if let Some(signal) = outcome.signal {
+            writeln!(
+                out,
+                "PARTIAL: stopped by signal {signal} before every input was read; \
+                 these are the findings so far.\n"
+            )?;
+        }
         out.write_all(render_findings(&findings).as_bytes())?;
         out.write_all(b"\n")?;
         out.write_all(senders.render(args.top).as_bytes())?;
@@ -107,27 +158,42 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     out.flush()?;
 
     // Input and rule health go to stderr so `--json` output stays clean.
+    if outcome.signal.is_some() {
+        eprintln!("spamward: partial results: stopped by a signal");
+    }
     for s in &summaries {
+        print_summary(s);
+        outcome.incomplete |= s.error.is_some();
+    }
+    for (name, failure) in &runners.disabled {
         eprintln!(
-            "{} ({}): {} lines, {} events, {} ignored, {} unparsed",
-            s.file, s.kind, s.lines, s.events, s.ignored, s.unparsed
+            "rule {name}: disabled: it {}",
+            terminal::escape(&failure.to_string())
         );
-        for (line, text) in &s.unparsed_samples {
-            eprintln!("  unparsed {}:{line}: {text}", s.file);
-        }
     }
     for r in &reports {
-        if r.health.failures > 0 {
+        if r.health.failures > 0 || r.health.skipped_events > 0 {
+            outcome.incomplete = true;
             eprintln!(
-                "rule {}: {} failed batch(es){}; last: {}",
+                "rule {}: {} failure(s){}, {} event(s) not judged; last: {}",
                 r.rule,
                 r.health.failures,
                 if r.quarantined { ", quarantined" } else { "" },
-                r.health.last_error.as_deref().unwrap_or("-")
+                r.health.skipped_events,
+                terminal::escape(r.health.last_error.as_deref().unwrap_or("-"))
+            );
+        }
+        if r.health.dropped_verdicts > 0 || r.dropped_findings > 0 {
+            eprintln!(
+                "rule {}: {} verdict(s) dropped (more than {} in one batch, or more than {} findings)",
+                r.rule,
+                r.health.dropped_verdicts + r.dropped_findings,
+                crate::engine::MAX_VERDICTS_PER_BATCH,
+                crate::policy::MAX_FINDINGS_PER_RULE
             );
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(outcome.code())
 }
 
 fn progress_bar(path: &std::path::Path, quiet: bool) -> ProgressBar {
@@ -142,6 +208,6 @@ fn progress_bar(path: &std::path::Path, quiet: bool) -> ProgressBar {
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> "),
     );
-    bar.set_message(path.display().to_string());
+    bar.set_message(terminal::escape(&path.display().to_string()).into_owned());
     bar
 }

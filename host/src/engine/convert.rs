@@ -275,7 +275,13 @@ mod tests {
             }
         }
         for path in inputs {
-            crate::ingest::ingest_file(&path, &mut |e| events.push(e), &mut |_, _| {}).unwrap();
+            let s = crate::ingest::ingest_file(
+                &path,
+                &Default::default(),
+                &mut |e| events.push(e),
+                &mut |_, _| {},
+            );
+            assert!(s.is_complete(), "{s:?}");
         }
         // The sample log has neither frozen messages nor cPanel's governor.
         let dir = tempfile::tempdir().unwrap();
@@ -286,7 +292,13 @@ mod tests {
              2026-04-11 12:00:00 1abc23-000456-AB == f@kos.net R=check_mail_permissions defer (-1): Domain pigdog.org has exceeded the max emails per hour (12/10 (120%)) allowed.  Message will be reattempted later\n",
         )
         .unwrap();
-        crate::ingest::ingest_file(&log, &mut |e| events.push(e), &mut |_, _| {}).unwrap();
+        let s = crate::ingest::ingest_file(
+            &log,
+            &Default::default(),
+            &mut |e| events.push(e),
+            &mut |_, _| {},
+        );
+        assert!(s.is_complete(), "{s:?}");
         let root = repo.join("tests/fixtures/servers/bad");
         crate::sources::server::read_server_state(&root, n::Timestamp::naive(0), &mut events);
         let origin = n::Origin {

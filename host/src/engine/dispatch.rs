@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::convert;
 use super::pool::{Lane, Pool};
-use super::runner::{BatchOutcome, Health, RuleRunner};
+use super::runner::{Health, RuleBatch, RuleRunner};
 use crate::normalize::{Event, Timestamp};
 use crate::policy::{Action, Citation, Finding, Mode, Policy, RuleGrant, Verdict};
 use crate::state::HostLookups;
@@ -87,6 +87,9 @@ pub struct RuleReport {
     pub health: Health,
     /// Whether it ended the run quarantined.
     pub quarantined: bool,
+    /// Verdicts the policy dropped because the rule had made too many
+    /// findings.
+    pub dropped_findings: u64,
 }
 
 /// A batch of events, shared by every rule that runs it.
@@ -154,7 +157,7 @@ struct RuleLane {
     runner: RuleRunner,
     lookups: Arc<HostLookups>,
     /// The rule's share of the current batch, encoded (reused).
-    batch: Vec<u8>,
+    batch: RuleBatch,
     /// `(first id, sources)` of recent batches, at most `CITABLE` events.
     recent: VecDeque<(u64, Arc<[Source]>)>,
     recent_events: usize,
@@ -176,7 +179,6 @@ impl Lane for RuleLane {
     fn run(&mut self, batch: &Batch) -> Vec<Admitted> {
         let rule = self.runner.rule();
         self.batch.clear();
-        let mut wanted = 0;
         for (index, event) in batch.events.iter().enumerate() {
             if rule.subscriptions & event.kind().bit() != 0
                 && (!rule.filtered
@@ -185,20 +187,16 @@ impl Lane for RuleLane {
                         &convert::FilterView(event, &self.lookups),
                     ))
             {
-                self.batch.extend_from_slice(batch.encoded.event(index));
-                wanted += 1;
+                self.batch
+                    .push(batch.first_id + index as u64, batch.encoded.event(index));
             }
         }
-        if wanted == 0 {
+        if self.batch.is_empty() {
             return Vec::new();
         }
         self.remember(batch);
-        match self.runner.run_batch(batch.no, &self.batch, wanted) {
-            BatchOutcome::Verdicts(verdicts) => {
-                verdicts.into_iter().map(|v| self.cite(v)).collect()
-            }
-            BatchOutcome::Skipped | BatchOutcome::Failed(_) => Vec::new(),
-        }
+        let outcome = self.runner.run_batch(batch.no, &self.batch);
+        outcome.verdicts.into_iter().map(|v| self.cite(v)).collect()
     }
 }
 
@@ -265,7 +263,7 @@ impl Dispatcher {
             .map(|runner| RuleLane {
                 runner,
                 lookups: lookups.clone(),
-                batch: Vec::new(),
+                batch: RuleBatch::default(),
                 recent: VecDeque::new(),
                 recent_events: 0,
             })
@@ -342,6 +340,7 @@ impl Dispatcher {
                 rule: lane.runner.rule().meta.name.clone(),
                 health: lane.runner.health().clone(),
                 quarantined: lane.runner.health().quarantined_until.is_some(),
+                dropped_findings: policy.dropped(&lane.runner.rule().meta.name),
             })
             .collect();
         (policy.into_findings(), reports)

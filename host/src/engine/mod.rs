@@ -5,6 +5,7 @@
 //! - `cache`: compiled artifacts keyed by content and engine;
 //! - `rule`: loading and describing one rule;
 //! - `runner`: one rule's live instance, state and health;
+//! - `failure`: why a rule failed, as a value;
 //! - `dispatch`: batching, subscriptions, verdicts to the policy;
 //! - `pool`: the worker threads rules run on.
 
@@ -12,6 +13,7 @@ mod bindings;
 mod cache;
 mod convert;
 mod dispatch;
+mod failure;
 mod pool;
 mod rule;
 mod runner;
@@ -22,12 +24,19 @@ use std::fs;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use bindings::INTERFACE_VERSION;
+use crate::sources::regular_file;
+
+pub use bindings::{INTERFACE_VERSION, SERVED_VERSIONS};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use dispatch::{DEFAULT_BATCH, DispatchOptions, Dispatcher, RuleReport};
+pub use failure::RuleFailure;
 pub use rule::{LoadError, LoadedRule, RuleMeta, RuleOrigin, SettingSpec, load};
-pub use runner::{BatchOutcome, Health, QUARANTINE_AFTER, RuleRunner};
-pub use sandbox::{Limits, Sandbox};
+pub use runner::{BatchOutcome, Health, QUARANTINE_AFTER, RuleBatch, RuleRunner};
+pub use sandbox::{Limits, MAX_VERDICTS_PER_BATCH, Sandbox};
+
+/// The largest rule component read from a rules directory; bundled rules
+/// are a quarter of a megabyte.
+const MAX_RULE_BYTES: u64 = 64 << 20;
 
 mod bundled {
     include!(concat!(env!("OUT_DIR"), "/bundled_rules.rs"));
@@ -71,8 +80,14 @@ impl RuleSet {
                 .collect();
             paths.sort();
             for path in paths {
-                match fs::read(&path) {
-                    Ok(bytes) => set.add(load(sandbox, cache, &bytes, RuleOrigin::File(path))),
+                match regular_file::read_capped(&path, MAX_RULE_BYTES) {
+                    Ok((bytes, false)) => {
+                        set.add(load(sandbox, cache, &bytes, RuleOrigin::File(path)))
+                    }
+                    Ok((_, true)) => set.errors.push(LoadError::Compile {
+                        origin: RuleOrigin::File(path),
+                        reason: format!("larger than {} MiB", MAX_RULE_BYTES >> 20),
+                    }),
                     Err(e) => set.errors.push(LoadError::Compile {
                         origin: RuleOrigin::File(path),
                         reason: format!("cannot read: {e}"),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use wasmtime::Store;
 
-use super::bindings::{INTERFACE_VERSION, RulePre, wit};
+use super::bindings::{RulePre, SERVED_VERSIONS, wit};
 use super::cache::{CacheOutcome, ComponentCache};
 use super::convert;
 use super::sandbox::{Sandbox, StoreData};
@@ -97,6 +97,11 @@ pub struct LoadedRule {
     pub filtered: bool,
     /// Whether it came from the cache.
     pub cache: CacheOutcome,
+    /// The interface version it was built for.
+    pub interface: String,
+    /// Whether it says which event it is judging (0.2.1), so a trap costs
+    /// that event alone rather than the rest of its batch.
+    pub reports_progress: bool,
     pub(crate) pre: RulePre<StoreData>,
 }
 
@@ -113,7 +118,8 @@ pub enum LoadError {
     },
     /// Built against another interface version.
     #[error(
-        "{origin}: this rule needs spamward interface {needed}; this spamward serves {INTERFACE_VERSION} (rebuild it with a matching spamward-sdk, or upgrade spamward)"
+        "{origin}: this rule needs spamward interface {needed}; this spamward serves {} (rebuild it with a matching spamward-sdk, or upgrade spamward)",
+        SERVED_VERSIONS.join(" and ")
     )]
     Version {
         /// Where it came from.
@@ -156,19 +162,30 @@ pub fn load(
 
     // Name the interface version mismatch before the linker's generic error.
     let ty = component.component_type();
-    let names = ty
+    let mut interface = None;
+    let mut reports_progress = false;
+    let imports = ty
         .imports(engine)
-        .map(|(name, _)| name.to_owned())
-        .chain(ty.exports(engine).map(|(name, _)| name.to_owned()));
-    for name in names {
-        if let Some(rest) = name.strip_prefix("spamward:rule/")
-            && let Some((_, version)) = rest.split_once('@')
-            && version != INTERFACE_VERSION
-        {
+        .map(|(name, item)| (name.to_owned(), Some(item.ty)));
+    let exports = ty.exports(engine).map(|(name, _)| (name.to_owned(), None));
+    for (name, item) in imports.chain(exports) {
+        let Some(rest) = name.strip_prefix("spamward:rule/") else {
+            continue;
+        };
+        let Some((iface, version)) = rest.split_once('@') else {
+            continue;
+        };
+        if !SERVED_VERSIONS.contains(&version) {
             return Err(LoadError::Version {
                 origin,
                 needed: version.to_owned(),
             });
+        }
+        interface.get_or_insert_with(|| version.to_owned());
+        if iface == "host"
+            && let Some(wasmtime::component::types::ComponentItem::ComponentInstance(host)) = item
+        {
+            reports_progress = host.exports(engine).any(|(f, _)| f == "judging");
         }
     }
 
@@ -215,6 +232,8 @@ pub fn load(
             .any(|s| !s.any_of.is_empty() || !s.all_of.is_empty() || !s.none_of.is_empty()),
         filters,
         cache: cache_outcome,
+        interface: interface.unwrap_or_default(),
+        reports_progress,
         pre,
     })
 }

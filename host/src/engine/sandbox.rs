@@ -15,6 +15,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, Rule};
+use crate::policy;
 use crate::state::HostLookups;
 use spamward_sdk::state::RuleState;
 
@@ -28,6 +29,8 @@ pub struct Limits {
     pub memory_bytes: usize,
     /// Wall-clock budget of one batch call.
     pub batch_budget: Duration,
+    /// Host-side state (windows, sets, kv) per rule, in bytes.
+    pub state_bytes: usize,
 }
 
 impl Default for Limits {
@@ -35,9 +38,14 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             batch_budget: Duration::from_secs(1),
+            state_bytes: spamward_sdk::state::DEFAULT_LIMIT,
         }
     }
 }
+
+/// Verdicts one batch call may hand over; the rest are dropped and counted.
+/// An honest rule speaks when a threshold is crossed, not per event.
+pub const MAX_VERDICTS_PER_BATCH: usize = 1000;
 
 impl Limits {
     /// The batch budget in epoch ticks (at least one).
@@ -134,6 +142,13 @@ pub struct StoreData {
     pub(crate) settings: Arc<serde_json::Map<String, serde_json::Value>>,
     /// Domain owner and local-domain answers.
     pub(crate) lookups: Arc<HostLookups>,
+    /// The event the rule said it is judging (`judging`), this call.
+    pub(crate) judging: Option<u64>,
+    /// Verdicts handed over with `report` this call, at most
+    /// [`MAX_VERDICTS_PER_BATCH`].
+    pub(crate) reported: Vec<policy::Verdict>,
+    /// Verdicts beyond the cap, this call.
+    pub(crate) dropped: u64,
 }
 
 impl StoreData {
@@ -170,6 +185,9 @@ impl StoreData {
             state,
             settings,
             lookups,
+            judging: None,
+            reported: Vec::new(),
+            dropped: 0,
         }
     }
 
@@ -203,16 +221,41 @@ impl bindings::spamward::rule::host::Host for StoreData {
         }
     }
 
-    fn window_add(&mut self, key: String, at: i64, window_seconds: u32, n: u32) -> u64 {
-        self.state.window_add(&key, at, window_seconds, n)
+    fn judging(&mut self, event: u64) {
+        self.judging = Some(event);
+    }
+
+    fn report(&mut self, verdict: bindings::spamward::rule::types::Verdict) {
+        if self.reported.len() < MAX_VERDICTS_PER_BATCH {
+            self.reported.push(super::runner::verdict(verdict));
+        } else {
+            self.dropped += 1;
+        }
+    }
+
+    // A full state fails the rule (a trap), never the host.
+    fn window_add(
+        &mut self,
+        key: String,
+        at: i64,
+        window_seconds: u32,
+        n: u32,
+    ) -> wasmtime::Result<u64> {
+        Ok(self.state.window_add(&key, at, window_seconds, n)?)
     }
 
     fn window_total(&mut self, key: String, at: i64, window_seconds: u32) -> u64 {
         self.state.window_total(&key, at, window_seconds)
     }
 
-    fn distinct_add(&mut self, key: String, member: String, at: i64, window_seconds: u32) -> u32 {
-        self.state.distinct_add(&key, &member, at, window_seconds)
+    fn distinct_add(
+        &mut self,
+        key: String,
+        member: String,
+        at: i64,
+        window_seconds: u32,
+    ) -> wasmtime::Result<u32> {
+        Ok(self.state.distinct_add(&key, &member, at, window_seconds)?)
     }
 
     fn distinct_count(&mut self, key: String, at: i64, window_seconds: u32) -> u32 {
@@ -223,8 +266,8 @@ impl bindings::spamward::rule::host::Host for StoreData {
         self.state.kv_get(&key)
     }
 
-    fn kv_set(&mut self, key: String, value: Option<String>) {
-        self.state.kv_set(&key, value.as_deref())
+    fn kv_set(&mut self, key: String, value: Option<String>) -> wasmtime::Result<()> {
+        Ok(self.state.kv_set(&key, value.as_deref())?)
     }
 
     fn setting(&mut self, name: String) -> Option<String> {

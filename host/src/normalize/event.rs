@@ -12,31 +12,42 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-/// A wall-clock time as written in the source.
+/// When an event happened, and how its source wrote it.
 ///
-/// `seconds` counts from 1970-01-01T00:00:00 *of the written wall clock*: no
-/// time zone is applied, so windows measured on it match what the log says.
-/// `offset_minutes` keeps an explicit UTC offset when the source wrote one
-/// (Exim's `log_timezone`), only so it can be printed back.
+/// `seconds` is the instant (Unix time, UTC): windows and ordering count it,
+/// so they measure real elapsed time across daylight saving changes (see
+/// [`clock`](super::clock)). The local offset of that instant is kept only so
+/// the time prints as the source wrote it, with the offset when the source
+/// wrote one (Exim's `log_timezone`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp {
-    /// Seconds since the epoch of the written wall clock.
+    /// Seconds since 1970-01-01T00:00:00Z.
     pub seconds: i64,
-    /// UTC offset written beside the time, if any.
-    pub offset_minutes: Option<i16>,
+    /// The source's offset from UTC at that instant, in minutes.
+    pub offset_minutes: i16,
+    /// Whether the source wrote the offset beside the time.
+    pub offset_written: bool,
 }
 
 impl Timestamp {
-    /// A timestamp with no written offset.
+    /// The instant `seconds`, shown as UTC without an offset: the time of a
+    /// source that writes UTC, or of one whose zone is not known.
     pub fn naive(seconds: i64) -> Self {
+        Timestamp::local(seconds, 0, false)
+    }
+
+    /// The instant `seconds` on a clock `offset_minutes` east of UTC;
+    /// `written` when the source wrote the offset.
+    pub fn local(seconds: i64, offset_minutes: i16, written: bool) -> Self {
         Timestamp {
             seconds,
-            offset_minutes: None,
+            offset_minutes,
+            offset_written: written,
         }
     }
 
-    /// A system time (file modification, now) as UTC wall-clock fields: the
-    /// time of snapshots the host takes itself.
+    /// A system time (file modification, now) as a UTC timestamp. Use
+    /// [`LocalZone::at`](super::LocalZone::at) to show it in a zone.
     pub fn from_system_time(t: std::time::SystemTime) -> Self {
         let seconds = match t.duration_since(std::time::UNIX_EPOCH) {
             Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
@@ -45,7 +56,8 @@ impl Timestamp {
         Timestamp::naive(seconds)
     }
 
-    /// Builds a timestamp from calendar fields; `None` if any is out of range.
+    /// The calendar fields read as a UTC time; `None` if any is out of
+    /// range.
     pub fn from_civil(
         year: i32,
         month: u32,
@@ -69,10 +81,14 @@ impl Timestamp {
         ))
     }
 
-    /// Calendar fields `(year, month, day, hour, minute, second)`.
+    /// Calendar fields `(year, month, day, hour, minute, second)` of the
+    /// source's wall clock.
     pub fn to_civil(self) -> (i32, u32, u32, u32, u32, u32) {
-        let days = self.seconds.div_euclid(86_400);
-        let secs = self.seconds.rem_euclid(86_400);
+        let wall = self
+            .seconds
+            .saturating_add(i64::from(self.offset_minutes) * 60);
+        let days = wall.div_euclid(86_400);
+        let secs = wall.rem_euclid(86_400);
         let (y, m, d) = civil_from_days(days);
         (
             y,
@@ -85,13 +101,14 @@ impl Timestamp {
     }
 }
 
-/// RFC 3339 as written: `2019-04-21T04:33:14`, plus `+01:00` when the source
-/// wrote an offset.
+/// RFC 3339 as written: `2019-04-21T04:33:14` on the source's wall clock,
+/// plus `+01:00` when the source wrote an offset.
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (y, mo, d, h, mi, s) = self.to_civil();
         write!(f, "{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}")?;
-        if let Some(off) = self.offset_minutes {
+        if self.offset_written {
+            let off = self.offset_minutes;
             let sign = if off < 0 { '-' } else { '+' };
             let off = off.unsigned_abs();
             write!(f, "{sign}{:02}:{:02}", off / 60, off % 60)?;
@@ -187,7 +204,28 @@ impl Event {
     pub fn kind(&self) -> EventKind {
         self.body.kind()
     }
+
+    /// Cuts a recipient list longer than [`MAX_RECIPIENTS`] to that many;
+    /// whether it did. Sources read at most one recipient past the cap, so
+    /// a cut is seen here and counted by whoever reads the source.
+    pub fn cap_recipients(&mut self) -> bool {
+        let recipients = match &mut self.body {
+            EventBody::MessageReceived(m) => &mut m.recipients,
+            EventBody::QueuedMessage(q) => &mut q.recipients,
+            _ => return false,
+        };
+        let cut = recipients.len() > MAX_RECIPIENTS;
+        recipients.truncate(MAX_RECIPIENTS);
+        cut
+    }
 }
+
+/// The most recipients one event carries. An arrival line or a queued
+/// message may list thousands (a hostile one, millions); every rule would
+/// copy them, so one event could exhaust a rule's memory and cost a whole
+/// batch. Past this many, the count of recipients is no longer evidence of
+/// anything a rule does not already see.
+pub const MAX_RECIPIENTS: usize = 1000;
 
 /// Everything known about who sent a message.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -652,12 +690,12 @@ mod tests {
         assert_eq!(t.to_string(), "2024-02-29T23:59:59");
         assert!(Timestamp::from_civil(2023, 2, 29, 0, 0, 0).is_none());
         assert!(Timestamp::from_civil(2023, 13, 1, 0, 0, 0).is_none());
-        let with_offset = Timestamp {
-            offset_minutes: Some(-330),
-            ..Timestamp::from_civil(1970, 1, 1, 0, 0, 0).unwrap()
-        };
-        assert_eq!(with_offset.seconds, 0);
+        // 05:30 UTC written on a clock 5½ hours behind: shown as written.
+        let with_offset = Timestamp::local(5 * 3600 + 1800, -330, true);
         assert_eq!(with_offset.to_string(), "1970-01-01T00:00:00-05:30");
+        assert_eq!(with_offset.to_civil(), (1970, 1, 1, 0, 0, 0));
+        let unwritten = Timestamp::local(5 * 3600 + 1800, -330, false);
+        assert_eq!(unwritten.to_string(), "1970-01-01T00:00:00");
     }
 
     #[test]

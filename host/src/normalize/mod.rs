@@ -4,9 +4,11 @@
 //! same event model (`event`). Parsers never panic: a line they cannot read
 //! is reported as [`LineOutcome::Unparsed`] and counted by the caller.
 
+pub mod clock;
 pub mod event;
 pub mod exim_log;
 
+pub use clock::{LocalClock, LocalZone, WrittenTime};
 pub use event::*;
 pub use exim_log::EximLogParser;
 

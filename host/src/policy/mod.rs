@@ -5,6 +5,11 @@
 //! applies the rule's mode (dry-run by default), and folds repeated verdicts
 //! about the same (rule, target, action) into one [`Finding`] with a count,
 //! the time span and the strongest severity.
+//!
+//! A rule may make at most [`MAX_FINDINGS_PER_RULE`] findings: a rule that
+//! speaks about every event it reads would bury the real ones and grow
+//! memory with the input. Verdicts past that about new targets are dropped,
+//! counted, and said once.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -21,6 +26,19 @@ pub enum Severity {
     Info,
     Warning,
     Critical,
+}
+
+impl std::str::FromStr for Severity {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "info" => Ok(Severity::Info),
+            "warning" => Ok(Severity::Warning),
+            "critical" => Ok(Severity::Critical),
+            _ => Err(format!("{s:?}: expected info, warning or critical")),
+        }
+    }
 }
 
 impl fmt::Display for Severity {
@@ -138,8 +156,9 @@ pub struct Citation {
 pub enum Decision {
     /// Dry-run: it would have run.
     WouldRun,
-    /// Enforce mode: it runs.
-    Run,
+    /// Enforce mode, but this spamward cannot carry actions out yet:
+    /// nothing was done.
+    EnforcementNotAvailable,
     /// The rule did not declare this action; refused.
     RefusedUndeclared,
 }
@@ -174,11 +193,16 @@ pub struct Finding {
 /// Cited lines kept per finding.
 const MAX_CITATIONS: usize = 5;
 
+/// Findings one rule may make.
+pub const MAX_FINDINGS_PER_RULE: usize = 1000;
+
 /// Folds verdicts into findings.
 #[derive(Debug, Default)]
 pub struct Policy {
     findings: Vec<Finding>,
     index: HashMap<(String, Target, Action), usize>,
+    /// Per rule: findings made and verdicts dropped past the cap.
+    per_rule: HashMap<String, (usize, u64)>,
 }
 
 /// What the policy needs to know about the rule that spoke.
@@ -215,7 +239,7 @@ impl Policy {
         } else {
             match rule.mode {
                 Mode::DryRun => Decision::WouldRun,
-                Mode::Enforce => Decision::Run,
+                Mode::Enforce => Decision::EnforcementNotAvailable,
             }
         };
         let evidence: serde_json::Map<_, _> = verdict
@@ -244,6 +268,18 @@ impl Policy {
                 }
             }
             None => {
+                let (made, dropped) = self.per_rule.entry(key.0.clone()).or_default();
+                if *made >= MAX_FINDINGS_PER_RULE {
+                    if *dropped == 0 {
+                        tracing::warn!(
+                            rule = rule.name,
+                            "made {MAX_FINDINGS_PER_RULE} findings; verdicts about further targets are dropped (said once)"
+                        );
+                    }
+                    *dropped += 1;
+                    return;
+                }
+                *made += 1;
                 self.index.insert(key, self.findings.len());
                 let mut lines = citations;
                 lines.truncate(MAX_CITATIONS);
@@ -262,6 +298,12 @@ impl Policy {
                 });
             }
         }
+    }
+
+    /// Verdicts of `rule` dropped because it had made
+    /// [`MAX_FINDINGS_PER_RULE`] findings.
+    pub fn dropped(&self, rule: &str) -> u64 {
+        self.per_rule.get(rule).map_or(0, |(_, dropped)| *dropped)
     }
 
     /// The findings, most severe first, then by rule and target.
@@ -340,6 +382,62 @@ mod tests {
             vec![],
         );
         assert_eq!(p.into_findings()[0].decision, Decision::RefusedUndeclared);
+    }
+
+    #[test]
+    fn enforce_says_enforcement_is_not_available_yet() {
+        let mut p = Policy::new();
+        let grant = RuleGrant {
+            name: "r",
+            declared: &[Action::HoldOutgoing],
+            mode: Mode::Enforce,
+        };
+        p.admit(
+            &grant,
+            verdict(Severity::Warning, Action::HoldOutgoing),
+            None,
+            vec![],
+        );
+        let f = p.into_findings();
+        assert_eq!(f[0].decision, Decision::EnforcementNotAvailable);
+        assert_eq!(
+            serde_json::to_value(&f[0]).unwrap()["decision"],
+            "enforcement-not-available"
+        );
+    }
+
+    #[test]
+    fn a_rule_past_its_findings_cap_is_cut_and_counted_others_are_not() {
+        let mut p = Policy::new();
+        let grant = |name| RuleGrant {
+            name,
+            declared: &[Action::Alert],
+            mode: Mode::DryRun,
+        };
+        for i in 0..MAX_FINDINGS_PER_RULE + 10 {
+            let mut v = verdict(Severity::Info, Action::Alert);
+            v.target = Target::Ip(format!("192.0.2.{i}"));
+            p.admit(&grant("chatty"), v, None, vec![]);
+        }
+        // A verdict about a target it already has still folds in.
+        let mut v = verdict(Severity::Critical, Action::Alert);
+        v.target = Target::Ip("192.0.2.0".into());
+        p.admit(&grant("chatty"), v, None, vec![]);
+        p.admit(
+            &grant("quiet"),
+            verdict(Severity::Info, Action::Alert),
+            None,
+            vec![],
+        );
+        assert_eq!(p.dropped("chatty"), 10);
+        assert_eq!(p.dropped("quiet"), 0);
+        let f = p.into_findings();
+        assert_eq!(
+            f.iter().filter(|f| f.rule == "chatty").count(),
+            MAX_FINDINGS_PER_RULE
+        );
+        assert_eq!(f[0].severity, Severity::Critical);
+        assert_eq!(f.iter().filter(|f| f.rule == "quiet").count(), 1);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::fit;
+use super::terminal::escape;
 use crate::policy::{Decision, Finding};
 
 /// Renders findings as a table, most severe first, with evidence lines.
@@ -20,8 +21,9 @@ pub fn render_findings(findings: &[Finding]) -> String {
     );
     for f in findings {
         let action = match f.decision {
-            Decision::WouldRun => format!("would {}", f.action),
-            Decision::Run => f.action.to_string(),
+            Decision::WouldRun | Decision::EnforcementNotAvailable => {
+                format!("would {}", f.action)
+            }
             Decision::RefusedUndeclared => format!("refused {}", f.action),
         };
         let _ = writeln!(
@@ -29,9 +31,9 @@ pub fn render_findings(findings: &[Finding]) -> String {
             "{:<9} {:<18} {:<42} {:<17} {}",
             f.severity.to_string(),
             fit(&f.rule, 18),
-            fit(&f.target.to_string(), 42),
+            fit(&escape(&f.target.to_string()), 42),
             fit(&action, 17),
-            f.summary
+            escape(&f.summary)
         );
         let mut detail: Vec<String> = f
             .evidence
@@ -51,7 +53,11 @@ pub fn render_findings(findings: &[Finding]) -> String {
         if let Some(first) = f.lines.first() {
             detail.push(format!("{}:{}", first.file, first.line));
         }
-        let _ = writeln!(out, "{:<9} {}", "", detail.join("  "));
+        if f.decision == Decision::EnforcementNotAvailable {
+            // mode = "enforce", but nothing runs yet: say so, every time.
+            detail.push("enforce: enforcement not available yet, nothing was done".into());
+        }
+        let _ = writeln!(out, "{:<9} {}", "", escape(&detail.join("  ")));
     }
     out
 }

@@ -1,7 +1,9 @@
 //! Reports: what a person reads after a scan — the findings table and the
-//! top senders ("View Relayers") summary.
+//! top senders ("View Relayers") summary — with text from inputs escaped for
+//! the terminal.
 
 mod findings;
+pub mod terminal;
 mod top_senders;
 
 pub use findings::render_findings;

@@ -3,15 +3,7 @@
 //! files and save `exim -bp` output under whatever name comes to mind, while
 //! a rotated mainlog keeps no telling extension.
 
-use std::fs::File;
-use std::io::{self, Read};
-use std::path::Path;
-
 use crate::sources::queue::looks_like_listing_line;
-
-/// How much of a file is looked at: enough for a spool header's first lines
-/// or a listing's first message, small enough to cost nothing.
-const HEAD: u64 = 4096;
 
 /// What an input is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,19 +31,12 @@ impl InputKind {
     }
 }
 
-/// Detects the kind of `path`: a directory is a spool; a gzip file is a
-/// rotated mainlog; otherwise the first KiB decide. Anything not recognised
-/// is a mainlog, whose parser counts and reports the lines it cannot read.
-pub fn detect(path: &Path) -> io::Result<InputKind> {
-    if std::fs::metadata(path)?.is_dir() {
-        return Ok(InputKind::SpoolDir);
-    }
-    let mut head = Vec::with_capacity(HEAD as usize);
-    File::open(path)?.take(HEAD).read_to_end(&mut head)?;
-    Ok(detect_bytes(&head))
-}
-
-/// [`detect`] on the first bytes of a file.
+/// The kind of an input from its first bytes (see
+/// [`input::HEAD`](super::input::HEAD)): gzip is a rotated mainlog; a spool
+/// header and a queue listing have telling first lines. Anything not
+/// recognised is a mainlog, whose parser counts and reports the lines it
+/// cannot read. (A directory is a spool; the caller knows that before it
+/// reads a byte.)
 pub fn detect_bytes(head: &[u8]) -> InputKind {
     // Only mainlogs are rotated and compressed.
     if head.starts_with(&[0x1f, 0x8b]) {
@@ -95,44 +80,33 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn write(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
-        let p = dir.path().join(name);
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-
-    #[test]
-    fn directory_is_a_spool() {
-        let dir = tempfile::tempdir().unwrap();
-        assert_eq!(detect(dir.path()).unwrap(), InputKind::SpoolDir);
-    }
-
     #[test]
     fn spool_header_by_content_whatever_its_name() {
-        let dir = tempfile::tempdir().unwrap();
         let text = b"1aaabbcccdddee02-H\nexampleuser 1168 982\n<exampleuser@cpanel.example.test>\n1777409086 0\n";
-        let p = write(&dir, "attack.H", text);
-        assert_eq!(detect(&p).unwrap(), InputKind::SpoolHeader);
-        let p = write(&dir, "mainlog", b"1hIAif-00H7J4-Lb-H\r\nodd login 0 -1\r\n");
-        assert_eq!(detect(&p).unwrap(), InputKind::SpoolHeader);
+        assert_eq!(detect_bytes(text), InputKind::SpoolHeader);
+        assert_eq!(
+            detect_bytes(b"1hIAif-00H7J4-Lb-H\r\nodd login 0 -1\r\n"),
+            InputKind::SpoolHeader
+        );
     }
 
     #[test]
     fn queue_listing_by_content() {
-        let dir = tempfile::tempdir().unwrap();
         for text in [
             "25m  2.9K 0t5C6f-0000c8-00 <alice@wonderland.fict.example>\n          red.king@looking-glass.fict.example\n",
             "\n\n 5m   367 1xWjHO-0003vo-0m <> *** frozen ***\n          a@b.example\n",
             "45s 512 1wHpIU-0000000G8Fo-1FA1 <x@y.example>\n",
         ] {
-            let p = write(&dir, "exim_mainlog", text.as_bytes());
-            assert_eq!(detect(&p).unwrap(), InputKind::QueueListing, "{text}");
+            assert_eq!(
+                detect_bytes(text.as_bytes()),
+                InputKind::QueueListing,
+                "{text}"
+            );
         }
     }
 
     #[test]
     fn mainlogs_including_ones_that_start_oddly() {
-        let dir = tempfile::tempdir().unwrap();
         for text in [
             "2019-04-21 04:33:14 1hIAif-00H7J4-Lb <= vani@teletek-intl.com U=telet4 P=local S=1\n",
             // A first line that ends in -H, but no `login uid gid` after it.
@@ -146,34 +120,31 @@ mod tests {
             "\n\n\n",
             "25m  2.9K not-an-id <a@b.example>\n",
         ] {
-            let p = write(&dir, "x", text.as_bytes());
-            assert_eq!(detect(&p).unwrap(), InputKind::Mainlog, "{text:?}");
+            assert_eq!(
+                detect_bytes(text.as_bytes()),
+                InputKind::Mainlog,
+                "{text:?}"
+            );
         }
-        let p = write(&dir, "bin", &[0xff, 0xfe, 0x00, b'-', b'H', b'\n', 0xc3]);
-        assert_eq!(detect(&p).unwrap(), InputKind::Mainlog);
+        assert_eq!(
+            detect_bytes(&[0xff, 0xfe, 0x00, b'-', b'H', b'\n', 0xc3]),
+            InputKind::Mainlog
+        );
     }
 
     #[test]
     fn gzip_is_a_mainlog_even_if_it_holds_a_listing() {
-        let dir = tempfile::tempdir().unwrap();
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         e.write_all(b"25m  2.9K 0t5C6f-0000c8-00 <a@b.example>\n")
             .unwrap();
-        let p = write(&dir, "queue.txt", &e.finish().unwrap());
-        assert_eq!(detect(&p).unwrap(), InputKind::Mainlog);
-    }
-
-    #[test]
-    fn missing_file_is_an_error() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(detect(&dir.path().join("nope")).is_err());
+        assert_eq!(detect_bytes(&e.finish().unwrap()), InputKind::Mainlog);
     }
 
     #[test]
     fn head_cut_inside_a_utf8_sequence_is_fine() {
         let mut bytes = b"25m  2.9K 0t5C6f-0000c8-00 <a@b.example>\n".to_vec();
         bytes.extend("é".repeat(3000).as_bytes());
-        bytes.truncate(HEAD as usize - 1);
+        bytes.truncate(crate::sources::input::HEAD - 1);
         assert_eq!(detect_bytes(&bytes), InputKind::QueueListing);
     }
 }

@@ -1,70 +1,50 @@
-//! Reading a log file line by line: plain or gzip-compressed (detected by
-//! its magic bytes, so rotated `mainlog.1.gz` needs no flag), tolerant of
-//! `\r\n` endings and of bytes that are not UTF-8, with 1-based line numbers
-//! and a count of bytes consumed on disk for progress reporting.
+//! Reading a log line by line: plain or gzip-compressed (told by its first
+//! bytes, so a rotated `mainlog.1.gz` needs no flag), from a file or any
+//! stream, tolerant of `\r\n` endings and of bytes that are not UTF-8, with
+//! 1-based line numbers and a count of bytes consumed for progress.
+//!
+//! Memory is bounded whatever the input: a line longer than [`MAX_LINE`]
+//! bytes keeps its first `MAX_LINE` bytes, the rest is skipped as it streams
+//! by, and the line is counted as truncated. Exim itself never writes a
+//! line longer than 8 KiB, so only garbage (a binary file, `/dev/zero`, a
+//! decompression bomb) is ever cut.
 
-use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use flate2::bufread::MultiGzDecoder;
+use super::gzip::GzipMembers;
+use super::input::{self, Opened, SourceError, Stream};
 
 /// Read buffer size: large enough that per-call overhead vanishes on
 /// multi-gigabyte logs.
 const BUF_SIZE: usize = 256 * 1024;
 
-/// Why a log file could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    /// Opening (or probing) the file failed.
-    #[error("could not open {}: {source}", path.display())]
-    Open {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// Reading failed, e.g. a truncated or corrupt gzip stream.
-    #[error("could not read {} at line {line}: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// The line that could not be read (1-based).
-        line: u64,
-        /// The cause.
-        source: io::Error,
-    },
+/// The longest line kept, in bytes; longer lines are cut to this.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// One line of a log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// 1-based line number.
+    pub number: u64,
+    /// The text, without its line ending; invalid UTF-8 replaced by U+FFFD.
+    pub text: &'a str,
+    /// Whether the line was longer than [`MAX_LINE`] and cut.
+    pub truncated: bool,
 }
 
-/// Counts bytes read from the file on disk, shared with the `LogFile` so the
-/// count stays reachable through the decoder.
-struct Counting<R> {
-    inner: R,
-    count: Arc<AtomicU64>,
-}
-
-impl<R: Read> Read for Counting<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(n)
-    }
-}
-
-enum Reader {
-    Plain(BufReader<Counting<File>>),
-    Gzip(Box<BufReader<MultiGzDecoder<BufReader<Counting<File>>>>>),
-}
-
-/// A log file opened for line-by-line reading.
+/// A log opened for line-by-line reading.
 pub struct LogFile {
     path: PathBuf,
-    reader: Reader,
+    reader: Box<dyn BufRead + Send>,
     count: Arc<AtomicU64>,
-    len: u64,
+    len: Option<u64>,
+    gzip: bool,
     line: u64,
+    truncated: u64,
+    stop: Option<Arc<AtomicBool>>,
     buf: Vec<u8>,
     lossy: String,
 }
@@ -73,7 +53,7 @@ impl std::fmt::Debug for LogFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LogFile")
             .field("path", &self.path)
-            .field("gzip", &self.is_gzip())
+            .field("gzip", &self.gzip)
             .field("line", &self.line)
             .field("bytes_read", &self.bytes_read())
             .field("len", &self.len)
@@ -82,65 +62,102 @@ impl std::fmt::Debug for LogFile {
 }
 
 impl LogFile {
-    /// Opens `path`; gzip is detected from the first two bytes.
+    /// Opens the file at `path` (`-` for standard input).
     pub fn open(path: impl AsRef<Path>) -> Result<Self, SourceError> {
-        let path = path.as_ref().to_path_buf();
-        let open_err = |source| SourceError::Open {
-            path: path.clone(),
-            source,
-        };
-        let file = File::open(&path).map_err(open_err)?;
-        let len = file.metadata().map_err(open_err)?.len();
-        let count = Arc::new(AtomicU64::new(0));
-        let mut raw = BufReader::with_capacity(
-            BUF_SIZE,
-            Counting {
-                inner: file,
-                count: count.clone(),
-            },
-        );
-        let gzip = raw.fill_buf().map_err(open_err)?.starts_with(&[0x1f, 0x8b]);
-        let reader = if gzip {
-            Reader::Gzip(Box::new(BufReader::with_capacity(
+        let path = path.as_ref();
+        match input::open(path)? {
+            Opened::Stream(stream) => Ok(LogFile::new(stream)),
+            Opened::Directory(_) => Err(SourceError::Unusable {
+                path: path.to_path_buf(),
+                what: "is a directory, not a log".into(),
+            }),
+        }
+    }
+
+    /// Reads the log in `stream`, decompressing it if it is gzip.
+    pub fn new(stream: Stream) -> Self {
+        let path = stream.name.clone();
+        let count = stream.counter();
+        let len = stream.len;
+        let gzip = stream.gzip;
+        let reader: Box<dyn BufRead + Send> = if gzip {
+            Box::new(BufReader::with_capacity(
                 BUF_SIZE,
-                MultiGzDecoder::new(raw),
-            )))
+                GzipMembers::new(BufReader::with_capacity(BUF_SIZE, stream)),
+            ))
         } else {
-            Reader::Plain(raw)
+            Box::new(BufReader::with_capacity(BUF_SIZE, stream))
         };
-        Ok(LogFile {
+        LogFile {
             path,
             reader,
             count,
             len,
+            gzip,
             line: 0,
+            truncated: 0,
+            stop: None,
             buf: Vec::with_capacity(1024),
             lossy: String::new(),
-        })
+        }
     }
 
-    /// The next line without its `\n` / `\r\n`, with its 1-based number;
-    /// `None` at the end. Invalid UTF-8 is replaced with U+FFFD.
-    pub fn next_line(&mut self) -> Result<Option<(u64, &str)>, SourceError> {
+    /// Stops reading (the next call ends the log) once `stop` is set, even in
+    /// the middle of an endless line.
+    pub fn stop_on(&mut self, stop: Arc<AtomicBool>) {
+        self.stop = Some(stop);
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+    }
+
+    /// The next line; `None` at the end.
+    pub fn next_line(&mut self) -> Result<Option<Line<'_>>, SourceError> {
         self.buf.clear();
-        let n = match &mut self.reader {
-            Reader::Plain(r) => r.read_until(b'\n', &mut self.buf),
-            Reader::Gzip(r) => r.read_until(b'\n', &mut self.buf),
+        let mut seen = false;
+        let mut cut = false;
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(cause) => {
+                    return Err(SourceError::Read {
+                        path: self.path.clone(),
+                        line: self.line + 1,
+                        cause,
+                    });
+                }
+            };
+            if available.is_empty() {
+                break;
+            }
+            seen = true;
+            let newline = memchr::memchr(b'\n', available);
+            let content = newline.unwrap_or(available.len());
+            let room = MAX_LINE - self.buf.len();
+            self.buf.extend_from_slice(&available[..content.min(room)]);
+            cut |= content > room;
+            self.reader.consume(newline.map_or(content, |i| i + 1));
+            if newline.is_some() {
+                break;
+            }
+            // Only a cut line can run on without end (`/dev/zero`): that is
+            // where a stop request must be heard.
+            if cut && self.stopped() {
+                return Ok(None);
+            }
         }
-        .map_err(|source| SourceError::Read {
-            path: self.path.clone(),
-            line: self.line + 1,
-            source,
-        })?;
-        if n == 0 {
+        if !seen {
             return Ok(None);
         }
         self.line += 1;
-        if self.buf.last() == Some(&b'\n') {
+        if cut {
+            self.truncated += 1;
+        } else if self.buf.last() == Some(&b'\r') {
             self.buf.pop();
-            if self.buf.last() == Some(&b'\r') {
-                self.buf.pop();
-            }
         }
         let text = match std::str::from_utf8(&self.buf) {
             Ok(s) => s,
@@ -155,17 +172,21 @@ impl LogFile {
                 &self.lossy
             }
         };
-        Ok(Some((self.line, text)))
+        Ok(Some(Line {
+            number: self.line,
+            text,
+            truncated: cut,
+        }))
     }
 
-    /// The path as given to [`LogFile::open`].
+    /// The input as shown in messages.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Whether the file is gzip-compressed.
+    /// Whether the log is gzip-compressed.
     pub fn is_gzip(&self) -> bool {
-        matches!(self.reader, Reader::Gzip(_))
+        self.gzip
     }
 
     /// Number of the last line returned (0 before the first).
@@ -173,27 +194,27 @@ impl LogFile {
         self.line
     }
 
-    /// Bytes of the file on disk consumed so far (compressed bytes for gzip;
-    /// read-ahead included), for a progress bar against [`LogFile::len`].
+    /// Lines cut at [`MAX_LINE`] so far.
+    pub fn truncated(&self) -> u64 {
+        self.truncated
+    }
+
+    /// Bytes of the input consumed so far (compressed bytes for gzip;
+    /// read-ahead included), for a progress bar against [`LogFile::file_size`].
     pub fn bytes_read(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
     }
 
-    /// Size of the file on disk when it was opened.
-    pub fn len(&self) -> u64 {
+    /// Size of the file when it was opened; `None` for a stream.
+    pub fn file_size(&self) -> Option<u64> {
         self.len
-    }
-
-    /// Whether the file was empty when it was opened.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
+    use std::io::{Cursor, Write};
 
     use flate2::Compression;
     use flate2::write::GzEncoder;
@@ -210,10 +231,14 @@ mod tests {
         e.finish().unwrap()
     }
 
+    fn stream(bytes: Vec<u8>) -> LogFile {
+        LogFile::new(Stream::sniff("pipe".into(), Box::new(Cursor::new(bytes))).unwrap())
+    }
+
     fn all_lines(f: &mut LogFile) -> Result<Vec<(u64, String)>, SourceError> {
         let mut v = Vec::new();
-        while let Some((n, l)) = f.next_line()? {
-            v.push((n, l.to_owned()));
+        while let Some(l) = f.next_line()? {
+            v.push((l.number, l.text.to_owned()));
         }
         Ok(v)
     }
@@ -224,7 +249,7 @@ mod tests {
         let p = write(&dir, "mainlog", b"one\r\ntwo\n\nthree");
         let mut f = LogFile::open(&p).unwrap();
         assert!(!f.is_gzip());
-        assert_eq!(f.len(), 15);
+        assert_eq!(f.file_size(), Some(15));
         let lines = all_lines(&mut f).unwrap();
         assert_eq!(
             lines,
@@ -250,33 +275,63 @@ mod tests {
         let lines = all_lines(&mut f).unwrap();
         assert_eq!(lines, vec![(1, "a".into()), (2, "b".into())]);
         assert_eq!(f.bytes_read(), data.len() as u64);
-        assert_eq!(f.len(), data.len() as u64);
+        assert_eq!(f.file_size(), Some(data.len() as u64));
     }
 
     #[test]
-    fn concatenated_gzip_members_are_all_read() {
+    fn a_stream_loses_nothing_to_format_detection() {
+        let text: String = (0..4000).map(|i| format!("line {i}\n")).collect();
+        let lines = all_lines(&mut stream(text.clone().into_bytes())).unwrap();
+        assert_eq!(lines.len(), 4000);
+        assert_eq!(lines[0].1, "line 0");
+        let lines = all_lines(&mut stream(gz(text.as_bytes()))).unwrap();
+        assert_eq!(lines.len(), 4000);
+        assert_eq!(lines[3999], (4000, "line 3999".into()));
+    }
+
+    #[test]
+    fn concatenated_gzip_members_and_zero_padding_are_all_read() {
         let dir = tempfile::tempdir().unwrap();
         let mut data = gz(b"a\n");
         data.extend(gz(b"b\n"));
+        data.extend([0u8; 1000]);
         let p = write(&dir, "multi.gz", &data);
         let lines = all_lines(&mut LogFile::open(&p).unwrap()).unwrap();
         assert_eq!(lines.len(), 2);
     }
 
     #[test]
-    fn truncated_gzip_is_an_error_naming_file_and_line() {
+    fn truncated_gzip_gives_its_lines_then_an_error_naming_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
-        let body: String = (0..2000)
+        let body: String = (0..20_000)
             .map(|i| format!("line {i} x{}\n", i * 7919))
             .collect();
         let data = gz(body.as_bytes());
         let p = write(&dir, "cut.gz", &data[..data.len() / 2]);
         let mut f = LogFile::open(&p).unwrap();
-        let err = all_lines(&mut f).unwrap_err();
+        let mut read = 0u64;
+        let err = loop {
+            match f.next_line() {
+                Ok(Some(l)) => {
+                    read += 1;
+                    assert_eq!(l.text, format!("line {} x{}", read - 1, (read - 1) * 7919));
+                }
+                Ok(None) => panic!("a truncated gzip must end in an error"),
+                Err(e) => break e,
+            }
+        };
+        assert!(read > 1000, "the lines before the damage are read: {read}");
         let msg = err.to_string();
-        assert!(matches!(err, SourceError::Read { .. }), "{msg}");
         assert!(
-            msg.starts_with(&format!("could not read {} at line ", p.display())),
+            matches!(err, SourceError::Read { line, .. } if line == read + 1),
+            "{msg}"
+        );
+        assert!(
+            msg.starts_with(&format!(
+                "could not read {} at line {}: ",
+                p.display(),
+                read + 1
+            )),
             "{msg}"
         );
     }
@@ -303,6 +358,32 @@ mod tests {
     }
 
     #[test]
+    fn a_long_line_is_cut_counted_and_the_next_one_read_whole() {
+        let mut bytes = vec![b'a'; MAX_LINE * 3 + 17];
+        bytes.extend(b"\r\nnext\n");
+        bytes.extend(vec![b'b'; MAX_LINE]);
+        bytes.extend(b"\nexact fit above\n");
+        let mut f = stream(bytes);
+        let l = f.next_line().unwrap().unwrap();
+        assert_eq!((l.number, l.text.len(), l.truncated), (1, MAX_LINE, true));
+        let l = f.next_line().unwrap().unwrap();
+        assert_eq!((l.text, l.truncated), ("next", false));
+        let l = f.next_line().unwrap().unwrap();
+        assert_eq!((l.text.len(), l.truncated), (MAX_LINE, false));
+        assert_eq!(f.next_line().unwrap().unwrap().text, "exact fit above");
+        assert_eq!(f.truncated(), 1);
+    }
+
+    #[test]
+    fn an_endless_line_stops_when_asked() {
+        let mut f =
+            LogFile::new(Stream::sniff("/dev/zero".into(), Box::new(io::repeat(0))).unwrap());
+        let stop = Arc::new(AtomicBool::new(true));
+        f.stop_on(stop);
+        assert!(f.next_line().unwrap().is_none());
+    }
+
+    #[test]
     fn missing_file_is_an_open_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("nope");
@@ -318,7 +399,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = write(&dir, "empty", b"");
         let mut f = LogFile::open(&p).unwrap();
-        assert!(f.is_empty());
+        assert_eq!(f.file_size(), Some(0));
         assert!(f.next_line().unwrap().is_none());
     }
 }

@@ -20,6 +20,7 @@ mod tests;
 use std::collections::{HashMap, VecDeque};
 
 use super::LineOutcome;
+use super::clock::{LocalClock, LocalZone};
 use super::event::{
     AuthFailure, Delivery, DeliveryOutcome, Event, EventBody, GovernorAction, GovernorLimit,
     Identity, MessageReceived, MessageState, Origin, Rejection, SmtpStage, Timestamp,
@@ -121,8 +122,16 @@ struct Ctx<'o> {
 #[derive(Debug, Default)]
 pub struct EximLogParser {
     lines: u64,
-    /// Latest timestamp seen (log time).
+    /// Turns the times lines write into instants.
+    clock: LocalClock,
+    /// The time held events wait against: the earlier of the last two
+    /// lines' times. A clock that steps back (a daylight saving change, an
+    /// NTP step) or one stray line from the future must not make every
+    /// waiting arrival look stale: only time that two lines agree has
+    /// passed counts.
     now: i64,
+    /// The previous line's time.
+    last_line: Option<i64>,
     held: VecDeque<Held>,
     waiting: usize,
     messages: HashMap<MsgKey, MsgInfo>,
@@ -190,9 +199,17 @@ fn opt(s: &str) -> Option<String> {
 }
 
 impl EximLogParser {
-    /// A parser with no state.
+    /// A parser with no state, for a log written in UTC.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A parser for a log whose times are written in `zone`.
+    pub fn in_zone(zone: LocalZone) -> Self {
+        EximLogParser {
+            clock: LocalClock::new(zone),
+            ..Self::default()
+        }
     }
 
     /// Feed one line (no trailing newline). Events that are ready are
@@ -220,8 +237,12 @@ impl EximLogParser {
         while let Some(front) = self.held.front() {
             let young = front.event.time.seconds + HOLD_SECONDS > self.now;
             let waiting = front.wait.is_some() && front.deadline > self.lines && young;
+            // A claim is for a `cwd=` written within seconds of the
+            // arrival: once a line is later than that, whatever it waited
+            // for has come or will not.
+            let line_time = self.last_line.unwrap_or(self.now);
             let claiming = front.claim.is_some_and(|c| {
-                c.until_line > self.lines && front.event.time.seconds + CWD_WINDOW >= self.now
+                c.until_line > self.lines && front.event.time.seconds + CWD_WINDOW >= line_time
             });
             if waiting || claiming {
                 break;
@@ -320,9 +341,15 @@ impl EximLogParser {
         let Some(p) = prefix::split(line) else {
             return LineOutcome::Unparsed;
         };
-        self.now = self.now.max(p.time.seconds);
+        let time = self.clock.resolve(p.time);
+        self.now = self.last_line.map_or(time.seconds, |t| t.min(time.seconds));
+        self.last_line = Some(time.seconds);
+        // What this line's time releases leaves first: a held arrival's
+        // `cwd=` claim must be settled before this line's own arrival takes
+        // the `cwd=` lines of its time (and drops older ones).
+        self.release(out);
         let ctx = Ctx {
-            time: p.time,
+            time,
             pid: p.pid,
             origin,
         };
@@ -450,10 +477,12 @@ impl EximLogParser {
                     _ => {}
                 },
                 Tok::Word("for") => {
+                    // One past the cap, so the cut is seen and counted.
                     m.recipients = sc
                         .rest()
                         .split(' ')
                         .filter(|r| !r.is_empty())
+                        .take(super::MAX_RECIPIENTS + 1)
                         .map(|r| strip_angles(r).to_owned())
                         .collect();
                     break;
@@ -543,7 +572,18 @@ impl EximLogParser {
         {
             return fresh(&c).then_some(c.path);
         }
-        self.pending_cwds.retain(|c| fresh(c));
+        // Drop what no arrival can take any more: too old for this one and
+        // for every arrival still holding a claim (an arrival later in the
+        // log may come first here, its claim settled before theirs).
+        let oldest_claim = self
+            .held
+            .iter()
+            .filter(|h| h.claim.is_some())
+            .map(|h| h.event.time.seconds)
+            .min()
+            .map_or(now, |t| t.min(now));
+        self.pending_cwds
+            .retain(|c| c.time >= oldest_claim - CWD_WINDOW);
         // A real user's scripts run in its own home; a directory outside any
         // home (say /var/www) belongs to a nobody script that may still be
         // waiting for it, and a user submitting without a script (a cron
@@ -552,11 +592,11 @@ impl EximLogParser {
             Some(user) => self
                 .pending_cwds
                 .iter()
-                .position(|c| home_owner(&c.path) == Some(user))?,
+                .position(|c| fresh(c) && home_owner(&c.path) == Some(user))?,
             None => self
                 .pending_cwds
                 .iter()
-                .position(|c| cwd_fits(&c.path, local_user))?,
+                .position(|c| fresh(c) && cwd_fits(&c.path, local_user))?,
         };
         self.pending_cwds.remove(i).map(|c| c.path)
     }

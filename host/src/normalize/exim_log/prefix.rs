@@ -2,12 +2,13 @@
 //! optional microseconds and UTC offset), a syslog/journal tag
 //! (`host exim[pid]: `) and Exim's own `[pid]`.
 
+use super::super::clock::WrittenTime;
 use super::super::event::Timestamp;
 
 /// A line split into when, which process, and what was said.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Prefix<'a> {
-    pub time: Timestamp,
+    pub time: WrittenTime,
     pub pid: Option<u32>,
     pub body: &'a str,
 }
@@ -55,7 +56,7 @@ fn digits(b: &[u8], from: usize, n: usize) -> Option<u32> {
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff][ +HHMM]` at the start of `s`, then one space.
-pub(super) fn parse_time(s: &str) -> Option<(Timestamp, &str)> {
+pub(super) fn parse_time(s: &str) -> Option<(WrittenTime, &str)> {
     let b = s.as_bytes();
     if b.len() < 19
         || b[4] != b'-'
@@ -72,7 +73,10 @@ pub(super) fn parse_time(s: &str) -> Option<(Timestamp, &str)> {
     let hour = digits(b, 11, 2)?;
     let minute = digits(b, 14, 2)?;
     let second = digits(b, 17, 2)?;
-    let mut time = Timestamp::from_civil(year as i32, month, day, hour, minute, second)?;
+    let mut time = WrittenTime {
+        civil: Timestamp::from_civil(year as i32, month, day, hour, minute, second)?.seconds,
+        offset_minutes: None,
+    };
     let mut i = 19;
     if b.get(i) == Some(&b'.') {
         i += 1;
@@ -148,25 +152,33 @@ fn bracket_pid(rest: &str) -> Option<(u32, &str)> {
 mod tests {
     use super::*;
 
+    use crate::normalize::{LocalClock, LocalZone};
+
+    /// The time as an event shows it (a log read as UTC).
     fn t(s: &str) -> String {
-        split(s).unwrap().time.to_string()
+        let time = split(s).unwrap().time;
+        LocalClock::new(LocalZone::utc()).resolve(time).to_string()
+    }
+
+    fn civil(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32) -> i64 {
+        Timestamp::from_civil(y, mo, d, h, mi, s).unwrap().seconds
     }
 
     #[test]
     fn plain_micro_offset_and_pid() {
-        let p = split("2019-04-21 04:33:14 1hIAif-00H7J4-Lb Completed").unwrap();
-        assert_eq!(p.time.to_string(), "2019-04-21T04:33:14");
+        let line = "2019-04-21 04:33:14 1hIAif-00H7J4-Lb Completed";
+        let p = split(line).unwrap();
+        assert_eq!(t(line), "2019-04-21T04:33:14");
+        assert_eq!(p.time.civil, civil(2019, 4, 21, 4, 33, 14));
+        assert_eq!(p.time.offset_minutes, None);
         assert_eq!(p.pid, None);
         assert_eq!(p.body, "1hIAif-00H7J4-Lb Completed");
 
-        let p = split("2019-04-21 04:33:14.123456 +0100 [77] x").unwrap();
-        assert_eq!(p.time.to_string(), "2019-04-21T04:33:14+01:00");
-        assert_eq!(
-            p.time.seconds,
-            Timestamp::from_civil(2019, 4, 21, 4, 33, 14)
-                .unwrap()
-                .seconds
-        );
+        let line = "2019-04-21 04:33:14.123456 +0100 [77] x";
+        let p = split(line).unwrap();
+        assert_eq!(t(line), "2019-04-21T04:33:14+01:00");
+        assert_eq!(p.time.civil, civil(2019, 4, 21, 4, 33, 14));
+        assert_eq!(p.time.offset_minutes, Some(60));
         assert_eq!(p.pid, Some(77));
         assert_eq!(p.body, "x");
 
@@ -189,8 +201,9 @@ mod tests {
         assert_eq!(p.pid, Some(8004));
         assert_eq!(p.body, "SMTP x");
 
-        let p = split("mail.example.com exim[3751842]: 2021-07-17 23:20:49 plain x").unwrap();
-        assert_eq!(p.time.to_string(), "2021-07-17T23:20:49");
+        let line = "mail.example.com exim[3751842]: 2021-07-17 23:20:49 plain x";
+        let p = split(line).unwrap();
+        assert_eq!(t(line), "2021-07-17T23:20:49");
         assert_eq!(p.pid, Some(3751842));
         assert_eq!(p.body, "plain x");
 

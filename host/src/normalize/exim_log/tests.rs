@@ -169,7 +169,66 @@ fn arrival_is_released_when_log_time_moves_on() {
         &origin(3),
         &mut out,
     );
-    assert_eq!(out.len(), 1, "5 s later: released");
+    assert!(out.is_empty(), "one line 5 s later may be a stray clock");
+    p.push_line(
+        "2019-04-21 04:33:19 Start queue run: pid=2",
+        &origin(4),
+        &mut out,
+    );
+    assert_eq!(out.len(), 1, "two lines 5 s later: released");
+}
+
+/// Regression: the parser's clock only moved forward, so one line stamped
+/// in the future (or a DST fall-back, or an NTP step back) made every later
+/// arrival look stale: it left before its `Sender identification` and lost
+/// its owner.
+#[test]
+fn a_clock_that_jumps_does_not_cost_later_arrivals_their_owner() {
+    let arrival = |t: &str, id: &str| {
+        format!(
+            "{t} {id} <= vani@teletek-intl.com H=(x) [83.110.18.213]:64606 P=esmtpsa A=dovecot_login:vani@teletek-intl.com S=1 for a@shell.com"
+        )
+    };
+    let ident = |t: &str, id: &str| {
+        format!(
+            "{t} {id} Sender identification U=telet4 D=teletek-intl.com S=vani@teletek-intl.com"
+        )
+    };
+    for jump in [
+        // One stray line an hour ahead.
+        vec!["2019-04-21 05:33:14 Start queue run: pid=1"],
+        // The clock steps back an hour (DST fall-back in a log read as UTC).
+        vec![
+            "2019-04-21 05:33:14 Start queue run: pid=1",
+            "2019-04-21 05:33:15 End queue run: pid=1",
+        ],
+    ] {
+        let mut p = EximLogParser::new();
+        let mut out = Vec::new();
+        for (i, line) in jump.iter().enumerate() {
+            p.push_line(line, &origin(i as u64 + 1), &mut out);
+        }
+        for n in 0..20 {
+            let id = format!("1hIAi{}-00H7J4-Lb", (b'a' + n) as char);
+            let t = format!("2019-04-21 04:33:{:02}", 20 + n);
+            p.push_line(&arrival(&t, &id), &origin(10), &mut out);
+            p.push_line(
+                &format!("{t} cwd=/var/spool/exim 3 args: /usr/sbin/exim -Mc {id}"),
+                &origin(11),
+                &mut out,
+            );
+            p.push_line(&ident(&t, &id), &origin(12), &mut out);
+        }
+        p.finish(&mut out);
+        let owners: Vec<Option<&str>> = out
+            .iter()
+            .filter_map(|e| match &e.body {
+                EventBody::MessageReceived(m) => Some(m.identity.owner.as_deref()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(owners, vec![Some("telet4"); 20], "{jump:?}");
+    }
 }
 
 #[test]

@@ -7,9 +7,12 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
 use super::{QueueError, looks_like_message_id, lossy};
-use crate::normalize::{Event, EventBody, Origin, QueuedMessage, SYSTEM_USERS, Timestamp};
+use crate::normalize::{
+    Event, EventBody, MAX_RECIPIENTS, Origin, QueuedMessage, SYSTEM_USERS, Timestamp,
+};
 
 /// Exim's marker for a frozen message.
 const FROZEN: &str = "*** frozen ***";
@@ -24,32 +27,55 @@ pub fn parse_queue_listing(
     now: Timestamp,
     out: &mut Vec<Event>,
 ) -> Vec<QueueError> {
-    let mut errors = Vec::new();
-    let origin_file: std::sync::Arc<str> = origin_file.into();
-    let mut current: Option<(u64, QueuedMessage)> = None;
-    let flush = |current: &mut Option<(u64, QueuedMessage)>, out: &mut Vec<Event>| {
-        if let Some((line, msg)) = current.take() {
-            let origin = Origin {
-                file: origin_file.clone(),
-                line,
-            };
-            out.push(Event::new(now, &origin, EventBody::QueuedMessage(msg)));
-        }
-    };
+    let mut parser = ListingParser::new(origin_file, now);
     for (index, line) in text.lines().enumerate() {
-        let number = index as u64 + 1;
+        parser.push_line(index as u64 + 1, line, out);
+    }
+    parser.finish(out)
+}
+
+/// A listing read line by line, so a listing of any length is parsed in
+/// bounded memory: one message is held at a time.
+#[derive(Debug)]
+pub struct ListingParser {
+    origin_file: Arc<str>,
+    now: Timestamp,
+    /// The message being read, with its header line.
+    current: Option<(u64, QueuedMessage)>,
+    errors: Vec<QueueError>,
+    /// Errors not kept (beyond [`MAX_ERRORS`]).
+    more_errors: u64,
+}
+
+/// Errors kept one by one; the rest are counted.
+const MAX_ERRORS: usize = 1000;
+
+impl ListingParser {
+    /// A parser for the listing `origin_file`, a snapshot taken at `now`.
+    pub fn new(origin_file: &str, now: Timestamp) -> Self {
+        ListingParser {
+            origin_file: origin_file.into(),
+            now,
+            current: None,
+            errors: Vec::new(),
+            more_errors: 0,
+        }
+    }
+
+    /// Reads line `number` (1-based); a finished message goes to `out`.
+    pub fn push_line(&mut self, number: u64, line: &str, out: &mut Vec<Event>) {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if line.trim().is_empty() {
-            flush(&mut current, out);
-            continue;
+            self.flush(out);
+            return;
         }
         if let Some(msg) = parse_message_line(line) {
-            flush(&mut current, out);
-            current = Some((number, msg));
-            continue;
+            self.flush(out);
+            self.current = Some((number, msg));
+            return;
         }
         let indented = line.starts_with([' ', '\t']);
-        match (&mut current, indented) {
+        match (&mut self.current, indented) {
             (Some((_, msg)), true) => {
                 let item = line.trim();
                 if item.starts_with("***") {
@@ -57,26 +83,65 @@ pub fn parse_queue_listing(
                     // not read this message's header file. The message is
                     // still in the queue, so it is kept; the line is
                     // reported.
-                    errors.push(QueueError::new(&*origin_file, number, item));
+                    let e = QueueError::new(&*self.origin_file, number, item);
+                    self.error(e);
                 } else if item.starts_with("D ") || item.starts_with("+D ") {
                     // Delivered already (`+D`: a delivered generated
                     // address, in `-bpa` output).
-                } else {
+                } else if msg.recipients.len() <= MAX_RECIPIENTS {
+                    // One past the cap is kept so the cut shows downstream
+                    // (`Event::cap_recipients`); the rest cost nothing.
                     msg.recipients.push(item.to_owned());
                 }
             }
-            _ => errors.push(QueueError::new(
-                &*origin_file,
-                number,
-                format!(
-                    "not a queue listing line: {}",
-                    line.chars().take(200).collect::<String>()
-                ),
-            )),
+            _ => {
+                let e = QueueError::new(
+                    &*self.origin_file,
+                    number,
+                    format!(
+                        "not a queue listing line: {}",
+                        line.chars().take(200).collect::<String>()
+                    ),
+                );
+                self.error(e);
+            }
         }
     }
-    flush(&mut current, out);
-    errors
+
+    fn error(&mut self, e: QueueError) {
+        if self.errors.len() < MAX_ERRORS {
+            self.errors.push(e);
+        } else {
+            self.more_errors += 1;
+        }
+    }
+
+    fn flush(&mut self, out: &mut Vec<Event>) {
+        if let Some((line, msg)) = self.current.take() {
+            let origin = Origin {
+                file: self.origin_file.clone(),
+                line,
+            };
+            out.push(Event::new(self.now, &origin, EventBody::QueuedMessage(msg)));
+        }
+    }
+
+    /// Ends the listing: the last message goes to `out`; the lines that
+    /// could not be read are returned.
+    pub fn finish(mut self, out: &mut Vec<Event>) -> Vec<QueueError> {
+        self.flush(out);
+        if self.more_errors > 0 {
+            self.errors.push(QueueError::new(
+                &*self.origin_file,
+                0,
+                format!(
+                    "{} more lines could not be read (not listed)",
+                    self.more_errors
+                ),
+            ));
+        }
+        self.errors
+    }
 }
 
 /// Runs `<exim> -bp` and parses its output (see [`parse_queue_listing`]);

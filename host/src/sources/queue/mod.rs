@@ -10,8 +10,11 @@
 mod listing;
 mod spool;
 
-pub use listing::{parse_queue_listing, run_exim_bp};
-pub use spool::{list_header_files, parse_header_bytes, read_header_file, read_spool_dir};
+pub use listing::{ListingParser, parse_queue_listing, run_exim_bp};
+pub use spool::{
+    MAX_HEADER_BYTES, data_file_size, list_header_files, parse_header_bytes, read_header_file,
+    read_spool_dir,
+};
 
 pub(crate) use listing::looks_like_listing_line;
 

@@ -19,8 +19,9 @@ use std::path::{Path, PathBuf};
 
 use super::{QueueError, lossy};
 use crate::normalize::{
-    Event, EventBody, Identity, Origin, QueuedMessage, SYSTEM_USERS, Timestamp,
+    Event, EventBody, Identity, MAX_RECIPIENTS, Origin, QueuedMessage, SYSTEM_USERS, Timestamp,
 };
+use crate::sources::regular_file;
 
 /// Headers copied into [`QueuedMessage::headers`], with the spelling they
 /// are stored under (matching is case-insensitive; storing one spelling lets
@@ -43,12 +44,29 @@ const DELETED: u8 = b'*';
 /// Reads one spool header file as a [`QueuedMessage`] event at snapshot time
 /// `now`. The message size is that of the sibling `<id>-D` file, when the
 /// file name ends in `-H` and that file exists.
+///
+/// Only a regular file (or a link to one) is read: a named pipe or device
+/// given that name is refused at once, never waited on.
 pub fn read_header_file(path: &Path, now: Timestamp) -> Result<Event, QueueError> {
     let name = path.display().to_string();
-    let bytes =
-        fs::read(path).map_err(|e| QueueError::new(&name, 0, format!("cannot read: {e}")))?;
+    let (bytes, longer) = regular_file::read_capped(path, MAX_HEADER_BYTES)
+        .map_err(|e| QueueError::new(&name, 0, format!("cannot read: {e}")))?;
+    if longer {
+        return Err(QueueError::new(
+            &name,
+            0,
+            format!(
+                "larger than {} MiB: not a spool header file",
+                MAX_HEADER_BYTES >> 20
+            ),
+        ));
+    }
     parse_header_bytes(&bytes, &name, now, data_file_size(path))
 }
+
+/// The largest spool header file read: a header lists its recipients, and
+/// Exim's own limit on a message's recipients keeps real ones far smaller.
+pub const MAX_HEADER_BYTES: u64 = 16 << 20;
 
 /// Parses the bytes of a spool header file. `origin_file` names it in the
 /// event and in errors; `size` is the message size if the caller knows it.
@@ -190,8 +208,10 @@ pub fn parse_header_bytes(
             )
         })?;
         let address = lossy(recipient_address(line)).into_owned();
-        // The listing shows pending recipients only; so do we.
-        if !delivered.contains(&address.to_ascii_lowercase()) {
+        // The listing shows pending recipients only; so do we. One past the
+        // cap is kept so the cut shows (`Event::cap_recipients`).
+        if recipients.len() <= MAX_RECIPIENTS && !delivered.contains(&address.to_ascii_lowercase())
+        {
             recipients.push(address);
         }
     }
@@ -331,13 +351,24 @@ fn scan_dir(
                 subdirs.push(path);
             }
         } else if entry.file_name().as_encoded_bytes().ends_with(b"-H") {
-            files.push(path);
+            // Links are checked when read (they must lead to a regular
+            // file); anything else that is not a file is reported, never
+            // opened: a named pipe would block the reader forever.
+            if kind.is_file() || kind.is_symlink() {
+                files.push(path);
+            } else {
+                errors.push(QueueError::new(
+                    path.display().to_string(),
+                    0,
+                    "not a regular file; not read",
+                ));
+            }
         }
     }
 }
 
 /// Size of the `<id>-D` file beside `<id>-H`.
-fn data_file_size(header: &Path) -> Option<u64> {
+pub fn data_file_size(header: &Path) -> Option<u64> {
     let name = header.file_name()?.as_encoded_bytes();
     let stem = name.strip_suffix(b"-H")?;
     let mut data = stem.to_vec();

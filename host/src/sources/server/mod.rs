@@ -26,11 +26,12 @@ mod valiases;
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::normalize::{Event, EventBody, Origin, Setting, Timestamp};
+use crate::normalize::{Event, EventBody, EventKind, Origin, Setting, Timestamp};
+use crate::sources::regular_file::{self, OpenError};
 
 /// Largest configuration file read. `userdomains` on a big shared server is a
 /// few megabytes; anything far larger is not a configuration file, and reading
@@ -51,6 +52,8 @@ pub struct ServerStateReport {
     /// Files that exist but could not be read, and lines that could not be
     /// understood.
     pub problems: Vec<Problem>,
+    /// The root itself is missing or not a directory: nothing was read.
+    pub root_missing: bool,
 }
 
 /// A file, or a line of one, that could not be read.
@@ -80,6 +83,32 @@ impl fmt::Display for Problem {
 /// domains, aliases, PHP and suEXEC, mailboxes; directory entries sorted by
 /// name), so two reads of the same tree give the same list.
 pub fn read_server_state(root: &Path, at: Timestamp, out: &mut Vec<Event>) -> ServerStateReport {
+    read_with(root, at, out, |scan| {
+        if let Some(config) = cpanel_config::read(scan) {
+            mailman::read(scan, &config);
+        }
+        send_limits::read(scan);
+        domains::read(scan);
+        valiases::read(scan);
+        php::read(scan);
+        maildir::read(scan);
+    })
+}
+
+/// Reads only which domains the server serves and who owns them
+/// (`/etc/userdomains`, `/etc/localdomains`), with the same checks as
+/// [`read_server_state`]: what `scan` needs to charge a sender domain to an
+/// account.
+pub fn read_domains(root: &Path, at: Timestamp, out: &mut Vec<Event>) -> ServerStateReport {
+    read_with(root, at, out, domains::read)
+}
+
+fn read_with(
+    root: &Path,
+    at: Timestamp,
+    out: &mut Vec<Event>,
+    read: impl FnOnce(&mut Scan),
+) -> ServerStateReport {
     let mut report = ServerStateReport::default();
     // A missing root is a mistyped `--root`, not a server without cPanel:
     // say so instead of reporting a perfectly empty server.
@@ -91,6 +120,7 @@ pub fn read_server_state(root: &Path, at: Timestamp, out: &mut Vec<Event>) -> Se
                 line: None,
                 message: "server root is not a directory".into(),
             });
+            report.root_missing = true;
             return report;
         }
         Err(e) => {
@@ -99,6 +129,7 @@ pub fn read_server_state(root: &Path, at: Timestamp, out: &mut Vec<Event>) -> Se
                 line: None,
                 message: format!("cannot open server root: {e}"),
             });
+            report.root_missing = true;
             return report;
         }
     };
@@ -111,18 +142,34 @@ pub fn read_server_state(root: &Path, at: Timestamp, out: &mut Vec<Event>) -> Se
         },
         report,
     };
-
-    if let Some(config) = cpanel_config::read(&mut scan) {
-        mailman::read(&mut scan, &config);
-    }
-    send_limits::read(&mut scan);
-    domains::read(&mut scan);
-    valiases::read(&mut scan);
-    php::read(&mut scan);
-    maildir::read(&mut scan);
-
+    read(&mut scan);
     out.append(&mut scan.sink.events);
     scan.report
+}
+
+/// What the reader looks for to make events of `kind`, as an admin would
+/// look for it (paths under the server root): what a check that found
+/// nothing had to go on.
+pub fn looked_for(kind: EventKind) -> &'static [&'static str] {
+    match kind {
+        EventKind::Setting => &[
+            "/var/cpanel/cpanel.config",
+            "/etc/email_send_limits",
+            "/var/cpanel/users/*",
+            "/etc/userdomains",
+            "/etc/localdomains",
+            "/etc/outgoing_mail_hold_users",
+            "/etc/outgoing_mail_suspended_users",
+        ],
+        EventKind::MailAlias => &["/etc/valiases/*"],
+        EventKind::MailboxStats => &["/home/*/mail"],
+        EventKind::ServiceState => &[
+            "/etc/cpanel/ea4/php.conf (PHP handlers, then suEXEC)",
+            "/var/cpanel/cpanel.config (Mailman)",
+        ],
+        EventKind::Extension => &["Exim's answer to a relay probe (exim -bh, on a live root)"],
+        _ => &[],
+    }
 }
 
 /// Where events go while a tree is read: kept apart from the report so a
@@ -255,42 +302,23 @@ impl Scan {
             Resolved::Inside(real) => real,
             Resolved::Missing | Resolved::Refused => return None,
         };
-        let mut file = match fs::File::open(&real) {
-            Ok(f) => f,
-            Err(e) => {
-                self.problem(path, None, format!("cannot open: {e}"));
+        // The type is checked on the opened file, which is opened without
+        // blocking: a FIFO would block a read forever, and a directory
+        // cannot be read as text.
+        let (mut bytes, longer) = match regular_file::read_capped(&real, MAX_TEXT_BYTES) {
+            Ok(read) => read,
+            Err(OpenError::NotRegular(what)) => {
+                self.problem(path, None, what.to_string());
                 return None;
             }
-        };
-        // Checked on the open file: a FIFO would block the read forever and a
-        // directory cannot be read as text.
-        match file.metadata() {
-            Ok(m) if m.is_file() => {}
-            Ok(m) if m.is_dir() => {
-                self.problem(path, None, "is a directory, expected a file");
-                return None;
-            }
-            Ok(_) => {
-                self.problem(path, None, "not a regular file; not read");
-                return None;
-            }
-            Err(e) => {
+            Err(OpenError::Io(e)) => {
                 self.problem(path, None, format!("cannot read: {e}"));
                 return None;
             }
-        }
-        let mut bytes = Vec::new();
-        if let Err(e) = (&mut file).take(MAX_TEXT_BYTES + 1).read_to_end(&mut bytes) {
-            self.problem(path, None, format!("cannot read: {e}"));
-            return None;
-        }
-        if bytes.len() as u64 > MAX_TEXT_BYTES {
+        };
+        if longer {
             // Keep whole lines only: a cut line would be reported as malformed.
-            let keep = bytes
-                .iter()
-                .take(MAX_TEXT_BYTES as usize)
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |i| i + 1);
+            let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
             bytes.truncate(keep);
             self.problem(
                 path,

@@ -34,10 +34,13 @@ const LOAD_FILE_DIRS: [&str; 2] = ["etc/apache2/conf.modules.d", "etc/apache2/mo
 /// The suEXEC wrapper binary.
 const SUEXEC_BINARY: &str = "usr/sbin/suexec";
 
-/// Reads the handler table and the suEXEC state.
+/// Reads the handler table and, when there is one, the suEXEC state that
+/// qualifies it: without PHP handlers to judge, whether suEXEC is there
+/// says nothing (a plain Apache host is not a finding, nor a pass).
 pub(super) fn read(scan: &mut Scan) {
-    read_handlers(scan);
-    read_suexec(scan);
+    if read_handlers(scan) {
+        read_suexec(scan);
+    }
 }
 
 /// One `php-handler` event per version line of `php.conf`, e.g. `ea-php81:
@@ -46,7 +49,9 @@ pub(super) fn read(scan: &mut Scan) {
 /// The file is YAML as cPanel writes it: flat `key: value` lines after a
 /// `---`. That is all it ever holds, so a small reader suffices and an
 /// indented (nested) line is reported rather than guessed at.
-fn read_handlers(scan: &mut Scan) {
+///
+/// Returns whether the file was read.
+fn read_handlers(scan: &mut Scan) -> bool {
     let path = scan.path(PHP_CONF);
     let mut default = None;
     let mut versions: Vec<(u64, String, String)> = Vec::new();
@@ -74,7 +79,7 @@ fn read_handlers(scan: &mut Scan) {
         Ok(())
     });
     if !read {
-        return;
+        return false;
     }
     // `default:` may come before or after the versions, so events are built
     // once the whole file is read.
@@ -98,6 +103,7 @@ fn read_handlers(scan: &mut Scan) {
             }),
         );
     }
+    true
 }
 
 /// Drops a YAML ` # comment` after an unquoted value.
@@ -185,6 +191,16 @@ fn suexec_load_file(scan: &mut Scan, dir: &Path) -> Option<PathBuf> {
 mod tests {
     use super::super::tests::{Tree, services};
 
+    /// A tree with a PHP handler table, which the suEXEC state qualifies.
+    fn with_handlers() -> Tree {
+        let tree = Tree::new();
+        tree.write(
+            "etc/cpanel/ea4/php.conf",
+            "---\nea-php81: cgi\ndefault: ea-php81\n",
+        );
+        tree
+    }
+
     #[test]
     fn one_event_per_version_with_default_flag() {
         let tree = Tree::new();
@@ -236,15 +252,25 @@ mod tests {
 
     #[test]
     fn no_apache_no_suexec_event() {
-        let tree = Tree::new();
+        let tree = with_handlers();
         tree.write("usr/sbin/suexec", "");
         let (events, _) = tree.read();
         assert!(services(&events, "suexec").is_empty());
     }
 
     #[test]
-    fn apache_without_suexec_is_disabled() {
+    fn apache_without_php_handlers_says_nothing_about_suexec() {
+        // A plain Apache host (a bare Debian root): nothing to judge.
         let tree = Tree::new();
+        tree.mkdir("etc/apache2/modules");
+        tree.write("usr/sbin/suexec", "");
+        let (events, _) = tree.read();
+        assert!(events.is_empty(), "{events:?}");
+    }
+
+    #[test]
+    fn apache_without_suexec_is_disabled() {
+        let tree = with_handlers();
         tree.mkdir("etc/apache2/modules");
         let (events, _) = tree.read();
         assert_eq!(
@@ -267,7 +293,7 @@ mod tests {
             "etc/apache2/mods-enabled/suexec.load",
             "usr/sbin/suexec",
         ] {
-            let tree = Tree::new();
+            let tree = with_handlers();
             tree.mkdir("usr/local/apache");
             tree.write(rel, "");
             let (events, _) = tree.read();
@@ -282,7 +308,7 @@ mod tests {
 
     #[test]
     fn suexec_link_leading_out_of_the_root_is_not_evidence() {
-        let tree = Tree::new();
+        let tree = with_handlers();
         let outside = tempfile::tempdir().unwrap();
         let target = outside.path().join("mod_suexec.so");
         std::fs::write(&target, "").unwrap();
