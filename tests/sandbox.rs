@@ -196,3 +196,88 @@ fn rule_built_for_an_older_interface_is_refused_by_name_and_the_rest_run() {
         run.stderr
     );
 }
+
+/// Regression: a trap lost the whole batch: the verdicts made for earlier
+/// events died with the call, and the events after the trapping one were
+/// never judged. Now, in one batch of 20 events, the hello before the panic
+/// and both after it are reported, and one event is counted as not judged.
+#[test]
+fn a_trap_mid_batch_costs_only_the_event_it_happened_on() {
+    for (bad, trigger) in [("panicker", "panic"), ("memory-bomb", "bomb")] {
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("mainlog");
+        fs::write(&log_path, log(trigger)).unwrap();
+        let rules = dir.path().join("rules");
+        fs::create_dir_all(&rules).unwrap();
+        let wasm = fixture(bad);
+        fs::copy(&wasm, rules.join(wasm.file_name().unwrap())).unwrap();
+        let config = dir.path().join("spamward.toml");
+        // The default batch size: all 20 messages in one batch.
+        fs::write(&config, "[engine]\nmemory_limit_mb = 32\n").unwrap();
+        let out = spamward(
+            &[
+                "scan",
+                "--json",
+                "--config",
+                config.to_str().unwrap(),
+                "--rules",
+                rules.to_str().unwrap(),
+                log_path.to_str().unwrap(),
+            ],
+            &dir.path().join("cache"),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(3), "{stderr}");
+        assert_eq!(
+            hellos(&finding_keys(&json_lines(&out))),
+            ["1abc02-000001-AA", "1abc12-000001-AA", "1abc18-000001-AA"],
+            "{bad}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!(
+                "rule fixture-{bad}: 1 failure(s), 1 event(s) not judged"
+            )),
+            "{bad}: {stderr}"
+        );
+    }
+}
+
+/// A rule built with the SDK for interface 0.2.0 (before `judging` and
+/// `report`) still loads and finds what it finds: 0.2.1 only added to it.
+#[test]
+fn a_rule_built_for_interface_0_2_0_still_runs() {
+    let old = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/prebuilt/auth-failure-burst-interface-0.2.0.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    fs::create_dir_all(&rules).unwrap();
+    fs::copy(&old, rules.join("auth-failure-burst.wasm")).unwrap();
+    let log_path = dir.path().join("mainlog");
+    let mut log = String::new();
+    for i in 0..12 {
+        log.push_str(&format!(
+            "2024-05-01 10:00:{i:02} dovecot_login authenticator failed for (x) [198.51.100.7]:4321: 535 Incorrect authentication data (set_id=u{i}@shop.example)\n"
+        ));
+    }
+    fs::write(&log_path, log).unwrap();
+    let out = spamward(
+        &[
+            "scan",
+            "--json",
+            "--rules",
+            rules.to_str().unwrap(),
+            log_path.to_str().unwrap(),
+        ],
+        &dir.path().join("cache"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let keys = finding_keys(&json_lines(&out));
+    assert!(
+        keys.iter()
+            .any(|(rule, kind, value)| rule == "auth-failure-burst"
+                && kind == "ip"
+                && value == "198.51.100.7"),
+        "{keys:?}\n{stderr}"
+    );
+}

@@ -428,6 +428,30 @@ mod tests {
         );
     }
 
+    /// Regression: a named pipe called `*-H` in a spool hung the reader
+    /// forever.
+    #[test]
+    fn a_fifo_in_a_spool_is_reported_not_waited_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("input");
+        std::fs::create_dir_all(&input).unwrap();
+        std::fs::write(input.join("1hIAif-00H7J4-Lb-H"), HEADER).unwrap();
+        let fifo = input.join("1hIAig-00H7J4-Lb-H");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo does not keep it.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // And a link to it, which must not be followed into it either.
+        std::os::unix::fs::symlink(&fifo, input.join("1hIAih-00H7J4-Lb-H")).unwrap();
+        let (s, ev) = ingest(dir.path());
+        assert_eq!((s.events, s.unparsed), (1, 2), "{s:?}");
+        assert!(ev.len() == 1);
+        let texts: Vec<&str> = s.unparsed_samples.iter().map(|(_, t)| t.as_str()).collect();
+        assert!(
+            texts.iter().all(|t| t.contains("not a regular file")),
+            "{texts:?}"
+        );
+    }
+
     #[test]
     fn directory_that_is_no_spool_is_reported_an_empty_spool_is_not() {
         let dir = tempfile::tempdir().unwrap();

@@ -53,8 +53,9 @@ pub struct Args {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let mut engine = Engine::load(cli)?;
+    // First: a signal while the rules load must not lose the run either.
     let interrupt = Interrupt::install().context("cannot install signal handlers")?;
+    let mut engine = Engine::load(cli)?;
     engine.ingest.stop = Some(interrupt.flag());
     let (lookups, report) = HostLookups::load(&args.root);
     if report.root_missing {

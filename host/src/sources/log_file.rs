@@ -116,6 +116,9 @@ impl LogFile {
 
     /// The next line; `None` at the end.
     pub fn next_line(&mut self) -> Result<Option<Line<'_>>, SourceError> {
+        if self.stopped() {
+            return Ok(None);
+        }
         self.buf.clear();
         let mut seen = false;
         let mut cut = false;
@@ -145,9 +148,10 @@ impl LogFile {
                 break;
             }
             // Only a cut line can run on without end (`/dev/zero`): that is
-            // where a stop request must be heard.
+            // where a stop request must be heard. The line read so far is
+            // the last one.
             if cut && self.stopped() {
-                return Ok(None);
+                break;
             }
         }
         if !seen {
@@ -378,9 +382,19 @@ mod tests {
     fn an_endless_line_stops_when_asked() {
         let mut f =
             LogFile::new(Stream::sniff("/dev/zero".into(), Box::new(io::repeat(0))).unwrap());
-        let stop = Arc::new(AtomicBool::new(true));
-        f.stop_on(stop);
-        assert!(f.next_line().unwrap().is_none());
+        let stop = Arc::new(AtomicBool::new(false));
+        f.stop_on(stop.clone());
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            stop.store(true, Ordering::Relaxed);
+        });
+        let line = f.next_line().unwrap().unwrap();
+        assert_eq!(
+            (line.number, line.text.len(), line.truncated),
+            (1, MAX_LINE, true)
+        );
+        assert!(f.next_line().unwrap().is_none(), "and then the log ends");
+        stopper.join().unwrap();
     }
 
     #[test]

@@ -65,10 +65,21 @@ impl OpenError {
 /// Symlinks are followed (callers that must not follow them check the link
 /// first); whatever they lead to must be a regular file.
 pub fn open(path: &Path) -> Result<(File, Metadata), OpenError> {
+    open_with(path, 0)
+}
+
+/// [`open`], but a symlink at `path` itself is refused rather than
+/// followed: for files found by listing a directory, which must be what
+/// the listing said.
+pub fn open_no_follow(path: &Path) -> Result<(File, Metadata), OpenError> {
+    open_with(path, libc::O_NOFOLLOW)
+}
+
+fn open_with(path: &Path, flags: libc::c_int) -> Result<(File, Metadata), OpenError> {
     let file = OpenOptions::new()
         .read(true)
         // Never block in open(2) on a FIFO; a regular file ignores the flag.
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(libc::O_NONBLOCK | flags)
         .open(path)?;
     let meta = file.metadata()?;
     let ty = meta.file_type();
@@ -153,6 +164,12 @@ mod tests {
             open(Path::new("/dev/null")),
             Err(OpenError::NotRegular(NotRegular::Device))
         ));
+        let file = dir.path().join("file");
+        std::fs::write(&file, "x").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&file, &link).unwrap();
+        assert!(open(&link).is_ok());
+        assert!(open_no_follow(&link).is_err(), "a link is not followed");
         let missing = open(&dir.path().join("nope")).unwrap_err();
         assert!(missing.is_missing());
         assert!(!err.is_missing());

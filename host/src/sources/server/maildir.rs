@@ -15,17 +15,19 @@
 
 use std::fs;
 use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::normalize::{EventBody, MailboxStats, Origin};
+use crate::sources::regular_file::{self, OpenError};
 
 use super::{Entry, Kind, Scan};
 
-/// Messages read for bounce detection per mailbox; the rest count for size
-/// and number from metadata alone, so one mailbox of a million bounces does
-/// not stall a whole audit.
-const MAX_EXAMINED: usize = 20_000;
+/// Messages read for bounce detection per mailbox, picked evenly from all
+/// of them (every n-th): the bounce count of a larger mailbox is estimated
+/// from that sample, so one mailbox of a million bounces does not stall a
+/// whole audit, nor pass for clean because only its first files were read.
+const MAX_EXAMINED: u64 = 20_000;
 
 /// Bytes of a message read for bounce detection: the headers that tell a
 /// bounce sit at the top.
@@ -109,8 +111,9 @@ fn read_account(scan: &mut Scan, account: &Entry) {
 struct Tally {
     bytes: u64,
     messages: u64,
+    /// Bounces among the messages examined.
     bounces: u64,
-    examined: usize,
+    examined: u64,
     unreadable: u64,
     first_error: Option<String>,
 }
@@ -120,6 +123,17 @@ impl Tally {
         self.unreadable += 1;
         self.first_error
             .get_or_insert_with(|| format!("{}: {e}", path.display()));
+    }
+
+    /// The bounces of the whole mailbox: counted when every message was
+    /// examined, else estimated from the even sample.
+    fn bounces(&self) -> u64 {
+        if self.examined == 0 || self.examined >= self.messages {
+            return self.bounces;
+        }
+        let estimate =
+            u128::from(self.bounces) * u128::from(self.messages) + u128::from(self.examined / 2);
+        u64::try_from(estimate / u128::from(self.examined)).unwrap_or(u64::MAX)
     }
 }
 
@@ -132,25 +146,21 @@ fn read_mailbox(
     dir: &Path,
     entries: &[Entry],
 ) {
-    let mut tally = Tally::default();
-    let mut parts: Vec<&Path> = Vec::new();
+    let mut parts: Vec<PathBuf> = Vec::new();
     for e in entries.iter().filter(|e| e.kind == Kind::Dir) {
         if e.name == "cur" || e.name == "new" {
-            parts.push(&e.path);
+            parts.push(e.path.clone());
         }
     }
-    let folders: Vec<&Entry> = entries
+    for folder in entries
         .iter()
         .filter(|e| e.kind == Kind::Dir && e.name.starts_with('.'))
-        .collect();
-    for part in parts {
-        count_messages(scan, part, &mut tally);
-    }
-    for folder in folders {
+    {
         for sub in ["cur", "new"] {
-            count_messages(scan, &folder.path.join(sub), &mut tally);
+            parts.push(folder.path.join(sub));
         }
     }
+    let mut tally = tally_mailbox(scan, &parts, MAX_EXAMINED);
     if tally.unreadable > 0 {
         let first = tally.first_error.take().unwrap_or_default();
         scan.problem(
@@ -175,48 +185,78 @@ fn read_mailbox(
             mailbox: mailbox.to_owned(),
             bytes: tally.bytes,
             messages: u32::try_from(tally.messages).unwrap_or(u32::MAX),
-            bounces: u32::try_from(tally.bounces).unwrap_or(u32::MAX),
+            bounces: u32::try_from(tally.bounces()).unwrap_or(u32::MAX),
         }),
     );
 }
 
-/// Adds the regular files of one `cur/` or `new/` to the tally. Links and
-/// anything else that is not a plain file are skipped, never opened.
-fn count_messages(scan: &mut Scan, dir: &Path, tally: &mut Tally) {
-    let Some(files) = scan.list_dir(dir, false) else {
-        return;
-    };
-    for file in files.iter().filter(|e| e.kind == Kind::File) {
-        // `symlink_metadata`: the listing said "file", and a file swapped
-        // for a link since must still not be followed.
-        let meta = match fs::symlink_metadata(&file.path) {
-            Ok(m) if m.is_file() => m,
-            Ok(_) => continue,
-            Err(e) => {
-                tally.failed(&file.path, e);
-                continue;
+/// Counts the messages of a mailbox's `cur/` and `new/` directories
+/// (`parts`) by metadata, then reads every n-th one's head so that at most
+/// `max_examined` are read, evenly spread over all of them.
+fn tally_mailbox(scan: &mut Scan, parts: &[PathBuf], max_examined: u64) -> Tally {
+    let mut tally = Tally::default();
+    for part in parts {
+        each_message(scan, part, &mut |_, meta| {
+            tally.bytes = tally.bytes.saturating_add(meta.len());
+            tally.messages += 1;
+        });
+    }
+    let step = tally.messages.div_ceil(max_examined.max(1)).max(1);
+    let mut index = 0u64;
+    for part in parts {
+        each_message(scan, part, &mut |path, _| {
+            let pick = index.is_multiple_of(step) && tally.examined < max_examined;
+            index += 1;
+            if !pick {
+                return;
             }
-        };
-        tally.bytes = tally.bytes.saturating_add(meta.len());
-        tally.messages += 1;
-        if tally.examined >= MAX_EXAMINED {
+            match read_head(path) {
+                Ok(head) => {
+                    tally.examined += 1;
+                    tally.bounces += u64::from(is_bounce(&head));
+                }
+                Err(e) => tally.failed(path, e),
+            }
+        });
+    }
+    tally
+}
+
+/// Calls `f` for each regular file of one `cur/` or `new/`, streaming the
+/// directory (a mailbox may hold millions). Links and anything else that is
+/// not a plain file are skipped, never opened.
+fn each_message(scan: &mut Scan, dir: &Path, f: &mut dyn FnMut(&Path, &fs::Metadata)) {
+    let real = match scan.resolve(dir) {
+        super::Resolved::Inside(real) => real,
+        super::Resolved::Missing | super::Resolved::Refused => return,
+    };
+    let listing = match fs::read_dir(&real) {
+        Ok(listing) => listing,
+        Err(e) => {
+            scan.problem(dir, None, format!("cannot list: {e}"));
+            return;
+        }
+    };
+    for entry in listing.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }
-        tally.examined += 1;
-        match read_head(&file.path) {
-            Ok(head) if is_bounce(&head) => tally.bounces += 1,
-            Ok(_) => {}
-            Err(e) => tally.failed(&file.path, e),
+        let path = dir.join(entry.file_name());
+        // `symlink_metadata`: the listing said "file", and a file swapped
+        // for a link since must still not be followed.
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() => f(&path, &meta),
+            _ => {}
         }
     }
 }
 
-/// The first [`HEAD_BYTES`] of a message.
-fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+/// The first [`HEAD_BYTES`] of a message, if it is still a regular file
+/// (not swapped for a link or a pipe since it was listed).
+fn read_head(path: &Path) -> Result<Vec<u8>, OpenError> {
+    let (file, _) = regular_file::open_no_follow(path)?;
     let mut head = Vec::with_capacity(HEAD_BYTES as usize);
-    fs::File::open(path)?
-        .take(HEAD_BYTES)
-        .read_to_end(&mut head)?;
+    file.take(HEAD_BYTES).read_to_end(&mut head)?;
     Ok(head)
 }
 
@@ -408,22 +448,55 @@ mod tests {
         );
     }
 
+    /// Regression: only the first 20,000 messages were examined but the
+    /// share divided by all of them, so a mailbox of 100 % bounces past that
+    /// size read as mostly clean. The sample is now even and the count is
+    /// scaled from it.
     #[test]
-    fn examined_cap_counts_the_rest_by_metadata() {
+    fn a_large_mailbox_is_sampled_evenly_and_its_bounces_scaled() {
         let tree = Tree::new();
-        // Lower the cap's cost: MAX_EXAMINED + 3 tiny files would be slow,
-        // so check the arithmetic through a pre-filled tally instead.
-        tree.write("home/u/mail/cur/a", "Return-Path: <>\n\n");
-        tree.write("home/u/mail/cur/b", "Return-Path: <>\n\n");
+        let bounce = "Return-Path: <>\n\n";
+        for i in 0..100 {
+            tree.write(&format!("home/u/mail/cur/{i}"), bounce);
+        }
+        // A quarter plain, spread over a second directory.
+        for i in 0..40 {
+            let body = if i % 2 == 0 { PLAIN } else { bounce };
+            tree.write(&format!("home/u/mail/new/{i}"), body);
+        }
+        let parts = [
+            tree.root().join("home/u/mail/cur"),
+            tree.root().join("home/u/mail/new"),
+        ];
         let mut scan = tree.scan();
-        let mut tally = Tally {
-            examined: MAX_EXAMINED - 1,
-            ..Tally::default()
-        };
-        count_messages(&mut scan, &tree.root().join("home/u/mail/cur"), &mut tally);
-        assert_eq!(tally.messages, 2);
-        assert_eq!(tally.bounces, 1);
-        assert_eq!(tally.bytes, 2 * 17);
-        assert_eq!(tally.examined, MAX_EXAMINED);
+        let all_bounces = tally_mailbox(&mut scan, &parts[..1], 10);
+        assert_eq!((all_bounces.messages, all_bounces.examined), (100, 10));
+        assert_eq!(all_bounces.bounces(), 100, "100 % stays 100 %");
+
+        let mixed = tally_mailbox(&mut scan, &parts, 14);
+        assert_eq!((mixed.messages, mixed.examined), (140, 14));
+        // 120 of 140 are bounces; every 10th file is read.
+        let estimate = mixed.bounces();
+        assert!((110..=130).contains(&estimate), "{estimate}");
+
+        let whole = tally_mailbox(&mut scan, &parts, MAX_EXAMINED);
+        assert_eq!(
+            (whole.examined, whole.bounces()),
+            (140, 120),
+            "counted, not estimated"
+        );
+    }
+
+    #[test]
+    fn a_message_swapped_for_a_pipe_is_not_waited_on() {
+        let tree = Tree::new();
+        tree.write("home/u/mail/cur/a", "Return-Path: <>\n\n");
+        let fifo = tree.root().join("home/u/mail/cur/b");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo does not keep it.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let (events, _) = tree.read();
+        let s = stats(&events);
+        assert_eq!((s[0].messages, s[0].bounces), (1, 1));
     }
 }
