@@ -508,6 +508,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_configuration_loads() {
+        let path = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../examples/spamward.toml"
+        ));
+        let config = Config::load(path).unwrap();
+        assert_eq!(config.engine.state_limit_mb, 64);
+        assert_eq!(config.input.timezone, "system");
+    }
+
+    #[test]
     fn unknown_time_zone_is_named() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("spamward.toml");

@@ -349,12 +349,9 @@ impl RuleState {
         window: u32,
         n: u32,
     ) -> Result<u64, StateFull> {
-        let new = if self.windows.contains_key(key) {
-            ENTRY_COST
-        } else {
-            key.len() + KEY_COST + SLOT_COST + ENTRY_COST
-        };
-        self.reserve(new, at)?;
+        // The most this call can add: a lookup to know exactly would cost
+        // more than reserving a few bytes too many now and then.
+        self.reserve(key.len() + KEY_COST + SLOT_COST + ENTRY_COST, at)?;
         let (w, created) = slot(&mut self.windows, key, window);
         let (total, grown) = w.add(at, window, u64::from(n));
         self.bytes = apply(self.bytes + created, grown);
@@ -385,11 +382,10 @@ impl RuleState {
         at: i64,
         window: u32,
     ) -> Result<u32, StateFull> {
-        let mut new = 2 * member.len() + MEMBER_COST;
-        if !self.distinct.contains_key(key) {
-            new += key.len() + KEY_COST + SLOT_COST;
-        }
-        self.reserve(new, at)?;
+        self.reserve(
+            2 * member.len() + MEMBER_COST + key.len() + KEY_COST + SLOT_COST,
+            at,
+        )?;
         let (set, created) = slot(&mut self.distinct, key, window);
         let (count, grown) = set.add(member, at, window);
         self.bytes = apply(self.bytes + created, grown);

@@ -342,12 +342,15 @@ impl EximLogParser {
             return LineOutcome::Unparsed;
         };
         let time = self.clock.resolve(p.time);
+        let later = self.last_line.is_some_and(|t| time.seconds > t);
         self.now = self.last_line.map_or(time.seconds, |t| t.min(time.seconds));
         self.last_line = Some(time.seconds);
-        // What this line's time releases leaves first: a held arrival's
-        // `cwd=` claim must be settled before this line's own arrival takes
-        // the `cwd=` lines of its time (and drops older ones).
-        self.release(out);
+        if later {
+            // What this line's time releases leaves first: a held arrival's
+            // `cwd=` claim must be settled before this line's own arrival
+            // takes the `cwd=` lines of its time (and drops older ones).
+            self.release(out);
+        }
         let ctx = Ctx {
             time,
             pid: p.pid,
