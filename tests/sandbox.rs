@@ -45,18 +45,24 @@ struct Run {
     stderr: String,
 }
 
-/// Scans `log(trigger)` with the bundled rules plus `extra_rule`, a `.wasm`.
+/// Scans `log(trigger)` with the bundled rules plus `extra_rule`, a `.wasm`,
+/// one event per batch (so "the next batch" is the next message), with a
+/// short CPU budget and a small memory cap to keep the test quick.
 fn scan(dir: &Path, trigger: &str, extra_rule: Option<&Path>) -> Run {
-    let log_path = dir.join(format!("mainlog-{trigger}"));
-    fs::write(&log_path, log(trigger)).unwrap();
-    // One event per batch, so "the next batch" is the next message; a short
-    // CPU budget and a small memory cap keep the test quick.
-    let config = dir.join("spamward.toml");
-    fs::write(
-        &config,
+    scan_with(
+        dir,
+        trigger,
+        extra_rule,
         "[engine]\nbatch_size = 1\nbatch_budget_ms = 200\nmemory_limit_mb = 32\n",
     )
-    .unwrap();
+}
+
+/// [`scan`] with the configuration `toml`.
+fn scan_with(dir: &Path, trigger: &str, extra_rule: Option<&Path>, toml: &str) -> Run {
+    let log_path = dir.join(format!("mainlog-{trigger}"));
+    fs::write(&log_path, log(trigger)).unwrap();
+    let config = dir.join("spamward.toml");
+    fs::write(&config, toml).unwrap();
     let file_name = extra_rule.map(|p| p.file_name().unwrap().to_str().unwrap());
     let rules = dir.join(format!("rules-{}", file_name.unwrap_or("none")));
     fs::create_dir_all(&rules).unwrap();
@@ -205,39 +211,25 @@ fn rule_built_for_an_older_interface_is_refused_by_name_and_the_rest_run() {
 fn a_trap_mid_batch_costs_only_the_event_it_happened_on() {
     for (bad, trigger) in [("panicker", "panic"), ("memory-bomb", "bomb")] {
         let dir = tempfile::tempdir().unwrap();
-        let log_path = dir.path().join("mainlog");
-        fs::write(&log_path, log(trigger)).unwrap();
-        let rules = dir.path().join("rules");
-        fs::create_dir_all(&rules).unwrap();
-        let wasm = fixture(bad);
-        fs::copy(&wasm, rules.join(wasm.file_name().unwrap())).unwrap();
-        let config = dir.path().join("spamward.toml");
         // The default batch size: all 20 messages in one batch.
-        fs::write(&config, "[engine]\nmemory_limit_mb = 32\n").unwrap();
-        let out = spamward(
-            &[
-                "scan",
-                "--json",
-                "--config",
-                config.to_str().unwrap(),
-                "--rules",
-                rules.to_str().unwrap(),
-                log_path.to_str().unwrap(),
-            ],
-            &dir.path().join("cache"),
+        let run = scan_with(
+            dir.path(),
+            trigger,
+            Some(&fixture(bad)),
+            "[engine]\nmemory_limit_mb = 32\n",
         );
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(3), "{stderr}");
         assert_eq!(
-            hellos(&finding_keys(&json_lines(&out))),
+            hellos(&run.keys),
             ["1abc02-000001-AA", "1abc12-000001-AA", "1abc18-000001-AA"],
-            "{bad}: {stderr}"
+            "{bad}: {}",
+            run.stderr
         );
         assert!(
-            stderr.contains(&format!(
+            run.stderr.contains(&format!(
                 "rule fixture-{bad}: 1 failure(s), 1 event(s) not judged"
             )),
-            "{bad}: {stderr}"
+            "{bad}: {}",
+            run.stderr
         );
     }
 }

@@ -81,8 +81,17 @@ struct Window {
     total: u64,
 }
 
-impl Window {
-    /// Drops entries that left the window; the bytes freed.
+/// What a sweep needs of a window or a distinct set.
+trait Expiring {
+    /// Drops what left the window at `at`; the bytes freed.
+    fn expire(&mut self, at: i64, window: u32) -> usize;
+    /// Whether nothing of it is left at `at` (so it can be dropped).
+    fn is_spent(&self, at: i64, window: u32) -> bool;
+    /// The bytes it holds.
+    fn bytes(&self) -> usize;
+}
+
+impl Expiring for Window {
     fn expire(&mut self, at: i64, window: u32) -> usize {
         let cutoff = at.saturating_sub(i64::from(window));
         let mut freed = 0;
@@ -97,6 +106,18 @@ impl Window {
         freed
     }
 
+    fn is_spent(&self, at: i64, window: u32) -> bool {
+        self.entries
+            .back()
+            .is_none_or(|&(t, _)| t <= at.saturating_sub(i64::from(window)))
+    }
+
+    fn bytes(&self) -> usize {
+        SLOT_COST + self.entries.len() * ENTRY_COST
+    }
+}
+
+impl Window {
     /// Adds `n` at `at`; the bytes grown (may be negative: expiry).
     fn add(&mut self, at: i64, window: u32, n: u64) -> (u64, isize) {
         let mut grown = 0isize;
@@ -111,17 +132,6 @@ impl Window {
         grown -= self.expire(at, window) as isize;
         (self.total, grown)
     }
-
-    /// Whether nothing of it is left at `at` (so it can be dropped).
-    fn is_spent(&self, at: i64, window: u32) -> bool {
-        self.entries
-            .back()
-            .is_none_or(|&(t, _)| t <= at.saturating_sub(i64::from(window)))
-    }
-
-    fn bytes(&self) -> usize {
-        SLOT_COST + self.entries.len() * ENTRY_COST
-    }
 }
 
 /// Distinct members seen over a sliding window.
@@ -133,8 +143,7 @@ struct DistinctSet {
     order: VecDeque<(i64, String)>,
 }
 
-impl DistinctSet {
-    /// Drops sightings that left the window; the bytes freed.
+impl Expiring for DistinctSet {
     fn expire(&mut self, at: i64, window: u32) -> usize {
         let cutoff = at.saturating_sub(i64::from(window));
         let mut freed = 0;
@@ -153,6 +162,28 @@ impl DistinctSet {
         freed
     }
 
+    fn is_spent(&self, at: i64, window: u32) -> bool {
+        self.order
+            .back()
+            .is_none_or(|&(t, _)| t <= at.saturating_sub(i64::from(window)))
+    }
+
+    fn bytes(&self) -> usize {
+        SLOT_COST
+            + self
+                .order
+                .iter()
+                .map(|(_, m)| m.len() + SIGHTING_COST)
+                .sum::<usize>()
+            + self
+                .last_seen
+                .keys()
+                .map(|m| m.len() + MEMBER_COST - SIGHTING_COST)
+                .sum::<usize>()
+    }
+}
+
+impl DistinctSet {
     fn count(&self) -> u32 {
         u32::try_from(self.last_seen.len()).unwrap_or(u32::MAX)
     }
@@ -175,26 +206,6 @@ impl DistinctSet {
         }
         grown -= self.expire(at, window) as isize;
         (self.count(), grown)
-    }
-
-    fn is_spent(&self, at: i64, window: u32) -> bool {
-        self.order
-            .back()
-            .is_none_or(|&(t, _)| t <= at.saturating_sub(i64::from(window)))
-    }
-
-    fn bytes(&self) -> usize {
-        SLOT_COST
-            + self
-                .order
-                .iter()
-                .map(|(_, m)| m.len() + SIGHTING_COST)
-                .sum::<usize>()
-            + self
-                .last_seen
-                .keys()
-                .map(|m| m.len() + MEMBER_COST - SIGHTING_COST)
-                .sum::<usize>()
     }
 }
 
@@ -220,6 +231,27 @@ impl Default for RuleState {
     fn default() -> Self {
         RuleState::with_limit(DEFAULT_LIMIT)
     }
+}
+
+/// Drops every slot of `map` with nothing left at `at`, and every key left
+/// without slots; the bytes freed.
+fn sweep_map<T: Expiring>(map: &mut HashMap<String, Vec<(u32, T)>>, at: i64) -> usize {
+    let mut freed = 0;
+    map.retain(|key, slots| {
+        slots.retain_mut(|(w, item)| {
+            freed += item.expire(at, *w);
+            let spent = item.is_spent(at, *w);
+            if spent {
+                freed += item.bytes();
+            }
+            !spent
+        });
+        if slots.is_empty() {
+            freed += key.len() + KEY_COST;
+        }
+        !slots.is_empty()
+    });
+    freed
 }
 
 /// The slot of `key` for `window`, created if missing; the bytes a new key
@@ -303,35 +335,7 @@ impl RuleState {
     /// Drops every window and set with nothing left at `at`, and schedules
     /// the next sweep for when the state has doubled.
     pub fn sweep(&mut self, at: i64) {
-        let mut freed = 0;
-        self.windows.retain(|key, slots| {
-            slots.retain_mut(|(w, window)| {
-                freed += window.expire(at, *w);
-                let spent = window.is_spent(at, *w);
-                if spent {
-                    freed += window.bytes();
-                }
-                !spent
-            });
-            if slots.is_empty() {
-                freed += key.len() + KEY_COST;
-            }
-            !slots.is_empty()
-        });
-        self.distinct.retain(|key, slots| {
-            slots.retain_mut(|(w, set)| {
-                freed += set.expire(at, *w);
-                let spent = set.is_spent(at, *w);
-                if spent {
-                    freed += set.bytes();
-                }
-                !spent
-            });
-            if slots.is_empty() {
-                freed += key.len() + KEY_COST;
-            }
-            !slots.is_empty()
-        });
+        let freed = sweep_map(&mut self.windows, at) + sweep_map(&mut self.distinct, at);
         self.bytes = self.bytes.saturating_sub(freed);
         self.next_sweep = self
             .bytes

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::exit::Outcome;
-use super::{Cli, Engine, warn};
+use super::{Cli, Engine, server_root_read, warn};
 use crate::engine::Dispatcher;
 use crate::normalize::{EventBody, EventKind, Timestamp};
 use crate::policy::{Finding, Severity};
@@ -68,22 +68,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         .at(Timestamp::from_system_time(SystemTime::now()).seconds);
     let mut events = Vec::new();
     let report = read_server_state(&args.root, now, &mut events);
-    if report.root_missing {
-        anyhow::bail!(
-            "--root {}: {}",
-            args.root.display(),
-            report
-                .problems
-                .first()
-                .map_or_else(String::new, |p| p.message.clone())
-        );
-    }
-    let mut outcome = Outcome::default();
-    for problem in &report.problems {
-        warn(&problem.to_string());
-    }
-    // A file that exists but cannot be read leaves its checks blind.
-    outcome.incomplete |= report.problems.iter().any(|p| p.line.is_none());
+    let mut outcome = Outcome {
+        incomplete: server_root_read(&args.root, &report)?,
+        ..Outcome::default()
+    };
     let lookups = Arc::new(HostLookups::from_events(&events));
     // The suexec state must reach a rule before the PHP handlers it qualifies.
     events.sort_by_key(|e| !matches!(&e.body, EventBody::ServiceState(s) if s.name == "suexec"));

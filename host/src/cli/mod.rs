@@ -26,6 +26,7 @@ use crate::engine::{ComponentCache, RuleFailure, RuleRunner, RuleSet, Sandbox};
 use crate::ingest::{FileSummary, IngestOptions};
 use crate::normalize::LocalZone;
 use crate::report::terminal;
+use crate::sources::server::ServerStateReport;
 use crate::state::HostLookups;
 
 /// spamward: find and stop spam leaving a mail server.
@@ -236,6 +237,26 @@ impl Engine {
     fn load_failed(&self) -> bool {
         !self.rules.errors.is_empty()
     }
+}
+
+/// Says what could not be read under `--root`: a root that is not there is
+/// a usage error; a file there that cannot be read is a warning, and makes
+/// the results incomplete (true): the checks and owners it holds are blind.
+fn server_root_read(root: &Path, report: &ServerStateReport) -> anyhow::Result<bool> {
+    if report.root_missing {
+        anyhow::bail!(
+            "--root {}: {}",
+            root.display(),
+            report
+                .problems
+                .first()
+                .map_or_else(String::new, |p| p.message.clone())
+        );
+    }
+    for problem in &report.problems {
+        warn(&problem.to_string());
+    }
+    Ok(report.problems.iter().any(|p| p.line.is_none()))
 }
 
 /// A warning on stderr, escaped for the terminal.

@@ -16,7 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::exit::Outcome;
 use super::signals::Interrupt;
-use super::{Cli, Engine, print_summary, warn};
+use super::{Cli, Engine, print_summary, server_root_read, warn};
 use crate::engine::Dispatcher;
 use crate::ingest::{FileSummary, ingest_file};
 use crate::policy::Severity;
@@ -58,23 +58,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let mut engine = Engine::load(cli)?;
     engine.ingest.stop = Some(interrupt.flag());
     let (lookups, report) = HostLookups::load(&args.root);
-    if report.root_missing {
-        anyhow::bail!(
-            "--root {}: {}",
-            args.root.display(),
-            report
-                .problems
-                .first()
-                .map_or_else(String::new, |p| p.message.clone())
-        );
-    }
-    let mut outcome = Outcome::default();
-    for problem in &report.problems {
-        warn(&problem.to_string());
-    }
-    // A domain file that exists but cannot be read charges nothing to its
-    // owners: the findings may miss what they would have named.
-    outcome.incomplete |= report.problems.iter().any(|p| p.line.is_none());
+    let mut outcome = Outcome {
+        incomplete: server_root_read(&args.root, &report)?,
+        ..Outcome::default()
+    };
     let lookups = Arc::new(lookups);
     let runners = engine.runners(lookups.clone())?;
     outcome.incomplete |= engine.load_failed() || !runners.disabled.is_empty();
