@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde::Serialize;
 
@@ -196,9 +196,6 @@ fn ingest_mainlog(
         }
         if line.number % 65_536 == 0 {
             progress(log.bytes_read(), log.file_size());
-            if options.stopped() {
-                break;
-            }
         }
     }
     summary.interrupted = options.stopped();
@@ -316,12 +313,7 @@ fn ingest_queue_listing(
 
 /// When a snapshot was taken: its file's modification time, else now.
 fn snapshot_time(modified: Option<SystemTime>, zone: &LocalZone) -> Timestamp {
-    let t = modified.unwrap_or_else(SystemTime::now);
-    let seconds = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
-    };
-    zone.at(seconds)
+    zone.at_system_time(modified.unwrap_or_else(SystemTime::now))
 }
 
 #[cfg(test)]
@@ -343,7 +335,7 @@ mod tests {
     }
 
     fn set_mtime(path: &Path, epoch: u64) {
-        let t = UNIX_EPOCH + std::time::Duration::from_secs(epoch);
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(epoch);
         std::fs::File::options()
             .write(true)
             .open(path)

@@ -302,12 +302,6 @@ impl RuleState {
         }
     }
 
-    /// Changes the quota (a reloaded setting); what is held is kept.
-    pub fn set_limit(&mut self, limit: usize) {
-        self.limit = limit;
-        self.next_sweep = self.next_sweep.min(limit);
-    }
-
     /// Makes room for `more` bytes at time `at`: sweeps when the state has
     /// grown enough to make a sweep worth it, and fails when even a sweep
     /// leaves no room.

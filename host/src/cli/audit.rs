@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use super::exit::Outcome;
 use super::{Cli, Engine, server_root_read, warn};
 use crate::engine::Dispatcher;
-use crate::normalize::{EventBody, EventKind, Timestamp};
+use crate::normalize::{EventBody, EventKind};
 use crate::policy::{Finding, Severity};
 use crate::report::terminal;
 use crate::sources::relay_probe;
@@ -62,10 +62,7 @@ enum Status {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let engine = Engine::load(cli)?;
-    let now = engine
-        .ingest
-        .zone
-        .at(Timestamp::from_system_time(SystemTime::now()).seconds);
+    let now = engine.ingest.zone.at_system_time(SystemTime::now());
     let mut events = Vec::new();
     let report = read_server_state(&args.root, now, &mut events);
     let mut outcome = Outcome {

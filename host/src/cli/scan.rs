@@ -97,10 +97,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             .clone()
             .or_else(relay_probe::find_exim)
             .context("--queue: no Exim binary found (give one with --exim)")?;
-        let now = engine
-            .ingest
-            .zone
-            .at(crate::normalize::Timestamp::from_system_time(SystemTime::now()).seconds);
+        let now = engine.ingest.zone.at_system_time(SystemTime::now());
         let mut events = Vec::new();
         match queue::run_exim_bp(&exim, now, &mut events) {
             Ok(problems) => {

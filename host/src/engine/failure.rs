@@ -65,19 +65,6 @@ impl RuleFailure {
             }
         }
     }
-
-    /// A short name of the kind, for counters and JSON.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            RuleFailure::Budget => "cpu-budget",
-            RuleFailure::MemoryCap(_) => "memory-cap",
-            RuleFailure::StateFull(_) => "state-quota",
-            RuleFailure::Panic => "panic",
-            RuleFailure::Trap(_) => "trap",
-            RuleFailure::Settings(_) => "settings",
-            RuleFailure::Call(_) => "call",
-        }
-    }
 }
 
 #[cfg(test)]
@@ -92,7 +79,7 @@ mod tests {
             limit: 1 << 20,
         };
         let f = RuleFailure::from_call(&wasmtime::Error::new(full));
-        assert_eq!(f.kind(), "state-quota");
+        assert!(matches!(f, RuleFailure::StateFull(_)), "{f:?}");
         assert!(
             f.to_string().starts_with("its state is full: 2 keys"),
             "{f}"
@@ -102,8 +89,8 @@ mod tests {
             RuleFailure::Budget
         );
         assert_eq!(
-            RuleFailure::from_call(&wasmtime::Error::new(Trap::UnreachableCodeReached)).kind(),
-            "panic"
+            RuleFailure::from_call(&wasmtime::Error::new(Trap::UnreachableCodeReached)),
+            RuleFailure::Panic
         );
         let other = RuleFailure::from_call(&wasmtime::Error::msg("no such export"));
         assert_eq!(other, RuleFailure::Call("no such export".into()));

@@ -97,8 +97,6 @@ pub struct LoadedRule {
     pub filtered: bool,
     /// Whether it came from the cache.
     pub cache: CacheOutcome,
-    /// The interface version it was built for.
-    pub interface: String,
     /// Whether it says which event it is judging (0.2.1), so a trap costs
     /// that event alone rather than the rest of its batch.
     pub reports_progress: bool,
@@ -162,7 +160,6 @@ pub fn load(
 
     // Name the interface version mismatch before the linker's generic error.
     let ty = component.component_type();
-    let mut interface = None;
     let mut reports_progress = false;
     let imports = ty
         .imports(engine)
@@ -181,7 +178,6 @@ pub fn load(
                 needed: version.to_owned(),
             });
         }
-        interface.get_or_insert_with(|| version.to_owned());
         if iface == "host"
             && let Some(wasmtime::component::types::ComponentItem::ComponentInstance(host)) = item
         {
@@ -232,7 +228,6 @@ pub fn load(
             .any(|s| !s.any_of.is_empty() || !s.all_of.is_empty() || !s.none_of.is_empty()),
         filters,
         cache: cache_outcome,
-        interface: interface.unwrap_or_default(),
         reports_progress,
         pre,
     })

@@ -86,8 +86,13 @@ impl LocalZone {
         &self.name
     }
 
-    /// The instant `seconds` (Unix time), shown in this zone: the time of
-    /// snapshots the host takes itself (now, a file's modification).
+    /// A system time (now, a file's modification), shown in this zone: the
+    /// time of snapshots the host takes itself.
+    pub fn at_system_time(&self, t: std::time::SystemTime) -> Timestamp {
+        self.at(Timestamp::from_system_time(t).seconds)
+    }
+
+    /// The instant `seconds` (Unix time), shown in this zone.
     pub fn at(&self, seconds: i64) -> Timestamp {
         let offset = jiff::Timestamp::from_second(seconds)
             .map(|ts| self.tz.to_offset(ts).seconds())
@@ -130,11 +135,6 @@ impl LocalClock {
             cached: None,
             last: None,
         }
-    }
-
-    /// The zone this clock reads.
-    pub fn zone(&self) -> &LocalZone {
-        &self.zone
     }
 
     /// The event time of a written time.

@@ -119,10 +119,9 @@ impl Stream {
         (&mut self.reader)
             .take(cap + 1)
             .read_to_end(&mut bytes)
-            .map_err(|cause| SourceError::Read {
+            .map_err(|cause| SourceError::Unusable {
                 path: self.name.clone(),
-                line: 0,
-                cause,
+                what: format!("cannot read: {cause}"),
             })?;
         if bytes.len() as u64 > cap {
             return Err(SourceError::Unusable {
