@@ -30,6 +30,7 @@ fn main() {
     for watched in [
         "rules",
         "sdk",
+        "crates/contract",
         "wit",
         "tests/fixtures/rules",
         "examples",

@@ -25,8 +25,11 @@ pub(crate) fn judging(event: u64) {
 }
 
 /// Hands a verdict to the host ([`crate::Context::report`] calls it).
-pub(crate) fn report(verdict: &crate::types::Verdict) {
-    imports::report(verdict)
+pub(crate) fn report(verdict: crate::types::Verdict) {
+    #[cfg(target_arch = "wasm32")]
+    imports::report(&crate::boundary::verdict(verdict));
+    #[cfg(not(target_arch = "wasm32"))]
+    imports::report(verdict);
 }
 
 /// Adds `n` at `at` to window `key` of `window_seconds`; returns the total

@@ -29,12 +29,12 @@
 
 extern crate self as spamward_sdk;
 
-pub mod event;
-pub mod filter;
+mod boundary;
 pub mod host;
 mod rule;
-pub mod state;
 pub mod testing;
+
+pub use spamward_contract::{event, filter, state};
 
 #[doc(hidden)]
 pub mod runtime;
@@ -42,7 +42,7 @@ pub mod runtime;
 pub use rule::{Context, Finding, Info, NoSettings, Rule};
 
 /// Version of the `spamward:rule` WIT package this SDK builds rules against.
-pub const INTERFACE_VERSION: &str = "0.2.1";
+pub use spamward_contract::INTERFACE_VERSION;
 
 /// Version of this SDK, reported by every rule in `rule-info.sdk-version`.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -53,7 +53,7 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod bindings {
     wit_bindgen::generate!({
         world: "rule",
-        path: "../wit",
+        path: "../wit/v0.2.1",
         pub_export_macro: true,
         export_macro_name: "__export_spamward_rule",
         default_bindings_module: "::spamward_sdk::bindings",
@@ -67,15 +67,14 @@ pub use wit_bindgen as __wit_bindgen;
 
 /// The interface types: events in, verdicts out.
 pub mod types {
-    pub use crate::bindings::spamward::rule::types::{
-        Action, DeliveryOutcome, EventFilter, EventKind, FieldValues, IdentityField, RuleInfo,
-        SettingSpec, Severity, Subscription, Target, Timestamp, Verdict,
+    pub use spamward_contract::event::{
+        AuthFailure, Delivery, DeliveryOutcome, Event, EventBody, EventKind, Extension,
+        GovernorAction, GovernorLimit, Identity, MailAlias, MailboxStats, MessageReceived,
+        MessageState, QueuedMessage, Rejection, ServiceState, Setting, SmtpStage, Text, Timestamp,
     };
-    pub use crate::event::{
-        AuthFailure, Delivery, Event, EventBody, Extension, GovernorAction, GovernorLimit,
-        Identity, MailAlias, MailboxStats, MessageReceived, MessageState, QueuedMessage, Rejection,
-        ServiceState, Setting, SmtpStage, Text,
-    };
+    pub use spamward_contract::filter::{EventFilter, FieldValues, IdentityField, Subscription};
+    pub use spamward_contract::rule_info::{RuleInfo, SettingSpec};
+    pub use spamward_contract::verdict::{Action, Severity, Target, Verdict};
 }
 
 /// Everything a rule author usually needs.
@@ -100,16 +99,19 @@ macro_rules! export_rule {
 
         #[cfg(target_arch = "wasm32")]
         impl $crate::bindings::exports::spamward::rule::guest::Guest for __SpamwardGuest {
-            fn describe() -> $crate::types::RuleInfo {
-                $crate::runtime::describe::<$rule>()
+            fn describe() -> $crate::bindings::spamward::rule::types::RuleInfo {
+                $crate::runtime::describe_for_host::<$rule>()
             }
             fn init(settings_json: ::std::string::String) -> ::std::result::Result<(), ::std::string::String> {
                 $crate::runtime::init::<$rule>(&settings_json)
             }
             fn on_events(
                 events: ::std::vec::Vec<u8>,
-            ) -> ::std::vec::Vec<$crate::types::Verdict> {
-                $crate::runtime::on_events::<$rule>(&events)
+            ) -> ::std::vec::Vec<$crate::bindings::spamward::rule::types::Verdict> {
+                // Verdicts went to the host one by one (`report`) as they
+                // were made; none are left to return.
+                $crate::runtime::on_events::<$rule>(&events);
+                ::std::vec::Vec::new()
             }
         }
 

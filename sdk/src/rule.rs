@@ -177,7 +177,7 @@ impl Context<'_> {
         if verdict.events.is_empty() {
             verdict.events.push(self.event_id);
         }
-        crate::host::report(&verdict);
+        crate::host::report(verdict);
     }
 }
 

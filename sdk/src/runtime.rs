@@ -8,7 +8,7 @@ use std::any::Any;
 use std::cell::RefCell;
 
 use crate::rule::{Context, Rule};
-use crate::types::{RuleInfo, SettingSpec, Verdict};
+use crate::types::{RuleInfo, SettingSpec};
 
 thread_local! {
     // One rule per component; natively, one per test thread.
@@ -46,6 +46,11 @@ pub fn describe<R: Rule>() -> RuleInfo {
     }
 }
 
+/// `describe` as the component export returns it.
+pub fn describe_for_host<R: Rule>() -> crate::bindings::spamward::rule::types::RuleInfo {
+    crate::boundary::rule_info(describe::<R>())
+}
+
 /// `init`: parse settings (missing keys take defaults) and build the rule.
 pub fn init<R: Rule>(settings_json: &str) -> Result<(), String> {
     // A second `set_logger` fails harmlessly; the first one wins.
@@ -78,20 +83,20 @@ pub fn init<R: Rule>(settings_json: &str) -> Result<(), String> {
 ///
 /// Each event is announced to the host (`judging`) before it is judged, and
 /// each verdict handed over (`report`) as it is made, so a trap on one event
-/// costs only that event. Nothing is left to return.
+/// costs only that event.
 ///
 /// # Panics
 /// On a batch that does not decode (the host and the rule disagree on the
 /// interface): in wasm that is a trap, which the host reports against the
 /// rule with this message.
-pub fn on_events<R: Rule>(batch: &[u8]) -> Vec<Verdict> {
+pub fn on_events<R: Rule>(batch: &[u8]) {
     let initialised = RULE.with(|cell| cell.borrow().is_some());
     if !initialised && let Err(e) = init::<R>("{}") {
         crate::host::log(
             crate::host::LogLevel::Error,
             &format!("default settings rejected: {e}"),
         );
-        return Vec::new();
+        return;
     }
     RULE.with(|cell| {
         let mut slot = cell.borrow_mut();
@@ -110,7 +115,6 @@ pub fn on_events<R: Rule>(batch: &[u8]) -> Vec<Verdict> {
             rule.on_event(&mut cx, &event);
         }
     });
-    Vec::new()
 }
 
 /// Drop the rule instance (the harness starts each test fresh).

@@ -117,13 +117,12 @@ impl<R: Rule> Harness<R> {
             let id = self.next_id;
             self.next_id += 1;
             let event = Event { id, time, body };
-            if crate::filter::wants(&subscriptions, &event) {
+            if crate::filter::wants(&subscriptions, &event.body, crate::host::is_local_domain) {
                 crate::event::encode(&event, &mut batch);
             }
         }
-        let mut verdicts = runtime::on_events::<R>(&batch);
-        verdicts.extend(with_host(|h| std::mem::take(&mut h.reported)));
-        verdicts
+        runtime::on_events::<R>(&batch);
+        with_host(|h| std::mem::take(&mut h.reported))
     }
 
     /// Reloads the rule with new settings, as the host does on a settings
@@ -276,8 +275,8 @@ pub mod native {
     pub fn judging(event: u64) {
         with_host(|h| h.judging = Some(event))
     }
-    pub fn report(verdict: &crate::types::Verdict) {
-        with_host(|h| h.reported.push(verdict.clone()))
+    pub fn report(verdict: crate::types::Verdict) {
+        with_host(|h| h.reported.push(verdict))
     }
     // A full state traps the rule in the host; here it fails the test.
     fn full<T>(r: Result<T, crate::state::StateFull>) -> T {
@@ -319,17 +318,46 @@ pub mod native {
 pub(crate) mod tests {
     use super::*;
 
-    /// A rule that does nothing, to set up the harness's host in SDK tests.
-    pub(crate) struct Nothing;
+    /// Reports every message it is given with a remote recipient.
+    struct Outbound;
 
-    impl Rule for Nothing {
+    impl Rule for Outbound {
         type Settings = crate::NoSettings;
         fn info() -> crate::Info {
-            crate::Info::new("nothing", "does nothing")
+            crate::Info::new("outbound", "says which messages leave").subscribe_where(
+                crate::types::EventKind::MessageReceived,
+                [crate::filter::remote_recipient()],
+            )
         }
         fn new(_: crate::NoSettings) -> Result<Self, String> {
-            Ok(Nothing)
+            Ok(Outbound)
         }
+        fn on_message_received(&mut self, cx: &mut crate::Context<'_>, m: &MessageReceived<'_>) {
+            cx.report(crate::Finding::new(
+                crate::types::Severity::Info,
+                crate::types::Target::Message(m.message_id.to_string()),
+                crate::types::Action::Alert,
+                "leaves",
+            ));
+        }
+    }
+
+    #[test]
+    fn the_harness_filters_with_the_hosts_local_domains() {
+        let mut m = received("m1", "x@stranger.example");
+        m.recipients = vec!["a@far.example".into()];
+        let t = at("2024-05-01 10:00:00");
+        let mut h = Harness::<Outbound>::new();
+        let verdicts = h.feed([(t, EventBody::MessageReceived(m.clone()))]);
+        assert!(
+            verdicts.is_empty(),
+            "no local domains known: none is remote"
+        );
+        let mut h = Harness::<Outbound>::new().local_domain("shop.example");
+        let verdicts = h.feed([(t, EventBody::MessageReceived(m.clone()))]);
+        assert_eq!(verdicts.len(), 1);
+        m.recipients = vec!["info@shop.example".into()];
+        assert!(h.feed([(t, EventBody::MessageReceived(m))]).is_empty());
     }
 
     #[test]

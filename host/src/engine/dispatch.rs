@@ -182,10 +182,9 @@ impl Lane for RuleLane {
         for (index, event) in batch.events.iter().enumerate() {
             if rule.subscriptions & event.kind().bit() != 0
                 && (!rule.filtered
-                    || spamward_sdk::filter::wants(
-                        &rule.filters,
-                        &convert::FilterView(event, &self.lookups),
-                    ))
+                    || spamward_contract::filter::wants(&rule.filters, &event.body, |d| {
+                        self.lookups.is_local_domain(d)
+                    }))
             {
                 self.batch
                     .push(batch.first_id + index as u64, batch.encoded.event(index));

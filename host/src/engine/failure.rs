@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use spamward_sdk::state::StateFull;
+use spamward_contract::state::StateFull;
 use wasmtime::Trap;
 
 /// A rule's failure on a batch, while starting, or while loading.

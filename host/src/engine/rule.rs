@@ -92,7 +92,7 @@ pub struct LoadedRule {
     /// Bitmask of [`EventKind::bit`]s it subscribed to.
     pub subscriptions: u32,
     /// Its subscriptions with their filters, tested before each call.
-    pub filters: Vec<spamward_sdk::types::Subscription>,
+    pub filters: Vec<spamward_contract::filter::Subscription>,
     /// Whether any subscription has filters (else the mask decides alone).
     pub filtered: bool,
     /// Whether it came from the cache.
@@ -217,7 +217,11 @@ pub fn load(
         .spamward_rule_guest()
         .call_describe(&mut store)
         .map_err(|e| describe_err(format!("{e:#}")))?;
-    let filters: Vec<_> = info.subscriptions.iter().map(subscription).collect();
+    let filters: Vec<_> = info
+        .subscriptions
+        .iter()
+        .map(convert::subscription)
+        .collect();
     let meta = meta_from_info(info, origin.clone()).map_err(describe_err)?;
     let subscriptions = meta.subscriptions.iter().fold(0, |m, k| m | k.bit());
     Ok(LoadedRule {
@@ -272,59 +276,9 @@ fn meta_from_info(info: wit::RuleInfo, source: RuleOrigin) -> Result<RuleMeta, S
             kinds.dedup();
             kinds
         },
-        actions: info.actions.into_iter().map(action).collect(),
+        actions: info.actions.into_iter().map(convert::action).collect(),
         settings,
         sdk_version: info.sdk_version,
         source,
     })
-}
-
-/// The SDK's form of a subscription, so the host filters with the SDK's
-/// matching code (the one the native harness uses).
-fn subscription(s: &wit::Subscription) -> spamward_sdk::types::Subscription {
-    use spamward_sdk::types as sdk;
-    let field = |f: wit::IdentityField| match f {
-        wit::IdentityField::Sender => sdk::IdentityField::Sender,
-        wit::IdentityField::SenderLocalPart => sdk::IdentityField::SenderLocalPart,
-        wit::IdentityField::SenderDomain => sdk::IdentityField::SenderDomain,
-        wit::IdentityField::AuthId => sdk::IdentityField::AuthId,
-        wit::IdentityField::LocalUser => sdk::IdentityField::LocalUser,
-        wit::IdentityField::Owner => sdk::IdentityField::Owner,
-        wit::IdentityField::Script => sdk::IdentityField::Script,
-        wit::IdentityField::ClientIp => sdk::IdentityField::ClientIp,
-    };
-    let outcome = |o: &wit::DeliveryOutcome| match o {
-        wit::DeliveryOutcome::Delivered => sdk::DeliveryOutcome::Delivered,
-        wit::DeliveryOutcome::Deferred => sdk::DeliveryOutcome::Deferred,
-        wit::DeliveryOutcome::Failed => sdk::DeliveryOutcome::Failed,
-    };
-    let filter = |f: &wit::EventFilter| match f {
-        wit::EventFilter::Has(f) => sdk::EventFilter::Has(field(*f)),
-        wit::EventFilter::Equals(fv) => sdk::EventFilter::Equals(sdk::FieldValues {
-            field: field(fv.field),
-            values: fv.values.clone(),
-        }),
-        wit::EventFilter::Outcome(os) => {
-            sdk::EventFilter::Outcome(os.iter().map(outcome).collect())
-        }
-        wit::EventFilter::RemoteRecipient => sdk::EventFilter::RemoteRecipient,
-    };
-    sdk::Subscription {
-        kind: convert::sdk_kind(convert::kind(s.kind)),
-        any_of: s.any_of.iter().map(filter).collect(),
-        all_of: s.all_of.iter().map(filter).collect(),
-        none_of: s.none_of.iter().map(filter).collect(),
-    }
-}
-
-/// The policy's action for a WIT action.
-pub(crate) fn action(a: wit::Action) -> Action {
-    match a {
-        wit::Action::Alert => Action::Alert,
-        wit::Action::HoldOutgoing => Action::HoldOutgoing,
-        wit::Action::SuspendOutgoing => Action::SuspendOutgoing,
-        wit::Action::FreezeMessage => Action::FreezeMessage,
-        wit::Action::BlockIp => Action::BlockIp,
-        wit::Action::ResetPassword => Action::ResetPassword,
-    }
 }

@@ -21,13 +21,14 @@ use std::time::{Duration, Instant};
 
 use wasmtime::Store;
 
-use super::bindings::{Rule, wit};
+use super::bindings::Rule;
+use super::convert::verdict;
 use super::failure::RuleFailure;
-use super::rule::{LoadedRule, action};
+use super::rule::LoadedRule;
 use super::sandbox::{Limits, MAX_VERDICTS_PER_BATCH, StoreData};
 use crate::policy::{self, Mode};
 use crate::state::HostLookups;
-use spamward_sdk::state::RuleState;
+use spamward_contract::state::RuleState;
 
 /// Consecutive failed batches before a rule is quarantined; also the most
 /// traps one batch may cost before its remaining events are skipped.
@@ -380,30 +381,5 @@ impl RuleRunner {
             Some((store, _)) => Some(&store.data().state),
             None => self.parked_state.as_ref(),
         }
-    }
-}
-
-/// The policy's verdict for a WIT verdict.
-pub(crate) fn verdict(v: wit::Verdict) -> policy::Verdict {
-    use policy::{Severity, Target};
-    policy::Verdict {
-        severity: match v.severity {
-            wit::Severity::Info => Severity::Info,
-            wit::Severity::Warning => Severity::Warning,
-            wit::Severity::Critical => Severity::Critical,
-        },
-        target: match v.target {
-            wit::Target::Account(s) => Target::Account(s),
-            wit::Target::Mailbox(s) => Target::Mailbox(s),
-            wit::Target::Domain(s) => Target::Domain(s),
-            wit::Target::Ip(s) => Target::Ip(s),
-            wit::Target::Message(s) => Target::Message(s),
-            wit::Target::Script(s) => Target::Script(s),
-            wit::Target::Setting(s) => Target::Setting(s),
-        },
-        action: action(v.action),
-        summary: v.summary,
-        evidence: v.evidence,
-        events: v.events,
     }
 }

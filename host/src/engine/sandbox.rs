@@ -17,7 +17,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{self, Rule};
 use crate::policy;
 use crate::state::HostLookups;
-use spamward_sdk::state::RuleState;
+use spamward_contract::state::RuleState;
 
 /// How often the epoch ticks; CPU budgets are whole ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -38,7 +38,7 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             batch_budget: Duration::from_secs(1),
-            state_bytes: spamward_sdk::state::DEFAULT_LIMIT,
+            state_bytes: spamward_contract::state::DEFAULT_LIMIT,
         }
     }
 }
@@ -227,7 +227,7 @@ impl bindings::spamward::rule::host::Host for StoreData {
 
     fn report(&mut self, verdict: bindings::spamward::rule::types::Verdict) {
         if self.reported.len() < MAX_VERDICTS_PER_BATCH {
-            self.reported.push(super::runner::verdict(verdict));
+            self.reported.push(super::convert::verdict(verdict));
         } else {
             self.dropped += 1;
         }
@@ -279,9 +279,7 @@ impl bindings::spamward::rule::host::Host for StoreData {
     }
 
     fn is_local_domain(&mut self, domain: String) -> Option<bool> {
-        self.lookups
-            .knows_local_domains()
-            .then(|| self.lookups.is_local_domain(&domain))
+        self.lookups.is_local_domain(&domain)
     }
 }
 

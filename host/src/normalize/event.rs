@@ -1,16 +1,17 @@
-//! The host's typed event model: neutral records of what the mail server did.
-//!
-//! These mirror the `spamward:rule/types` records of `wit/rule.wit` one for
-//! one (the engine converts them at the wasm boundary), and add where each
-//! event came from (`Origin`) so findings can cite file and line. They
-//! serialize to the flat JSON Lines shape `spamward events` prints: `kind`,
-//! `time`, `file`, `line`, then the body's fields with identity fields
-//! flattened in (`client_ip`, `sender`, `auth_id`, ...).
+//! The host's events: the contract's records ([`spamward_contract::event`],
+//! what rules receive) with the time as the source wrote it and where each
+//! came from (`Origin`), so findings can cite file and line. They serialize
+//! to the flat JSON Lines shape `spamward events` prints: `time`, `file`,
+//! `line`, `kind`, then the body's fields with identity fields flattened in
+//! (`client_ip`, `sender`, `auth_id`, ...).
 
 use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
+use spamward_contract::event as contract;
+
+pub use contract::{DeliveryOutcome, EventKind, GovernorLimit, SmtpStage, Text};
 
 /// When an event happened, and how its source wrote it.
 ///
@@ -171,22 +172,16 @@ pub struct Origin {
 }
 
 /// One normalized event.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     /// When it happened, as written.
     pub time: Timestamp,
     /// Input path.
-    #[serde(serialize_with = "serialize_file")]
     pub file: Arc<str>,
     /// 1-based line of the line the event came from.
     pub line: u64,
     /// What happened.
-    #[serde(flatten)]
     pub body: EventBody,
-}
-
-fn serialize_file<S: serde::Serializer>(file: &Arc<str>, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(file)
 }
 
 impl Event {
@@ -227,454 +222,72 @@ impl Event {
 /// anything a rule does not already see.
 pub const MAX_RECIPIENTS: usize = 1000;
 
-/// Everything known about who sent a message.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Identity {
-    /// Envelope sender; `None` for the null sender `<>`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sender: Option<String>,
-    /// Domain of the envelope sender, lower-cased.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sender_domain: Option<String>,
-    /// SMTP AUTH id (`A=authenticator:id`, the id).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth_id: Option<String>,
-    /// Local user that submitted the message (`U=`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub local_user: Option<String>,
-    /// Owning hosting account.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub owner: Option<String>,
-    /// Submitting script or directory (`cwd=`, `X-PHP-Script`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub script: Option<String>,
-    /// Remote client IP.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_ip: Option<String>,
-    /// Remote client host name or HELO.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_host: Option<String>,
-}
+/// The event model the normalizer produces: the contract's records, owning
+/// their strings. Rules receive the same records, borrowed from a batch.
+pub type EventBody = contract::EventBody<'static>;
+/// Who sent a message; see [`contract::Identity`].
+pub type Identity = contract::Identity<'static>;
+/// See [`contract::MessageReceived`].
+pub type MessageReceived = contract::MessageReceived<'static>;
+/// See [`contract::Delivery`].
+pub type Delivery = contract::Delivery<'static>;
+/// See [`contract::MessageState`].
+pub type MessageState = contract::MessageState<'static>;
+/// See [`contract::Rejection`].
+pub type Rejection = contract::Rejection<'static>;
+/// See [`contract::AuthFailure`].
+pub type AuthFailure = contract::AuthFailure<'static>;
+/// See [`contract::GovernorAction`].
+pub type GovernorAction = contract::GovernorAction<'static>;
+/// See [`contract::QueuedMessage`].
+pub type QueuedMessage = contract::QueuedMessage<'static>;
+/// See [`contract::Setting`].
+pub type Setting = contract::Setting<'static>;
+/// See [`contract::MailAlias`].
+pub type MailAlias = contract::MailAlias<'static>;
+/// See [`contract::MailboxStats`].
+pub type MailboxStats = contract::MailboxStats<'static>;
+/// See [`contract::ServiceState`].
+pub type ServiceState = contract::ServiceState<'static>;
+/// See [`contract::Extension`].
+pub type Extension = contract::Extension<'static>;
 
-impl Identity {
-    /// Sets `sender` and derives `sender_domain` from it; `""` or `<>` mean
-    /// the null sender.
-    pub fn set_sender(&mut self, sender: &str) {
-        let sender = sender.trim_start_matches('<').trim_end_matches('>');
-        if sender.is_empty() {
-            self.sender = None;
-            self.sender_domain = None;
-        } else {
-            self.sender_domain = sender
-                .rsplit_once('@')
-                .map(|(_, d)| d.to_ascii_lowercase())
-                .filter(|d| !d.is_empty());
-            self.sender = Some(sender.to_owned());
+/// The flat JSON Lines shape `spamward events` prints: `time`, `file`,
+/// `line`, `kind`, then the body's fields in order with the identity's
+/// fields in its place, absent values and empty header lists left out.
+impl Serialize for Event {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeMap};
+        // The contract's derive writes `{"<kind>": {fields...}}`; flattening
+        // that here keeps one derive serving both postcard and this view.
+        let body = serde_json::to_value(&self.body).map_err(S::Error::custom)?;
+        let serde_json::Value::Object(tagged) = body else {
+            return Err(S::Error::custom("an event body is a tagged object"));
+        };
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("time", &self.time)?;
+        map.serialize_entry("file", &*self.file)?;
+        map.serialize_entry("line", &self.line)?;
+        for (kind, fields) in tagged {
+            map.serialize_entry("kind", &kind)?;
+            let serde_json::Value::Object(fields) = fields else {
+                continue;
+            };
+            for (name, value) in fields {
+                match (name.as_str(), value) {
+                    ("identity", serde_json::Value::Object(identity)) => {
+                        for (name, value) in identity.into_iter().filter(|(_, v)| !v.is_null()) {
+                            map.serialize_entry(&name, &value)?;
+                        }
+                    }
+                    (_, serde_json::Value::Null) => {}
+                    ("headers", serde_json::Value::Array(a)) if a.is_empty() => {}
+                    (_, value) => map.serialize_entry(&name, &value)?,
+                }
+            }
         }
+        map.end()
     }
-}
-
-/// What happened.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum EventBody {
-    /// A message was accepted.
-    MessageReceived(MessageReceived),
-    /// A delivery attempt ended.
-    Delivery(Delivery),
-    /// A message left the queue.
-    MessageCompleted(MessageState),
-    /// A message was frozen.
-    MessageFrozen(MessageState),
-    /// Something a client asked for was refused.
-    Rejection(Rejection),
-    /// An SMTP AUTH attempt failed.
-    AuthFailure(AuthFailure),
-    /// The panel's mail governor acted.
-    GovernorAction(GovernorAction),
-    /// A message in the queue.
-    QueuedMessage(QueuedMessage),
-    /// A configuration setting.
-    Setting(Setting),
-    /// An alias line.
-    MailAlias(MailAlias),
-    /// A mailbox's size and bounce content.
-    MailboxStats(MailboxStats),
-    /// A service's state.
-    ServiceState(ServiceState),
-    /// A kind this interface version does not model yet.
-    Extension(Extension),
-}
-
-impl EventBody {
-    /// The kind of this body.
-    pub fn kind(&self) -> EventKind {
-        match self {
-            EventBody::MessageReceived(_) => EventKind::MessageReceived,
-            EventBody::Delivery(_) => EventKind::Delivery,
-            EventBody::MessageCompleted(_) => EventKind::MessageCompleted,
-            EventBody::MessageFrozen(_) => EventKind::MessageFrozen,
-            EventBody::Rejection(_) => EventKind::Rejection,
-            EventBody::AuthFailure(_) => EventKind::AuthFailure,
-            EventBody::GovernorAction(_) => EventKind::GovernorAction,
-            EventBody::QueuedMessage(_) => EventKind::QueuedMessage,
-            EventBody::Setting(_) => EventKind::Setting,
-            EventBody::MailAlias(_) => EventKind::MailAlias,
-            EventBody::MailboxStats(_) => EventKind::MailboxStats,
-            EventBody::ServiceState(_) => EventKind::ServiceState,
-            EventBody::Extension(_) => EventKind::Extension,
-        }
-    }
-
-    /// The sender identity the event carries, if it is about a message.
-    pub fn identity(&self) -> Option<&Identity> {
-        match self {
-            EventBody::MessageReceived(m) => Some(&m.identity),
-            EventBody::Delivery(d) => Some(&d.identity),
-            EventBody::MessageCompleted(m) | EventBody::MessageFrozen(m) => Some(&m.identity),
-            EventBody::GovernorAction(g) => Some(&g.identity),
-            EventBody::QueuedMessage(q) => Some(&q.identity),
-            _ => None,
-        }
-    }
-}
-
-/// The kinds of [`EventBody`], in the order of the WIT `event-kind` enum.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
-pub enum EventKind {
-    MessageReceived,
-    Delivery,
-    MessageCompleted,
-    MessageFrozen,
-    Rejection,
-    AuthFailure,
-    GovernorAction,
-    QueuedMessage,
-    Setting,
-    MailAlias,
-    MailboxStats,
-    ServiceState,
-    Extension,
-}
-
-impl EventKind {
-    /// Every kind.
-    pub const ALL: [EventKind; 13] = [
-        EventKind::MessageReceived,
-        EventKind::Delivery,
-        EventKind::MessageCompleted,
-        EventKind::MessageFrozen,
-        EventKind::Rejection,
-        EventKind::AuthFailure,
-        EventKind::GovernorAction,
-        EventKind::QueuedMessage,
-        EventKind::Setting,
-        EventKind::MailAlias,
-        EventKind::MailboxStats,
-        EventKind::ServiceState,
-        EventKind::Extension,
-    ];
-
-    /// A bit for this kind in a subscription mask.
-    pub fn bit(self) -> u32 {
-        1 << (self as u32)
-    }
-
-    /// The snake_case name used in JSON.
-    pub fn name(self) -> &'static str {
-        match self {
-            EventKind::MessageReceived => "message_received",
-            EventKind::Delivery => "delivery",
-            EventKind::MessageCompleted => "message_completed",
-            EventKind::MessageFrozen => "message_frozen",
-            EventKind::Rejection => "rejection",
-            EventKind::AuthFailure => "auth_failure",
-            EventKind::GovernorAction => "governor_action",
-            EventKind::QueuedMessage => "queued_message",
-            EventKind::Setting => "setting",
-            EventKind::MailAlias => "mail_alias",
-            EventKind::MailboxStats => "mailbox_stats",
-            EventKind::ServiceState => "service_state",
-            EventKind::Extension => "extension",
-        }
-    }
-}
-
-impl fmt::Display for EventKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A message was accepted (Exim `<=`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct MessageReceived {
-    /// Exim message id.
-    pub message_id: String,
-    /// Who sent it.
-    #[serde(flatten)]
-    pub identity: Identity,
-    /// `P=`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub protocol: Option<String>,
-    /// `S=`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub size: Option<u64>,
-    /// Envelope recipients (`for ...`).
-    pub recipients: Vec<String>,
-    /// `T=`, unquoted.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// Null sender `<>`.
-    pub bounce: bool,
-    /// For a local bounce, the message it reports on (`R=`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bounce_of: Option<String>,
-}
-
-/// Outcome of a delivery attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DeliveryOutcome {
-    /// `=>` / `->`.
-    Delivered,
-    /// `==`.
-    Deferred,
-    /// `**`.
-    Failed,
-}
-
-/// One delivery attempt for one recipient.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Delivery {
-    /// Exim message id.
-    pub message_id: String,
-    /// What became of it.
-    pub outcome: DeliveryOutcome,
-    /// The recipient address.
-    pub recipient: String,
-    /// `R=`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub router: Option<String>,
-    /// `T=`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub transport: Option<String>,
-    /// Remote host name (`H=`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub remote_host: Option<String>,
-    /// Remote host IP.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub remote_ip: Option<String>,
-    /// Error text for deferrals and failures.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Sender of the message, joined from its arrival.
-    #[serde(flatten)]
-    pub identity: Identity,
-}
-
-/// A message completed or was frozen.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct MessageState {
-    /// Exim message id.
-    pub message_id: String,
-    /// Why, where said.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    /// Sender of the message, joined from its arrival.
-    #[serde(flatten)]
-    pub identity: Identity,
-}
-
-/// SMTP phase of a rejection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
-pub enum SmtpStage {
-    Connect,
-    Helo,
-    MailFrom,
-    RcptTo,
-    Data,
-    Other,
-}
-
-/// The MTA refused something.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Rejection {
-    /// Remote client IP.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_ip: Option<String>,
-    /// Remote client host or HELO.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_host: Option<String>,
-    /// Envelope sender (`F=`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sender: Option<String>,
-    /// Recipient refused.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recipient: Option<String>,
-    /// Phase.
-    pub stage: SmtpStage,
-    /// Reason as logged.
-    pub reason: String,
-    /// Message id, when one was assigned.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
-}
-
-/// A failed SMTP AUTH attempt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuthFailure {
-    /// Remote client IP.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_ip: Option<String>,
-    /// Remote client host or HELO.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_host: Option<String>,
-    /// Authenticator name.
-    pub authenticator: String,
-    /// Login tried (`set_id=`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub set_id: Option<String>,
-    /// SMTP response text.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-}
-
-/// Which panel limit acted.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
-pub enum GovernorLimit {
-    MaxEmailsPerHour,
-    MaxDefersAndFailures,
-    OutgoingHold,
-    OutgoingSuspension,
-    NobodyRestricted,
-    Other,
-}
-
-/// The panel's mail governor acted.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GovernorAction {
-    /// Message affected.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message_id: Option<String>,
-    /// Domain the limit applies to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub domain: Option<String>,
-    /// Which limit.
-    pub limit: GovernorLimit,
-    /// Count reached (`500/500`: 500).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub count: Option<u32>,
-    /// Limit reached (`500/500`: the second 500).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub maximum: Option<u32>,
-    /// Discarded (true) or to be retried (false).
-    pub discarded: bool,
-    /// Recipient affected.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub recipient: Option<String>,
-    /// Sender of the message.
-    #[serde(flatten)]
-    pub identity: Identity,
-}
-
-/// A message in the queue.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct QueuedMessage {
-    /// Exim message id.
-    pub message_id: String,
-    /// Who sent it.
-    #[serde(flatten)]
-    pub identity: Identity,
-    /// Seconds in the queue at snapshot time.
-    pub age_seconds: u64,
-    /// Size in bytes.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub size: Option<u64>,
-    /// Recipients still pending.
-    pub recipients: Vec<String>,
-    /// `*** frozen ***`.
-    pub frozen: bool,
-    /// Null sender.
-    pub bounce: bool,
-    /// `From:` header.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from_header: Option<String>,
-    /// `Subject:` header.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
-    /// Other headers of interest.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub headers: Vec<(String, String)>,
-}
-
-/// A configuration setting.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Setting {
-    /// Where it was read.
-    pub source: String,
-    /// Domain or account it applies to.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    /// Key.
-    pub key: String,
-    /// Value; `None` when present but unset.
-    pub value: Option<String>,
-}
-
-/// An alias line.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MailAlias {
-    /// Domain of the alias file.
-    pub domain: String,
-    /// Local part, `*` for the catch-all.
-    pub local_part: String,
-    /// Target as written.
-    pub target: String,
-}
-
-/// A mailbox's size and bounce content.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MailboxStats {
-    /// Owning account.
-    pub account: String,
-    /// Mail domain.
-    pub domain: String,
-    /// Mailbox (local part).
-    pub mailbox: String,
-    /// Total bytes.
-    pub bytes: u64,
-    /// Message count.
-    pub messages: u32,
-    /// Bounce messages.
-    pub bounces: u32,
-}
-
-/// A service's state.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ServiceState {
-    /// Service name.
-    pub name: String,
-    /// Enabled or not.
-    pub enabled: bool,
-    /// Further facts.
-    pub details: Vec<(String, String)>,
-}
-
-/// An event kind not modelled yet.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Extension {
-    /// Kind name.
-    #[serde(rename = "extension_kind")]
-    pub kind: String,
-    /// Fields.
-    pub fields: Vec<(String, String)>,
 }
 
 #[cfg(test)]

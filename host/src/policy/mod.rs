@@ -12,106 +12,12 @@
 //! counted, and said once.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use serde::Serialize;
 
 use crate::normalize::Timestamp;
 
-/// How bad a finding is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-#[allow(missing_docs)]
-pub enum Severity {
-    Info,
-    Warning,
-    Critical,
-}
-
-impl std::str::FromStr for Severity {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "info" => Ok(Severity::Info),
-            "warning" => Ok(Severity::Warning),
-            "critical" => Ok(Severity::Critical),
-            _ => Err(format!("{s:?}: expected info, warning or critical")),
-        }
-    }
-}
-
-impl fmt::Display for Severity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        })
-    }
-}
-
-/// What a verdict is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
-#[allow(missing_docs)]
-pub enum Target {
-    Account(String),
-    Mailbox(String),
-    Domain(String),
-    Ip(String),
-    Message(String),
-    Script(String),
-    Setting(String),
-}
-
-impl fmt::Display for Target {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (kind, value) = match self {
-            Target::Account(v) => ("account", v),
-            Target::Mailbox(v) => ("mailbox", v),
-            Target::Domain(v) => ("domain", v),
-            Target::Ip(v) => ("ip", v),
-            Target::Message(v) => ("message", v),
-            Target::Script(v) => ("script", v),
-            Target::Setting(v) => ("setting", v),
-        };
-        write!(f, "{kind} {value}")
-    }
-}
-
-/// An action a rule may request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[allow(missing_docs)]
-pub enum Action {
-    Alert,
-    HoldOutgoing,
-    SuspendOutgoing,
-    FreezeMessage,
-    BlockIp,
-    ResetPassword,
-}
-
-impl Action {
-    /// The kebab-case name used in config and output.
-    pub fn name(self) -> &'static str {
-        match self {
-            Action::Alert => "alert",
-            Action::HoldOutgoing => "hold-outgoing",
-            Action::SuspendOutgoing => "suspend-outgoing",
-            Action::FreezeMessage => "freeze-message",
-            Action::BlockIp => "block-ip",
-            Action::ResetPassword => "reset-password",
-        }
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use spamward_contract::verdict::{Action, Severity, Target, Verdict};
 
 /// Whether a rule's requested actions run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
@@ -122,23 +28,6 @@ pub enum Mode {
     DryRun,
     /// Carry the actions out.
     Enforce,
-}
-
-/// A rule's judgement as it crossed the boundary.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Verdict {
-    /// Severity.
-    pub severity: Severity,
-    /// Target.
-    pub target: Target,
-    /// Requested action.
-    pub action: Action,
-    /// One line.
-    pub summary: String,
-    /// Named figures.
-    pub evidence: Vec<(String, String)>,
-    /// Ids of cited events.
-    pub events: Vec<u64>,
 }
 
 /// Where a cited event came from.
@@ -242,8 +131,10 @@ impl Policy {
                 Mode::Enforce => Decision::EnforcementNotAvailable,
             }
         };
-        let evidence: serde_json::Map<_, _> = verdict
-            .evidence
+        // Sorted by name, so a finding reads the same whatever order the
+        // rule added its figures in.
+        let evidence: std::collections::BTreeMap<_, _> = verdict.evidence.into_iter().collect();
+        let evidence: serde_json::Map<_, _> = evidence
             .into_iter()
             .map(|(k, v)| (k, serde_json::Value::String(v)))
             .collect();

@@ -73,9 +73,13 @@ impl HostLookups {
         !self.local.is_empty()
     }
 
-    /// Whether `domain` is delivered locally.
-    pub fn is_local_domain(&self, domain: &str) -> bool {
-        self.local.contains(domain) || self.local.contains(&domain.to_ascii_lowercase())
+    /// Whether `domain` is delivered locally; `None` when the server's
+    /// local domains are unknown (the answer of the `is-local-domain`
+    /// import, and what subscription filters ask).
+    pub fn is_local_domain(&self, domain: &str) -> Option<bool> {
+        self.knows_local_domains().then(|| {
+            self.local.contains(domain) || self.local.contains(&domain.to_ascii_lowercase())
+        })
     }
 }
 
@@ -100,9 +104,10 @@ mod tests {
         assert_eq!(l.domain_owner("shop.example"), Some("shopuser"));
         assert_eq!(l.domain_owner("BLOG.example"), Some("blogger"));
         assert_eq!(l.domain_owner("*"), None);
-        assert!(l.is_local_domain("host.example"));
-        assert!(l.is_local_domain("shop.example"));
-        assert!(!l.is_local_domain("remote.example"));
+        assert_eq!(l.is_local_domain("host.example"), Some(true));
+        assert_eq!(l.is_local_domain("shop.example"), Some(true));
+        assert_eq!(l.is_local_domain("remote.example"), Some(false));
+        assert_eq!(HostLookups::default().is_local_domain("host.example"), None);
     }
 
     #[test]

@@ -23,7 +23,7 @@ use super::LineOutcome;
 use super::clock::{LocalClock, LocalZone};
 use super::event::{
     AuthFailure, Delivery, DeliveryOutcome, Event, EventBody, GovernorAction, GovernorLimit,
-    Identity, MessageReceived, MessageState, Origin, Rejection, SmtpStage, Timestamp,
+    Identity, MessageReceived, MessageState, Origin, Rejection, SmtpStage, Text, Timestamp,
 };
 use fields::{Host, Scanner, Tok, parse_host, strip_angles, unescape};
 
@@ -194,8 +194,8 @@ fn cwd_fits(path: &str, local_user: Option<&str>) -> bool {
     }
 }
 
-fn opt(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_owned())
+fn opt(s: &str) -> Option<Text<'static>> {
+    (!s.is_empty()).then(|| Text::owned(s))
 }
 
 impl EximLogParser {
@@ -265,9 +265,9 @@ impl EximLogParser {
             && is_user_dir(&cwd)
         {
             if m.identity.owner.is_none() {
-                m.identity.owner = home_owner(&cwd).map(str::to_owned);
+                m.identity.owner = home_owner(&cwd).map(Text::owned);
             }
-            m.identity.script = Some(cwd);
+            m.identity.script = Some(cwd.into());
             if let Some(info) = self.messages.get_mut(&claim.key) {
                 info.identity.owner = m.identity.owner.clone();
                 info.identity.script = m.identity.script.clone();
@@ -282,7 +282,7 @@ impl EximLogParser {
                     }
                     _ => continue,
                 };
-                if id == m.message_id {
+                if m.message_id == id {
                     identity.owner = m.identity.owner.clone();
                     identity.script = m.identity.script.clone();
                 }
@@ -399,7 +399,7 @@ impl EximLogParser {
                 .map(|m| m.identity)
                 .unwrap_or_default();
             let ev = EventBody::MessageCompleted(MessageState {
-                message_id: id.to_owned(),
+                message_id: Text::owned(id),
                 reason: None,
                 identity,
             });
@@ -414,8 +414,8 @@ impl EximLogParser {
             info.frozen = true;
             let identity = info.identity.clone();
             let ev = EventBody::MessageFrozen(MessageState {
-                message_id: id.to_owned(),
-                reason: reason.map(str::to_owned),
+                message_id: Text::owned(id),
+                reason: reason.map(Text::owned),
                 identity,
             });
             self.emit(Event::new(ctx.time, ctx.origin, ev), out);
@@ -445,7 +445,7 @@ impl EximLogParser {
     fn arrival(&mut self, key: MsgKey, id: &str, rest: &str, ctx: &Ctx<'_>) -> LineOutcome {
         let (sender, fields) = rest.split_once(' ').unwrap_or((rest, ""));
         let mut m = MessageReceived {
-            message_id: id.to_owned(),
+            message_id: Text::owned(id),
             ..Default::default()
         };
         m.bounce = strip_angles(sender).is_empty();
@@ -472,9 +472,9 @@ impl EximLogParser {
                     "R" => reference = Some(value),
                     "T" => {
                         m.subject = Some(if quoted {
-                            unescape(value)
+                            unescape(value).into()
                         } else {
-                            value.to_owned()
+                            Text::owned(value)
                         })
                     }
                     _ => {}
@@ -486,7 +486,7 @@ impl EximLogParser {
                         .split(' ')
                         .filter(|r| !r.is_empty())
                         .take(super::MAX_RECIPIENTS + 1)
-                        .map(|r| strip_angles(r).to_owned())
+                        .map(|r| Text::owned(strip_angles(r)))
                         .collect();
                     break;
                 }
@@ -499,7 +499,7 @@ impl EximLogParser {
         if m.bounce {
             m.bounce_of = reference
                 .filter(|r| message_key(r).is_some())
-                .map(str::to_owned);
+                .map(Text::owned);
         }
         m.identity.local_user = local_user.and_then(opt);
         let local = m
@@ -509,7 +509,7 @@ impl EximLogParser {
         let mut claim = None;
         if local {
             if let Some(u) = local_user.and_then(real_user) {
-                m.identity.owner = Some(u.to_owned());
+                m.identity.owner = Some(Text::owned(u));
             }
             // The MTA's own submissions (bounces) run from its spool, never
             // from a script's directory.
@@ -522,9 +522,9 @@ impl EximLogParser {
                     && is_user_dir(&cwd)
                 {
                     if m.identity.owner.is_none() {
-                        m.identity.owner = home_owner(&cwd).map(str::to_owned);
+                        m.identity.owner = home_owner(&cwd).map(Text::owned);
                     }
-                    m.identity.script = Some(cwd);
+                    m.identity.script = Some(cwd.into());
                 }
             } else if !by_mta {
                 claim = Some(WeakClaim {
@@ -557,10 +557,10 @@ impl EximLogParser {
             if let Some(h) = self.held_arrival(key)
                 && let EventBody::MessageReceived(m) = &mut h.event.body
             {
-                m.identity.owner = Some(user.to_owned());
+                m.identity.owner = Some(Text::owned(user));
             }
             if let Some(m) = self.messages.get_mut(&key) {
-                m.identity.owner = Some(user.to_owned());
+                m.identity.owner = Some(Text::owned(user));
             }
         }
         self.release_id(key);
@@ -657,9 +657,9 @@ impl EximLogParser {
             None => (rcpt, None),
         };
         let mut d = Delivery {
-            message_id: id.to_owned(),
+            message_id: Text::owned(id),
             outcome,
-            recipient: strip_angles(rcpt).to_owned(),
+            recipient: Text::owned(strip_angles(rcpt)),
             router: None,
             transport: None,
             remote_host: None,
@@ -676,8 +676,8 @@ impl EximLogParser {
                         host: Some(h),
                         ..
                     } => {
-                        d.remote_host = h.label().map(str::to_owned);
-                        d.remote_ip = h.ip_normalized().map(str::to_owned);
+                        d.remote_host = h.label().map(Text::owned);
+                        d.remote_ip = h.ip_normalized().map(Text::owned);
                     }
                     Tok::Field { key, value, .. } => match key {
                         "R" => d.router = opt(value),
@@ -751,13 +751,13 @@ impl EximLogParser {
             }
         }
         let mut rej = Rejection {
-            client_ip: host.ip_normalized().map(str::to_owned),
-            client_host: host.label().map(str::to_owned),
+            client_ip: host.ip_normalized().map(Text::owned),
+            client_host: host.label().map(Text::owned),
             sender: sender.map(strip_angles).and_then(opt),
             recipient: None,
             stage: SmtpStage::Other,
-            reason: String::new(),
-            message_id: id.map(str::to_owned),
+            reason: Text::default(),
+            message_id: id.map(Text::owned),
         };
         let ph = phrase.strip_prefix("temporarily ").unwrap_or(phrase);
         if let Some(r) = ph.strip_prefix("rejected ") {
@@ -783,11 +783,7 @@ impl EximLogParser {
                 (SmtpStage::Other, r)
             };
             rej.stage = stage;
-            rej.reason = after
-                .split_once(": ")
-                .map_or(phrase, |x| x.1)
-                .trim()
-                .to_owned();
+            rej.reason = Text::owned(after.split_once(": ").map_or(phrase, |x| x.1).trim());
         } else if let Some(a) = ph
             .strip_prefix("sender verify fail for ")
             .or_else(|| ph.strip_prefix("sender verify defer for "))
@@ -795,7 +791,7 @@ impl EximLogParser {
             let (addr, reason) = a.split_once(": ").unwrap_or((a, ""));
             rej.sender = opt(strip_angles(addr));
             rej.stage = SmtpStage::MailFrom;
-            rej.reason = if reason.is_empty() { phrase } else { reason }.to_owned();
+            rej.reason = Text::owned(if reason.is_empty() { phrase } else { reason });
         } else if let Some(a) = ph
             .strip_prefix("recipient verify fail for ")
             .or_else(|| ph.strip_prefix("recipient verify defer for "))
@@ -803,7 +799,7 @@ impl EximLogParser {
             let (addr, reason) = a.split_once(": ").unwrap_or((a, ""));
             rej.recipient = opt(strip_angles(addr));
             rej.stage = SmtpStage::RcptTo;
-            rej.reason = if reason.is_empty() { phrase } else { reason }.to_owned();
+            rej.reason = Text::owned(if reason.is_empty() { phrase } else { reason });
         } else if let Some((what, reason)) = ph.split_once(": discarded by ") {
             // A `discard` ACL verb: accepted on the wire, thrown away.
             if let Some(addr) = what.strip_prefix("RCPT ") {
@@ -812,17 +808,18 @@ impl EximLogParser {
             } else {
                 rej.stage = SmtpStage::Data;
             }
-            rej.reason = format!("discarded by {}", reason.trim());
+            rej.reason = format!("discarded by {}", reason.trim()).into();
         } else if let Some(a) = ph.strip_prefix("dropped by '") {
             let (acl, reason) = a.split_once('\'').unwrap_or((a, ""));
             rej.stage = acl_stage(acl);
-            rej.reason = reason
-                .trim_start_matches(" ACL")
-                .trim_start_matches(':')
-                .trim()
-                .to_owned();
+            rej.reason = Text::owned(
+                reason
+                    .trim_start_matches(" ACL")
+                    .trim_start_matches(':')
+                    .trim(),
+            );
             if rej.reason.is_empty() {
-                rej.reason = phrase.to_owned();
+                rej.reason = Text::owned(phrase);
             }
         } else if id.is_some() || IGNORED_SESSION.iter().any(|p| ph.starts_with(p)) {
             // With an id and no refusal: notes of a delivery attempt to that
@@ -952,13 +949,13 @@ impl EximLogParser {
         out: &mut Vec<Event>,
     ) -> LineOutcome {
         let rej = Rejection {
-            client_ip: h.ip_normalized().map(str::to_owned),
-            client_host: h.label().map(str::to_owned),
+            client_ip: h.ip_normalized().map(Text::owned),
+            client_host: h.label().map(Text::owned),
             sender: None,
             recipient: None,
             stage,
-            reason: reason.trim().to_owned(),
-            message_id: id.map(str::to_owned),
+            reason: Text::owned(reason.trim()),
+            message_id: id.map(Text::owned),
         };
         self.emit(
             Event::new(ctx.time, ctx.origin, EventBody::Rejection(rej)),
@@ -1072,16 +1069,16 @@ impl EximLogParser {
             sender: None,
             recipient: None,
             stage: SmtpStage::Data,
-            reason: whole[..reason_len].to_owned(),
-            message_id: Some(id.to_owned()),
+            reason: Text::owned(&whole[..reason_len]),
+            message_id: Some(Text::owned(id)),
         };
         if let Some(tail) = r.get(from_at + 8..) {
             let (addr, tail) = tail.split_once('>').unwrap_or((tail, ""));
             rej.sender = opt(addr);
             if let Some(t) = tail.strip_prefix(" (host=") {
                 let (h, n) = parse_host(t);
-                rej.client_ip = h.ip_normalized().map(str::to_owned);
-                rej.client_host = h.label().map(str::to_owned);
+                rej.client_ip = h.ip_normalized().map(Text::owned);
+                rej.client_host = h.label().map(Text::owned);
                 if let Some(rcpts) = t[n..].strip_prefix(") for ") {
                     rej.recipient = rcpts.split(' ').next().and_then(opt);
                 }
@@ -1111,9 +1108,9 @@ impl EximLogParser {
             None => (reason, None),
         };
         let f = AuthFailure {
-            client_ip: h.ip_normalized().map(str::to_owned),
-            client_host: h.label().map(str::to_owned),
-            authenticator: name.to_owned(),
+            client_ip: h.ip_normalized().map(Text::owned),
+            client_host: h.label().map(Text::owned),
+            authenticator: Text::owned(name),
             set_id: set_id.and_then(opt),
             reason: opt(reason),
         };
@@ -1126,8 +1123,8 @@ impl EximLogParser {
 }
 
 fn set_client(identity: &mut Identity, h: &Host<'_>) {
-    identity.client_host = h.label().map(str::to_owned);
-    identity.client_ip = h.ip_normalized().map(str::to_owned);
+    identity.client_host = h.label().map(Text::owned);
+    identity.client_ip = h.ip_normalized().map(Text::owned);
 }
 
 /// `Frozen (why)`, `Frozen`, `Message is frozen`, `frozen by <user>`;
@@ -1167,7 +1164,7 @@ fn governor(
     text: &str,
     outcome: DeliveryOutcome,
     id: &str,
-    recipient: String,
+    recipient: Text<'static>,
     identity: Identity,
 ) -> GovernorAction {
     let t = text.trim().trim_matches('"');
@@ -1205,7 +1202,7 @@ fn governor(
         outcome == DeliveryOutcome::Failed
     };
     GovernorAction {
-        message_id: Some(id.to_owned()),
+        message_id: Some(Text::owned(id)),
         domain,
         limit,
         count,

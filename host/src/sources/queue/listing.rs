@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::{QueueError, looks_like_message_id, lossy};
 use crate::normalize::{
-    Event, EventBody, MAX_RECIPIENTS, Origin, QueuedMessage, SYSTEM_USERS, Timestamp,
+    Event, EventBody, MAX_RECIPIENTS, Origin, QueuedMessage, SYSTEM_USERS, Text, Timestamp,
 };
 
 /// Exim's marker for a frozen message.
@@ -91,7 +91,7 @@ impl ListingParser {
                 } else if msg.recipients.len() <= MAX_RECIPIENTS {
                     // One past the cap is kept so the cut shows downstream
                     // (`Event::cap_recipients`); the rest cost nothing.
-                    msg.recipients.push(item.to_owned());
+                    msg.recipients.push(Text::owned(item));
                 }
             }
             _ => {
@@ -219,7 +219,7 @@ fn parse_message_line(line: &str) -> Option<QueuedMessage> {
         return None;
     }
     let mut msg = QueuedMessage {
-        message_id: id.to_owned(),
+        message_id: Text::owned(id),
         age_seconds,
         size,
         frozen,
@@ -228,9 +228,9 @@ fn parse_message_line(line: &str) -> Option<QueuedMessage> {
     };
     msg.identity.set_sender(sender);
     if let Some(login) = login {
-        msg.identity.local_user = Some(login.to_owned());
+        msg.identity.local_user = Some(Text::owned(login));
         if !SYSTEM_USERS.contains(&login) && login != "nobody" {
-            msg.identity.owner = Some(login.to_owned());
+            msg.identity.owner = Some(Text::owned(login));
         }
     }
     Some(msg)

@@ -19,7 +19,8 @@ use std::path::{Path, PathBuf};
 
 use super::{QueueError, lossy};
 use crate::normalize::{
-    Event, EventBody, Identity, MAX_RECIPIENTS, Origin, QueuedMessage, SYSTEM_USERS, Timestamp,
+    Event, EventBody, Identity, MAX_RECIPIENTS, Origin, QueuedMessage, SYSTEM_USERS, Text,
+    Timestamp,
 };
 use crate::sources::regular_file;
 
@@ -86,7 +87,7 @@ pub fn parse_header_bytes(
         .filter(|id| !id.is_empty() && !id.iter().any(u8::is_ascii_whitespace))
         .ok_or_else(|| err(1, "first line is not `<message id>-H`"))?;
     let mut msg = QueuedMessage {
-        message_id: lossy(message_id).into_owned(),
+        message_id: lossy(message_id).into_owned().into(),
         ..QueuedMessage::default()
     };
 
@@ -160,7 +161,7 @@ pub fn parse_header_bytes(
             _ => {}
         }
     };
-    msg.identity.client_ip = host_ip;
+    msg.identity.client_ip = host_ip.map(Text::from);
     if msg.identity.client_host.is_none() {
         msg.identity.client_host = helo;
     }
@@ -212,7 +213,7 @@ pub fn parse_header_bytes(
         // cap is kept so the cut shows (`Event::cap_recipients`).
         if recipients.len() <= MAX_RECIPIENTS && !delivered.contains(&address.to_ascii_lowercase())
         {
-            recipients.push(address);
+            recipients.push(address.into());
         }
     }
     msg.recipients = recipients;
@@ -237,9 +238,9 @@ pub fn parse_header_bytes(
             continue;
         };
         if name.eq_ignore_ascii_case("From") {
-            msg.from_header.get_or_insert(value);
+            msg.from_header.get_or_insert(value.into());
         } else if name.eq_ignore_ascii_case("Subject") {
-            msg.subject.get_or_insert(value);
+            msg.subject.get_or_insert(value.into());
         } else if let Some(kept) = KEPT_HEADERS.iter().find(|k| k.eq_ignore_ascii_case(name)) {
             if *kept == "Received" {
                 if !first_received {
@@ -250,7 +251,7 @@ pub fn parse_header_bytes(
             if *kept == "X-PHP-Script" && script_header.is_none() {
                 script_header = Some(value.clone());
             }
-            msg.headers.push(((*kept).to_owned(), value));
+            msg.headers.push((Text::owned(kept), value.into()));
         }
     }
 
@@ -525,9 +526,9 @@ fn split_header(text: &[u8]) -> Option<(&str, String)> {
     Some((name, value))
 }
 
-fn non_empty(s: &str) -> Option<String> {
+fn non_empty(s: &str) -> Option<Text<'static>> {
     let s = s.trim();
-    (!s.is_empty()).then(|| s.to_owned())
+    (!s.is_empty()).then(|| Text::owned(s))
 }
 
 /// A byte cursor that counts lines. Working on bytes (not `&str`) keeps

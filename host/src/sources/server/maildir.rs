@@ -18,7 +18,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::normalize::{EventBody, MailboxStats, Origin};
+use crate::normalize::{EventBody, MailboxStats, Origin, Text};
 use crate::sources::regular_file::{self, OpenError};
 
 use super::{Entry, Kind, Scan};
@@ -180,9 +180,9 @@ fn read_mailbox(
     scan.sink.emit(
         &origin,
         EventBody::MailboxStats(MailboxStats {
-            account: account.to_owned(),
-            domain: domain.to_owned(),
-            mailbox: mailbox.to_owned(),
+            account: Text::owned(account),
+            domain: Text::owned(domain),
+            mailbox: Text::owned(mailbox),
             bytes: tally.bytes,
             messages: u32::try_from(tally.messages).unwrap_or(u32::MAX),
             bounces: u32::try_from(tally.bounces()).unwrap_or(u32::MAX),

@@ -38,8 +38,8 @@ pub(super) fn read(scan: &mut Scan, config: &CpanelConfig) {
             name: "mailman".into(),
             enabled,
             details: vec![
-                ("lists".into(), lists.to_string()),
-                ("lists_dir".into(), lists_dir.display().to_string()),
+                ("lists".into(), lists.to_string().into()),
+                ("lists_dir".into(), lists_dir.display().to_string().into()),
             ],
         }),
     );

@@ -30,7 +30,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::normalize::{Event, EventBody, EventKind, Origin, Setting, Timestamp};
+use crate::normalize::{Event, EventBody, EventKind, Origin, Setting, Text, Timestamp};
 use crate::sources::regular_file::{self, OpenError};
 
 /// Largest configuration file read. `userdomains` on a big shared server is a
@@ -195,10 +195,10 @@ impl Sink {
         self.emit(
             origin,
             EventBody::Setting(Setting {
-                source: source.to_owned(),
-                scope: scope.map(str::to_owned),
-                key: key.to_owned(),
-                value: value.map(str::to_owned),
+                source: Text::owned(source),
+                scope: scope.map(Text::owned),
+                key: Text::owned(key),
+                value: value.map(Text::owned),
             }),
         );
     }
@@ -579,9 +579,12 @@ mod tests {
         events
             .iter()
             .filter_map(|e| match &e.body {
-                EventBody::Setting(s) if s.source == source => {
-                    Some((s.scope.clone(), s.key.clone(), s.value.clone(), e.line))
-                }
+                EventBody::Setting(s) if s.source == source => Some((
+                    s.scope.as_deref().map(str::to_owned),
+                    s.key.to_string(),
+                    s.value.as_deref().map(str::to_owned),
+                    e.line,
+                )),
                 _ => None,
             })
             .collect()
@@ -604,7 +607,12 @@ mod tests {
                     domain,
                     local_part,
                     target,
-                }) => Some((domain.clone(), local_part.clone(), target.clone(), e.line)),
+                }) => Some((
+                    domain.to_string(),
+                    local_part.to_string(),
+                    target.to_string(),
+                    e.line,
+                )),
                 _ => None,
             })
             .collect()
@@ -618,7 +626,13 @@ mod tests {
                     name: n,
                     enabled,
                     details,
-                }) if n == name => Some((*enabled, details.clone(), e.line)),
+                }) if n == name => {
+                    let details = details
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    Some((*enabled, details, e.line))
+                }
                 _ => None,
             })
             .collect()

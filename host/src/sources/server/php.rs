@@ -96,9 +96,9 @@ fn read_handlers(scan: &mut Scan) -> bool {
                 name: "php-handler".into(),
                 enabled: true,
                 details: vec![
-                    ("version".into(), version),
-                    ("handler".into(), handler),
-                    ("default".into(), is_default.to_string()),
+                    ("version".into(), version.into()),
+                    ("handler".into(), handler.into()),
+                    ("default".into(), is_default.to_string().into()),
                 ],
             }),
         );
@@ -156,7 +156,7 @@ fn read_suexec(scan: &mut Scan) {
                 "evidence".into(),
                 evidence
                     .as_deref()
-                    .map_or_else(|| "none".to_owned(), |p| p.display().to_string()),
+                    .map_or_else(|| "none".into(), |p| p.display().to_string().into()),
             )],
         }),
     );

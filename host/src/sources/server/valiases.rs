@@ -8,7 +8,7 @@
 //! lies in details such as `:fail:`, a quoted pipe or a comma-separated list,
 //! and deciding what they mean is a rule's job.
 
-use crate::normalize::{EventBody, MailAlias};
+use crate::normalize::{EventBody, MailAlias, Text};
 
 use super::Scan;
 
@@ -33,9 +33,9 @@ pub(super) fn read(scan: &mut Scan) {
             sink.emit(
                 origin,
                 EventBody::MailAlias(MailAlias {
-                    domain: domain.clone(),
-                    local_part: local_part.to_owned(),
-                    target: target.trim().to_owned(),
+                    domain: domain.clone().into(),
+                    local_part: Text::owned(local_part),
+                    target: Text::owned(target.trim()),
                 }),
             );
             Ok(())

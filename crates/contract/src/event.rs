@@ -14,7 +14,8 @@
 //! guest's allocator per string, which was over a third of a rule's time.)
 //! These types are part of the `spamward:rule` package version
 //! ([`crate::INTERFACE_VERSION`]): changing a field or adding a variant is a
-//! new version.
+//! new version. (Serde names matter only to JSON; postcard encodes fields by
+//! position and variants by index.)
 
 use std::borrow::Cow;
 use std::fmt;
@@ -22,7 +23,91 @@ use std::ops::Deref;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-pub use crate::types::{DeliveryOutcome, Timestamp};
+use crate::filter::IdentityField;
+
+/// Event time: seconds since 1970-01-01T00:00:00Z.
+pub type Timestamp = i64;
+
+/// What became of one delivery attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryOutcome {
+    /// Delivered (`=>`, `->`).
+    Delivered,
+    /// Deferred, to be retried (`==`).
+    Deferred,
+    /// Failed for good (`**`).
+    Failed,
+}
+
+/// The kinds of [`EventBody`], in the order of the WIT `event-kind` enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum EventKind {
+    MessageReceived,
+    Delivery,
+    MessageCompleted,
+    MessageFrozen,
+    Rejection,
+    AuthFailure,
+    GovernorAction,
+    QueuedMessage,
+    Setting,
+    MailAlias,
+    MailboxStats,
+    ServiceState,
+    Extension,
+}
+
+impl EventKind {
+    /// Every kind.
+    pub const ALL: [EventKind; 13] = [
+        EventKind::MessageReceived,
+        EventKind::Delivery,
+        EventKind::MessageCompleted,
+        EventKind::MessageFrozen,
+        EventKind::Rejection,
+        EventKind::AuthFailure,
+        EventKind::GovernorAction,
+        EventKind::QueuedMessage,
+        EventKind::Setting,
+        EventKind::MailAlias,
+        EventKind::MailboxStats,
+        EventKind::ServiceState,
+        EventKind::Extension,
+    ];
+
+    /// A bit for this kind in a subscription mask.
+    pub fn bit(self) -> u32 {
+        1 << (self as u32)
+    }
+
+    /// The snake_case name used in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::MessageReceived => "message_received",
+            EventKind::Delivery => "delivery",
+            EventKind::MessageCompleted => "message_completed",
+            EventKind::MessageFrozen => "message_frozen",
+            EventKind::Rejection => "rejection",
+            EventKind::AuthFailure => "auth_failure",
+            EventKind::GovernorAction => "governor_action",
+            EventKind::QueuedMessage => "queued_message",
+            EventKind::Setting => "setting",
+            EventKind::MailAlias => "mail_alias",
+            EventKind::MailboxStats => "mailbox_stats",
+            EventKind::ServiceState => "service_state",
+            EventKind::Extension => "extension",
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// A string of an event: borrowed from the batch the host sent, or owned
 /// when a test built the event.
@@ -32,6 +117,13 @@ pub use crate::types::{DeliveryOutcome, Timestamp};
 /// `to_string()`.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Text<'a>(Cow<'a, str>);
+
+impl Text<'static> {
+    /// An owned copy of `s`, to keep past the text it came from.
+    pub fn owned(s: &str) -> Self {
+        Text(Cow::Owned(s.to_owned()))
+    }
+}
 
 impl Text<'_> {
     /// The string.
@@ -155,8 +247,47 @@ pub struct Identity<'a> {
     pub client_host: Option<Text<'a>>,
 }
 
+impl Identity<'_> {
+    /// Sets `sender` and derives `sender_domain` from it (lower-cased);
+    /// `""` or `<>` mean the null sender.
+    pub fn set_sender(&mut self, sender: &str) {
+        let sender = sender.trim_start_matches('<').trim_end_matches('>');
+        if sender.is_empty() {
+            self.sender = None;
+            self.sender_domain = None;
+        } else {
+            self.sender_domain = sender
+                .rsplit_once('@')
+                .map(|(_, d)| d.to_ascii_lowercase())
+                .filter(|d| !d.is_empty())
+                .map(Text::from);
+            self.sender = Some(Text::from(sender.to_owned()));
+        }
+    }
+
+    /// The value of `field` (the sender's local part is derived); empty
+    /// strings count as absent.
+    pub fn field(&self, field: IdentityField) -> Option<&str> {
+        let value = match field {
+            IdentityField::Sender => self.sender.as_deref(),
+            IdentityField::SenderLocalPart => self
+                .sender
+                .as_deref()
+                .and_then(|s| s.rsplit_once('@'))
+                .map(|(local, _)| local),
+            IdentityField::SenderDomain => self.sender_domain.as_deref(),
+            IdentityField::AuthId => self.auth_id.as_deref(),
+            IdentityField::LocalUser => self.local_user.as_deref(),
+            IdentityField::Owner => self.owner.as_deref(),
+            IdentityField::Script => self.script.as_deref(),
+            IdentityField::ClientIp => self.client_ip.as_deref(),
+        };
+        value.filter(|v| !v.is_empty())
+    }
+}
+
 /// A message accepted by the MTA (Exim `<=`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MessageReceived<'a> {
     /// The MTA's message id.
     #[serde(borrow)]
@@ -189,7 +320,6 @@ pub struct Delivery<'a> {
     #[serde(borrow)]
     pub message_id: Text<'a>,
     /// What became of the attempt.
-    #[serde(with = "outcome_code")]
     pub outcome: DeliveryOutcome,
     /// The recipient address.
     #[serde(borrow)]
@@ -216,7 +346,7 @@ pub struct Delivery<'a> {
 
 /// A message left the queue, or was frozen; the identity is joined from its
 /// arrival when it was seen.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MessageState<'a> {
     /// The message.
     #[serde(borrow)]
@@ -231,6 +361,7 @@ pub struct MessageState<'a> {
 
 /// The SMTP phase a rejection happened in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum SmtpStage {
     Connect,
@@ -288,6 +419,7 @@ pub struct AuthFailure<'a> {
 
 /// Which sending limit of the hosting panel acted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum GovernorLimit {
     /// "has exceeded the max emails per hour".
     MaxEmailsPerHour,
@@ -329,7 +461,7 @@ pub struct GovernorAction<'a> {
 }
 
 /// A message sitting in the queue (`exim -bp`, spool `-H` files).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueuedMessage<'a> {
     /// The message id.
     #[serde(borrow)]
@@ -429,7 +561,7 @@ pub struct ServiceState<'a> {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Extension<'a> {
     /// What kind of event it is.
-    #[serde(borrow)]
+    #[serde(borrow, rename = "extension_kind")]
     pub kind: Text<'a>,
     /// Its fields.
     #[serde(borrow)]
@@ -438,6 +570,7 @@ pub struct Extension<'a> {
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum EventBody<'a> {
     #[serde(borrow)]
@@ -473,8 +606,8 @@ pub enum EventBody<'a> {
 pub struct Event<'a> {
     /// Unique within a run; cite it in a finding as evidence.
     pub id: u64,
-    /// When it happened, as written in the source: seconds since
-    /// 1970-01-01T00:00:00 of the written wall clock (no time zone applied).
+    /// When it happened: seconds since 1970-01-01T00:00:00Z (the host turns
+    /// a source's local times into instants).
     pub time: Timestamp,
     /// What happened.
     #[serde(borrow)]
@@ -483,7 +616,20 @@ pub struct Event<'a> {
 
 /// Appends `event`'s encoding to `batch` (the host's side of the boundary).
 pub fn encode(event: &Event<'_>, batch: &mut Vec<u8>) {
-    let bytes = postcard::to_extend(event, std::mem::take(batch))
+    encode_parts(event.id, event.time, &event.body, batch);
+}
+
+/// Appends the encoding of the event `id` at `time` with `body` to `batch`:
+/// the same bytes as [`encode`], for a body the caller keeps.
+pub fn encode_parts(id: u64, time: Timestamp, body: &EventBody<'_>, batch: &mut Vec<u8>) {
+    /// [`Event`]'s fields in order, the body borrowed.
+    #[derive(Serialize)]
+    struct Parts<'b, 'a> {
+        id: u64,
+        time: Timestamp,
+        body: &'b EventBody<'a>,
+    }
+    let bytes = postcard::to_extend(&Parts { id, time, body }, std::mem::take(batch))
         // Only sequences of unknown length can fail to encode; events have none.
         .expect("an event always encodes");
     *batch = bytes;
@@ -549,37 +695,10 @@ impl<'a> Iterator for Decode<'a> {
     }
 }
 
-/// `DeliveryOutcome` comes from the WIT bindings (subscription filters use
-/// it too), which derive no serde traits; it crosses as its case number.
-mod outcome_code {
-    use super::DeliveryOutcome;
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-    pub fn serialize<S: Serializer>(o: &DeliveryOutcome, s: S) -> Result<S::Ok, S::Error> {
-        let code: u8 = match o {
-            DeliveryOutcome::Delivered => 0,
-            DeliveryOutcome::Deferred => 1,
-            DeliveryOutcome::Failed => 2,
-        };
-        code.serialize(s)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DeliveryOutcome, D::Error> {
-        match u8::deserialize(d)? {
-            0 => Ok(DeliveryOutcome::Delivered),
-            1 => Ok(DeliveryOutcome::Deferred),
-            2 => Ok(DeliveryOutcome::Failed),
-            n => Err(serde::de::Error::custom(format!(
-                "delivery outcome {n} is not one of 0..=2"
-            ))),
-        }
-    }
-}
-
 impl EventBody<'_> {
     /// The event's kind.
-    pub fn kind(&self) -> crate::types::EventKind {
-        use crate::types::EventKind as K;
+    pub fn kind(&self) -> EventKind {
+        use EventKind as K;
         match self {
             EventBody::MessageReceived(_) => K::MessageReceived,
             EventBody::Delivery(_) => K::Delivery,

@@ -3,7 +3,7 @@
 //!
 //! This is the one implementation of these semantics. The spamward host keeps
 //! a [`RuleState`] per rule behind its `window-add`/`distinct-add`/`kv-*`
-//! imports, and the native [`crate::testing`] harness uses the same type, so a
+//! imports, and the SDK's native test harness uses the same type, so a
 //! rule tested with `cargo test` counts exactly as it will in the daemon.
 //!
 //! A window `w` at time `at` covers `(at - w, at]`. Events are expected in
