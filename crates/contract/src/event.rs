@@ -23,8 +23,6 @@ use std::ops::Deref;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::filter::IdentityField;
-
 /// Event time: seconds since 1970-01-01T00:00:00Z.
 pub type Timestamp = i64;
 
@@ -263,26 +261,6 @@ impl Identity<'_> {
                 .map(Text::from);
             self.sender = Some(Text::from(sender.to_owned()));
         }
-    }
-
-    /// The value of `field` (the sender's local part is derived); empty
-    /// strings count as absent.
-    pub fn field(&self, field: IdentityField) -> Option<&str> {
-        let value = match field {
-            IdentityField::Sender => self.sender.as_deref(),
-            IdentityField::SenderLocalPart => self
-                .sender
-                .as_deref()
-                .and_then(|s| s.rsplit_once('@'))
-                .map(|(local, _)| local),
-            IdentityField::SenderDomain => self.sender_domain.as_deref(),
-            IdentityField::AuthId => self.auth_id.as_deref(),
-            IdentityField::LocalUser => self.local_user.as_deref(),
-            IdentityField::Owner => self.owner.as_deref(),
-            IdentityField::Script => self.script.as_deref(),
-            IdentityField::ClientIp => self.client_ip.as_deref(),
-        };
-        value.filter(|v| !v.is_empty())
     }
 }
 

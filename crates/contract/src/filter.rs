@@ -5,7 +5,7 @@
 //! its events, the SDK's native harness to the events a test feeds, so a
 //! rule under `cargo test` sees exactly the events it would in the host.
 
-use crate::event::{DeliveryOutcome, EventBody, EventKind, Text};
+use crate::event::{DeliveryOutcome, EventBody, EventKind, Identity, Text};
 
 /// A field of an event's sender identity a filter can test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,6 +20,28 @@ pub enum IdentityField {
     Owner,
     Script,
     ClientIp,
+}
+
+impl Identity<'_> {
+    /// The value of `field` (the sender's local part is derived); empty
+    /// strings count as absent.
+    pub fn field(&self, field: IdentityField) -> Option<&str> {
+        let value = match field {
+            IdentityField::Sender => self.sender.as_deref(),
+            IdentityField::SenderLocalPart => self
+                .sender
+                .as_deref()
+                .and_then(|s| s.rsplit_once('@'))
+                .map(|(local, _)| local),
+            IdentityField::SenderDomain => self.sender_domain.as_deref(),
+            IdentityField::AuthId => self.auth_id.as_deref(),
+            IdentityField::LocalUser => self.local_user.as_deref(),
+            IdentityField::Owner => self.owner.as_deref(),
+            IdentityField::Script => self.script.as_deref(),
+            IdentityField::ClientIp => self.client_ip.as_deref(),
+        };
+        value.filter(|v| !v.is_empty())
+    }
 }
 
 /// An identity field and the values it may take.

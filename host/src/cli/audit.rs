@@ -13,8 +13,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::exit::Outcome;
-use super::{Cli, Engine, server_root_read, warn};
-use crate::engine::Dispatcher;
+use super::{Cli, Setup, server_root_read, warn};
 use crate::normalize::{EventBody, EventKind};
 use crate::policy::{Finding, Severity};
 use crate::report::terminal;
@@ -61,8 +60,8 @@ enum Status {
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
-    let engine = Engine::load(cli)?;
-    let now = engine.ingest.zone.at_system_time(SystemTime::now());
+    let setup = Setup::load(cli)?;
+    let now = setup.ingest.zone.at_system_time(SystemTime::now());
     let mut events = Vec::new();
     let report = read_server_state(&args.root, now, &mut events);
     let mut outcome = Outcome {
@@ -86,9 +85,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let checks: Vec<String> = engine
+    let checks: Vec<String> = setup
         .rules
-        .rules
+        .all()
         .values()
         .filter(|r| {
             r.meta
@@ -98,14 +97,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         })
         .map(|r| r.meta.name.clone())
         .collect();
-    let runners = engine.runners(lookups.clone())?;
-    outcome.incomplete |= engine.load_failed() || !runners.disabled.is_empty();
-    let disabled: Vec<String> = runners.disabled.iter().map(|(n, _)| n.clone()).collect();
-    let mut dispatcher = Dispatcher::new(runners.runners, engine.config.engine.dispatch(), lookups);
+    let mut pipeline = setup.pipeline(lookups)?;
+    outcome.incomplete |= setup.rules_failed(&pipeline);
+    let disabled: Vec<String> = pipeline.disabled().iter().map(|(n, _)| n.clone()).collect();
     for event in events {
-        dispatcher.push(event);
+        pipeline.push(event);
     }
-    let (findings, reports) = dispatcher.finish();
+    let (findings, reports) = pipeline.finish();
     let findings: Vec<Finding> = findings
         .into_iter()
         .filter(|f| checks.contains(&f.rule))
@@ -137,7 +135,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         } else {
             Status::NotApplicable
         };
-        let rule = engine.rules.rules.get(name);
+        let rule = setup.rules.all().get(name);
         let summary = rule.map_or("", |r| r.meta.summary.as_str());
         let (label, index) = match status {
             Status::Failed => ("FAIL", 0),

@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::{Cli, Engine, synthetic};
-use crate::engine::Dispatcher;
+use super::{Cli, Setup, synthetic};
 use crate::ingest::ingest_file;
 
 /// `bench` arguments.
@@ -59,13 +58,13 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let engine = Engine::load(cli)?;
+    let setup = Setup::load(cli)?;
     // The generated log's own domains are this "server's" local domains.
     let lookups = Arc::new(synthetic::lookups());
     // The rules that run: `[rules.<name>] enabled = false` leaves one out.
     let mut names = Vec::new();
-    for (name, rule) in &engine.rules.rules {
-        if engine.config.rule(&rule.meta)?.enabled {
+    for (name, rule) in setup.rules.all() {
+        if setup.config.rule(&rule.meta)?.enabled {
             names.push(name.clone());
         }
     }
@@ -86,7 +85,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         let mut count = 0u64;
         let summary = ingest_file(
             &log,
-            &engine.ingest,
+            &setup.ingest,
             &mut |e| {
                 count += 1;
                 std::hint::black_box(&e);
@@ -100,19 +99,15 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         lines = summary.lines;
         events = count;
 
-        let mut dispatcher = Dispatcher::new(
-            engine.runners(lookups.clone())?.runners,
-            engine.config.engine.dispatch(),
-            lookups.clone(),
-        );
+        let mut pipeline = setup.pipeline(lookups.clone())?;
         let (started, cpu_started) = (Instant::now(), process_cpu());
         ingest_file(
             &log,
-            &engine.ingest,
-            &mut |e| dispatcher.push(e),
+            &setup.ingest,
+            &mut |e| pipeline.push(e),
             &mut |_, _| {},
         );
-        let (findings, reports) = dispatcher.finish();
+        let (findings, reports) = pipeline.finish();
         let (all, all_cpu) = (started.elapsed(), process_cpu() - cpu_started);
         println!(
             "round {round}: parse-only {:>9.0} lines/s ({:.2} s, cpu {:.2} s)   all rules {:>9.0} lines/s ({:.2} s, cpu {:.2} s)   ratio {:.2}x (cpu {:.2}x)   findings {}",
@@ -156,7 +151,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         "cpu:  parse-only {:.2} s; all rules {:.2} s on {} rule worker(s); all-rules/parse-only cpu ratio {:.2}x",
         best_parse_cpu.as_secs_f64(),
         best_rules_cpu.as_secs_f64(),
-        engine.config.engine.dispatch().worker_threads(),
+        setup.config.engine.dispatch().worker_threads(),
         best_rules_cpu.as_secs_f64() / best_parse_cpu.as_secs_f64()
     );
     Ok(ExitCode::SUCCESS)

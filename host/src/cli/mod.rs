@@ -18,13 +18,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::engine::{ComponentCache, RuleFailure, RuleRunner, RuleSet, Sandbox};
 use crate::ingest::{FileSummary, IngestOptions};
 use crate::normalize::LocalZone;
+use crate::pipeline::{Pipeline, Rules};
 use crate::report::terminal;
 use crate::sources::server::ServerStateReport;
 use crate::state::HostLookups;
@@ -142,106 +141,53 @@ impl Cli {
 
 /// Everything needed to run rules: the sandbox, the loaded rules and the
 /// configuration they run with.
-struct Engine {
-    sandbox: Sandbox,
-    rules: RuleSet,
+/// What every command that runs rules starts from: the configuration,
+/// the rules it names, and how inputs are read.
+struct Setup {
     config: Config,
-    /// How inputs are read.
+    rules: Rules,
     ingest: IngestOptions,
 }
 
-/// The rules that run, and the ones that could not start.
-struct Runners {
-    runners: Vec<RuleRunner>,
-    /// Rules that loaded but could not start, with why.
-    disabled: Vec<(String, RuleFailure)>,
-}
-
-impl Engine {
+impl Setup {
+    /// Loads the configuration (flags over `spamward.toml`) and the rules,
+    /// warning about each rule that could not be loaded.
     fn load(cli: &Cli) -> anyhow::Result<Self> {
         let config = cli.load_config()?;
         let zone = cli.zone(&config)?;
-        let sandbox =
-            Sandbox::new(config.engine.limits()).context("cannot start the wasm engine")?;
-        let cache = match cli
+        let rules_dir = cli.rules.as_deref().or(config.engine.rules_dir.as_deref());
+        let cache_dir = cli
             .cache_dir
-            .clone()
-            .or_else(|| config.engine.cache_dir.clone())
-        {
-            Some(dir) => ComponentCache::new(dir),
-            None => ComponentCache::default_dir()
-                .map_or_else(ComponentCache::disabled, ComponentCache::new),
-        };
-        let rules_dir = cli
-            .rules
-            .clone()
-            .or_else(|| config.engine.rules_dir.clone());
-        let rules = RuleSet::load(&sandbox, &cache, rules_dir.as_deref())?;
-        for e in &rules.errors {
+            .as_deref()
+            .or(config.engine.cache_dir.as_deref());
+        let rules = Rules::load(&config, rules_dir, cache_dir)?;
+        for e in rules.errors() {
             warn(&format!("rule not loaded: {e}"));
         }
-        config.check_rule_names(rules.rules.keys().map(String::as_str))?;
-        Ok(Engine {
-            sandbox,
-            rules,
+        Ok(Setup {
             config,
+            rules,
             ingest: IngestOptions { zone, stop: None },
         })
     }
 
-    /// Runners for every enabled rule, initialised with its settings.
-    ///
-    /// A rule that rejects settings the admin gave is a configuration error
-    /// (nothing runs until it is fixed); one that cannot start on its own
-    /// defaults is the rule's fault: it is disabled, said so, and the others
-    /// run.
-    fn runners(&self, lookups: Arc<HostLookups>) -> anyhow::Result<Runners> {
-        let mut runners = Vec::new();
-        let mut disabled = Vec::new();
-        for (name, rule) in &self.rules.rules {
-            let rc = self.config.rule(&rule.meta)?;
-            if !rc.enabled {
-                continue;
-            }
-            let configured = self
-                .config
-                .rules
-                .get(name)
-                .is_some_and(|t| t.keys().any(|k| k != "enabled" && k != "mode"));
-            match RuleRunner::new(
-                rule.clone(),
-                rc.settings,
-                rc.mode,
-                lookups.clone(),
-                self.sandbox.limits(),
-            ) {
-                Ok(runner) => runners.push(runner),
-                Err(RuleFailure::Settings(e)) if configured => {
-                    let file = self
-                        .config
-                        .path
-                        .as_ref()
-                        .map_or("spamward.toml".into(), |p| p.display().to_string());
-                    anyhow::bail!("{file}: [rules.{name}]: rejected its settings: {e}");
-                }
-                Err(e) => {
-                    warn(&format!("rule {name} disabled: it {e}"));
-                    disabled.push((name.clone(), e));
-                }
-            }
+    /// The pipeline of every enabled rule on `lookups`, warning about each
+    /// rule that failed to start.
+    fn pipeline(&self, lookups: Arc<HostLookups>) -> anyhow::Result<Pipeline> {
+        let pipeline = Pipeline::from_config(&self.config, &self.rules, lookups)?;
+        for (name, e) in pipeline.disabled() {
+            warn(&format!("rule {name} disabled: it {e}"));
         }
-        Ok(Runners { runners, disabled })
+        Ok(pipeline)
     }
 
-    /// Whether any rule failed to load.
-    fn load_failed(&self) -> bool {
-        !self.rules.errors.is_empty()
+    /// Whether a rule could not be loaded or started: the run's results may
+    /// be incomplete.
+    fn rules_failed(&self, pipeline: &Pipeline) -> bool {
+        !self.rules.errors().is_empty() || !pipeline.disabled().is_empty()
     }
 }
 
-/// Says what could not be read under `--root`: a root that is not there is
-/// a usage error; a file there that cannot be read is a warning, and makes
-/// the results incomplete (true): the checks and owners it holds are blind.
 fn server_root_read(root: &Path, report: &ServerStateReport) -> anyhow::Result<bool> {
     if report.root_missing {
         anyhow::bail!(

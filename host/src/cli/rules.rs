@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use super::{Cli, Engine};
+use super::{Cli, Setup};
 use crate::engine::RuleMeta;
 
 /// `rules` subcommands.
@@ -23,12 +23,12 @@ pub enum Command {
 }
 
 pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<ExitCode> {
-    let engine = Engine::load(cli)?;
+    let setup = Setup::load(cli)?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match cmd {
         Command::List { json: true } => {
-            for rule in engine.rules.rules.values() {
+            for rule in setup.rules.all().values() {
                 serde_json::to_writer(&mut out, &rule.meta)?;
                 out.write_all(b"\n")?;
             }
@@ -39,7 +39,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<ExitCode> {
                 "{:<18} {:<8} {:<8} {:<40} SUMMARY",
                 "RULE", "VERSION", "SOURCE", "SUBSCRIBES"
             )?;
-            for rule in engine.rules.rules.values() {
+            for rule in setup.rules.all().values() {
                 let m = &rule.meta;
                 writeln!(
                     out,
@@ -57,12 +57,12 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Info { name } => {
-            let Some(rule) = engine.rules.rules.get(name) else {
+            let Some(rule) = setup.rules.all().get(name) else {
                 anyhow::bail!(
                     "no rule named {name:?} (available: {})",
-                    engine
+                    setup
                         .rules
-                        .rules
+                        .all()
                         .keys()
                         .cloned()
                         .collect::<Vec<_>>()

@@ -16,8 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::exit::Outcome;
 use super::signals::Interrupt;
-use super::{Cli, Engine, print_summary, server_root_read, warn};
-use crate::engine::Dispatcher;
+use super::{Cli, Setup, print_summary, server_root_read, warn};
 use crate::ingest::{FileSummary, ingest_file};
 use crate::policy::Severity;
 use crate::report::{TopSenders, render_findings, terminal};
@@ -55,17 +54,16 @@ pub struct Args {
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     // First: a signal while the rules load must not lose the run either.
     let interrupt = Interrupt::install().context("cannot install signal handlers")?;
-    let mut engine = Engine::load(cli)?;
-    engine.ingest.stop = Some(interrupt.flag());
+    let mut setup = Setup::load(cli)?;
+    setup.ingest.stop = Some(interrupt.flag());
     let (lookups, report) = HostLookups::load(&args.root);
     let mut outcome = Outcome {
         incomplete: server_root_read(&args.root, &report)?,
         ..Outcome::default()
     };
     let lookups = Arc::new(lookups);
-    let runners = engine.runners(lookups.clone())?;
-    outcome.incomplete |= engine.load_failed() || !runners.disabled.is_empty();
-    let mut dispatcher = Dispatcher::new(runners.runners, engine.config.engine.dispatch(), lookups);
+    let mut pipeline = setup.pipeline(lookups)?;
+    outcome.incomplete |= setup.rules_failed(&pipeline);
     let mut senders = TopSenders::new();
     let mut summaries: Vec<FileSummary> = Vec::new();
 
@@ -76,10 +74,10 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         let bar = progress_bar(path, args.json);
         let summary = ingest_file(
             path,
-            &engine.ingest,
+            &setup.ingest,
             &mut |event| {
                 senders.observe(&event);
-                dispatcher.push(event);
+                pipeline.push(event);
             },
             &mut |done, total| {
                 if let Some(total) = total {
@@ -97,7 +95,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             .clone()
             .or_else(relay_probe::find_exim)
             .context("--queue: no Exim binary found (give one with --exim)")?;
-        let now = engine.ingest.zone.at_system_time(SystemTime::now());
+        let now = setup.ingest.zone.at_system_time(SystemTime::now());
         let mut events = Vec::new();
         match queue::run_exim_bp(&exim, now, &mut events) {
             Ok(problems) => {
@@ -113,10 +111,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         }
         for event in events {
             senders.observe(&event);
-            dispatcher.push(event);
+            pipeline.push(event);
         }
     }
-    let (findings, reports) = dispatcher.finish();
+    let disabled = pipeline.disabled().to_vec();
+    let (findings, reports) = pipeline.finish();
     outcome.signal = interrupt.received();
     outcome.findings = Outcome::fails_on(&findings, args.fail_on);
 
@@ -150,7 +149,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         print_summary(s);
         outcome.incomplete |= s.error.is_some();
     }
-    for (name, failure) in &runners.disabled {
+    for (name, failure) in &disabled {
         eprintln!(
             "rule {name}: disabled: it {}",
             terminal::escape(&failure.to_string())

@@ -1,6 +1,6 @@
 //! The dispatcher: gathers normalized events into batches, hands each rule
-//! only the kinds it subscribed to, and passes verdicts to the policy with
-//! the lines they cite.
+//! only the kinds it subscribed to, and hands the rules' verdicts, with the
+//! lines they cite, to a sink as they come back (the policy, in a pipeline).
 //!
 //! One crossing of the wasm boundary per rule per batch; a rule that wants
 //! none of a batch's kinds is not called at all. Rules run on the worker
@@ -13,7 +13,7 @@ use super::convert;
 use super::pool::{Lane, Pool};
 use super::runner::{Health, RuleBatch, RuleRunner};
 use crate::normalize::{Event, Timestamp};
-use crate::policy::{Action, Citation, Finding, Mode, Policy, RuleGrant, Verdict};
+use crate::policy::{Citation, RuleVerdict, Verdict};
 use crate::state::HostLookups;
 
 /// Events per batch unless configured.
@@ -48,13 +48,13 @@ impl DispatchOptions {
     }
 }
 
-/// Feeds events to rules and collects findings.
+/// Feeds events to rules and hands back their verdicts.
 ///
 /// The caller's thread normalizes and batches; rules run on the worker pool
-/// meanwhile, and their verdicts reach the policy here, in each rule's order.
+/// meanwhile, and their verdicts reach the caller's sink at each batch
+/// handed over, in each rule's order.
 pub struct Dispatcher {
     pool: Pool<RuleLane>,
-    grants: Vec<Grant>,
     /// [`crate::normalize::EventKind::bit`]s any rule subscribed to.
     subscribed: u32,
     pending: Vec<Event>,
@@ -66,15 +66,6 @@ pub struct Dispatcher {
     batch_size: usize,
     next_id: u64,
     batch_no: u64,
-    policy: Policy,
-}
-
-/// What the policy needs to know of a rule, kept on the dispatcher's side
-/// while the rule runs elsewhere.
-struct Grant {
-    name: String,
-    declared: Vec<Action>,
-    mode: Mode,
 }
 
 /// A rule's end-of-run report.
@@ -88,7 +79,7 @@ pub struct RuleReport {
     /// Whether it ended the run quarantined.
     pub quarantined: bool,
     /// Verdicts the policy dropped because the rule had made too many
-    /// findings.
+    /// findings (filled in by whoever ran the policy).
     pub dropped_findings: u64,
 }
 
@@ -144,16 +135,10 @@ impl Encoded {
 /// An event's file, line and time.
 type Source = (Arc<str>, u64, Timestamp);
 
-/// A verdict with what it cites, ready for the policy.
-struct Admitted {
-    verdict: Verdict,
-    time: Option<Timestamp>,
-    citations: Vec<Citation>,
-}
-
 /// One rule on the pool: its runner, and the sources of the events it was
 /// recently given, to resolve what its verdicts cite.
 struct RuleLane {
+    name: Arc<str>,
     runner: RuleRunner,
     lookups: Arc<HostLookups>,
     /// The rule's share of the current batch, encoded (reused).
@@ -165,7 +150,7 @@ struct RuleLane {
 
 impl Lane for RuleLane {
     type Input = Batch;
-    type Output = Vec<Admitted>;
+    type Output = Vec<RuleVerdict>;
     type Interest = u32;
 
     fn interest(&self) -> u32 {
@@ -176,7 +161,7 @@ impl Lane for RuleLane {
         mask & batch.kinds != 0
     }
 
-    fn run(&mut self, batch: &Batch) -> Vec<Admitted> {
+    fn run(&mut self, batch: &Batch) -> Vec<RuleVerdict> {
         let rule = self.runner.rule();
         self.batch.clear();
         for (index, event) in batch.events.iter().enumerate() {
@@ -212,7 +197,7 @@ impl RuleLane {
 
     /// The verdict with the sources of the events it cites that are still
     /// remembered; ids outside the batches the rule was given are ignored.
-    fn cite(&self, verdict: Verdict) -> Admitted {
+    fn cite(&self, verdict: Verdict) -> RuleVerdict {
         let mut time = None;
         let mut citations = Vec::new();
         for &id in &verdict.events {
@@ -230,7 +215,8 @@ impl RuleLane {
                 });
             }
         }
-        Admitted {
+        RuleVerdict {
+            rule: self.name.clone(),
             verdict,
             time,
             citations,
@@ -246,20 +232,13 @@ impl Dispatcher {
         options: DispatchOptions,
         lookups: Arc<HostLookups>,
     ) -> Self {
-        let grants = runners
-            .iter()
-            .map(|r| Grant {
-                name: r.rule().meta.name.clone(),
-                declared: r.rule().meta.actions.clone(),
-                mode: r.mode(),
-            })
-            .collect();
         let subscribed = runners
             .iter()
             .fold(0, |mask, r| mask | r.rule().subscriptions);
         let lanes = runners
             .into_iter()
             .map(|runner| RuleLane {
+                name: runner.rule().meta.name.as_str().into(),
                 runner,
                 lookups: lookups.clone(),
                 batch: RuleBatch::default(),
@@ -271,27 +250,27 @@ impl Dispatcher {
         let batch_size = options.batch_size.max(1);
         Dispatcher {
             pool: Pool::new(lanes, workers),
-            grants,
             subscribed,
             pending: Vec::with_capacity(batch_size),
             submitted: VecDeque::new(),
             batch_size,
             next_id: 1,
             batch_no: 0,
-            policy: Policy::new(),
         }
     }
 
-    /// Queues one event; hands a batch to the rules when enough are queued.
-    pub fn push(&mut self, event: Event) {
+    /// Queues one event; hands a batch to the rules when enough are queued,
+    /// and the verdicts that came back meanwhile to `sink`.
+    pub fn push(&mut self, event: Event, sink: &mut impl FnMut(RuleVerdict)) {
         self.pending.push(event);
         if self.pending.len() >= self.batch_size {
-            self.flush();
+            self.flush(sink);
         }
     }
 
-    /// Hands whatever is queued to the rules.
-    fn flush(&mut self) {
+    /// Hands whatever is queued to the rules (a partial batch, when input
+    /// pauses), and the verdicts that came back meanwhile to `sink`.
+    pub fn flush(&mut self, sink: &mut impl FnMut(RuleVerdict)) {
         if self.pending.is_empty() {
             return;
         }
@@ -319,44 +298,30 @@ impl Dispatcher {
         {
             self.submitted.pop_front();
         }
-        admit(&mut self.policy, &self.grants, self.pool.take_outputs());
+        drain(self.pool.take_outputs(), sink);
     }
 
-    /// Runs what is queued and returns the findings and each rule's report.
-    pub fn finish(mut self) -> (Vec<Finding>, Vec<RuleReport>) {
-        self.flush();
-        let Dispatcher {
-            pool,
-            grants,
-            mut policy,
-            ..
-        } = self;
-        let (lanes, outputs) = pool.finish();
-        admit(&mut policy, &grants, outputs);
-        let reports = lanes
+    /// Runs what is queued, hands every remaining verdict to `sink`, and
+    /// returns each rule's report.
+    pub fn finish(mut self, sink: &mut impl FnMut(RuleVerdict)) -> Vec<RuleReport> {
+        self.flush(sink);
+        let (lanes, outputs) = self.pool.finish();
+        drain(outputs, sink);
+        lanes
             .iter()
             .map(|lane| RuleReport {
                 rule: lane.runner.rule().meta.name.clone(),
                 health: lane.runner.health().clone(),
                 quarantined: lane.runner.health().quarantined_until.is_some(),
-                dropped_findings: policy.dropped(&lane.runner.rule().meta.name),
+                dropped_findings: 0,
             })
-            .collect();
-        (policy.into_findings(), reports)
+            .collect()
     }
 }
 
-/// Passes rules' verdicts to the policy, each rule's in its own order.
-fn admit(policy: &mut Policy, grants: &[Grant], outputs: Vec<(usize, Vec<Admitted>)>) {
-    for (lane, admitted) in outputs {
-        let g = &grants[lane];
-        let grant = RuleGrant {
-            name: &g.name,
-            declared: &g.declared,
-            mode: g.mode,
-        };
-        for a in admitted {
-            policy.admit(&grant, a.verdict, a.time, a.citations);
-        }
+/// Hands the rules' verdicts to `sink`, each rule's in its own order.
+fn drain(outputs: Vec<(usize, Vec<RuleVerdict>)>, sink: &mut impl FnMut(RuleVerdict)) {
+    for verdict in outputs.into_iter().flat_map(|(_, verdicts)| verdicts) {
+        sink(verdict);
     }
 }

@@ -1,4 +1,5 @@
-//! Policy: every verdict passes here before anything may act on it.
+//! Policy: the stage after the engine. Every verdict passes here before
+//! anything may act on it.
 //!
 //! Rules only *request* actions. The policy checks a request against what
 //! the rule declared (a rule can't ask for an action it didn't list),
@@ -12,6 +13,7 @@
 //! counted, and said once.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -85,50 +87,107 @@ const MAX_CITATIONS: usize = 5;
 /// Findings one rule may make.
 pub const MAX_FINDINGS_PER_RULE: usize = 1000;
 
-/// Folds verdicts into findings.
-#[derive(Debug, Default)]
-pub struct Policy {
-    findings: Vec<Finding>,
-    index: HashMap<(String, Target, Action), usize>,
-    /// Per rule: findings made and verdicts dropped past the cap.
-    per_rule: HashMap<String, (usize, u64)>,
+/// A verdict as it leaves the engine: the rule that made it, the time of
+/// the newest event it cites, and the lines those events came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleVerdict {
+    /// The rule's name.
+    pub rule: Arc<str>,
+    /// What it said.
+    pub verdict: Verdict,
+    /// Event time of the newest cited event still known.
+    pub time: Option<Timestamp>,
+    /// Where the cited events came from.
+    pub citations: Vec<Citation>,
 }
 
-/// What the policy needs to know about the rule that spoke.
-pub struct RuleGrant<'a> {
-    /// Rule name.
-    pub name: &'a str,
+/// What the policy knows of a rule: what it declared and how the admin set
+/// it. Updated when a rule or its settings are (re)loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
     /// Actions the rule declared.
-    pub declared: &'a [Action],
+    pub declared: Vec<Action>,
     /// The rule's mode.
     pub mode: Mode,
 }
 
+/// The policy stage: folds the verdicts the engine hands over into
+/// findings, deciding for each what its requested action may do.
+///
+/// Its memory is bounded two ways: a rule holds at most
+/// [`MAX_FINDINGS_PER_RULE`] findings, and with a [`Policy::forgetting`]
+/// window a finding nobody repeated for that long (in event time) is
+/// forgotten, so a later verdict about the same target starts a new one.
+#[derive(Debug, Default)]
+pub struct Policy {
+    grants: HashMap<Arc<str>, Grant>,
+    findings: Vec<Finding>,
+    index: HashMap<(Arc<str>, Target, Action), usize>,
+    /// Per rule: findings held and verdicts dropped past the cap.
+    per_rule: HashMap<Arc<str>, (usize, u64)>,
+    /// Forget findings quiet for this many seconds of event time.
+    forget_after: Option<i64>,
+    /// The newest event time seen, and when the last sweep ran.
+    newest: Option<i64>,
+    swept_at: i64,
+}
+
+/// What became of one verdict.
+#[derive(Debug)]
+pub enum Admission<'a> {
+    /// It made a new finding.
+    New(&'a Finding),
+    /// It folded into a finding already held.
+    Repeat(&'a Finding),
+    /// Dropped: its rule already holds [`MAX_FINDINGS_PER_RULE`] findings.
+    Dropped,
+}
+
 impl Policy {
-    /// An empty policy.
+    /// A policy that keeps every finding of a run (up to the per-rule cap):
+    /// what a replay reports.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Takes one verdict of `rule` at event time `time` with its citations.
-    pub fn admit(
-        &mut self,
-        rule: &RuleGrant<'_>,
-        verdict: Verdict,
-        time: Option<Timestamp>,
-        citations: Vec<Citation>,
-    ) {
-        let decision = if !rule.declared.contains(&verdict.action) {
-            tracing::warn!(
-                rule = rule.name,
-                action = %verdict.action,
-                "refused an action the rule did not declare"
-            );
-            Decision::RefusedUndeclared
-        } else {
-            match rule.mode {
+    /// A policy that forgets a finding after `seconds` of event time
+    /// without a repeat: what a daemon that runs for months needs.
+    pub fn forgetting(seconds: u32) -> Self {
+        Policy {
+            forget_after: Some(i64::from(seconds)),
+            ..Self::default()
+        }
+    }
+
+    /// Sets what `rule` declared and how it runs (on every load or reload).
+    pub fn grant(&mut self, rule: &str, grant: Grant) {
+        self.grants.insert(rule.into(), grant);
+    }
+
+    /// Takes one verdict.
+    pub fn admit(&mut self, v: RuleVerdict) -> Admission<'_> {
+        let RuleVerdict {
+            rule,
+            verdict,
+            time,
+            citations,
+        } = v;
+        if let Some(t) = time {
+            self.newest = Some(self.newest.map_or(t.seconds, |n| n.max(t.seconds)));
+            self.sweep();
+        }
+        let decision = match self.grants.get(&rule) {
+            Some(g) if g.declared.contains(&verdict.action) => match g.mode {
                 Mode::DryRun => Decision::WouldRun,
                 Mode::Enforce => Decision::EnforcementNotAvailable,
+            },
+            _ => {
+                tracing::warn!(
+                    rule = &*rule,
+                    action = %verdict.action,
+                    "refused an action the rule did not declare"
+                );
+                Decision::RefusedUndeclared
             }
         };
         // Sorted by name, so a finding reads the same whatever order the
@@ -138,57 +197,96 @@ impl Policy {
             .into_iter()
             .map(|(k, v)| (k, serde_json::Value::String(v)))
             .collect();
-        let key = (rule.name.to_owned(), verdict.target.clone(), verdict.action);
-        match self.index.get(&key) {
-            Some(&i) => {
-                let f = &mut self.findings[i];
-                f.count += 1;
-                f.last_seen = time.or(f.last_seen);
-                if verdict.severity >= f.severity {
-                    f.severity = verdict.severity;
-                    f.summary = verdict.summary;
-                    f.evidence = evidence;
+        let key = (rule.clone(), verdict.target.clone(), verdict.action);
+        if let Some(&i) = self.index.get(&key) {
+            let f = &mut self.findings[i];
+            f.count += 1;
+            f.last_seen = time.or(f.last_seen);
+            if verdict.severity >= f.severity {
+                f.severity = verdict.severity;
+                f.summary = verdict.summary;
+                f.evidence = evidence;
+            }
+            for c in citations {
+                if f.lines.len() >= MAX_CITATIONS {
+                    break;
                 }
-                for c in citations {
-                    if f.lines.len() >= MAX_CITATIONS {
-                        break;
-                    }
-                    if !f.lines.contains(&c) {
-                        f.lines.push(c);
-                    }
+                if !f.lines.contains(&c) {
+                    f.lines.push(c);
                 }
             }
-            None => {
-                let (made, dropped) = self.per_rule.entry(key.0.clone()).or_default();
-                if *made >= MAX_FINDINGS_PER_RULE {
-                    if *dropped == 0 {
-                        tracing::warn!(
-                            rule = rule.name,
-                            "made {MAX_FINDINGS_PER_RULE} findings; verdicts about further targets are dropped (said once)"
-                        );
-                    }
-                    *dropped += 1;
-                    return;
-                }
-                *made += 1;
-                self.index.insert(key, self.findings.len());
-                let mut lines = citations;
-                lines.truncate(MAX_CITATIONS);
-                self.findings.push(Finding {
-                    rule: rule.name.to_owned(),
-                    severity: verdict.severity,
-                    target: verdict.target,
-                    action: verdict.action,
-                    decision,
-                    summary: verdict.summary,
-                    evidence,
-                    count: 1,
-                    first_seen: time,
-                    last_seen: time,
-                    lines,
-                });
-            }
+            return Admission::Repeat(f);
         }
+        let (held, dropped) = self.per_rule.entry(rule.clone()).or_default();
+        if *held >= MAX_FINDINGS_PER_RULE {
+            if *dropped == 0 {
+                tracing::warn!(
+                    rule = &*rule,
+                    "holds {MAX_FINDINGS_PER_RULE} findings; verdicts about further targets are dropped (said once)"
+                );
+            }
+            *dropped += 1;
+            return Admission::Dropped;
+        }
+        *held += 1;
+        self.index.insert(key, self.findings.len());
+        let mut lines = citations;
+        lines.truncate(MAX_CITATIONS);
+        self.findings.push(Finding {
+            rule: rule.to_string(),
+            severity: verdict.severity,
+            target: verdict.target,
+            action: verdict.action,
+            decision,
+            summary: verdict.summary,
+            evidence,
+            count: 1,
+            first_seen: time,
+            last_seen: time,
+            lines,
+        });
+        Admission::New(self.findings.last().expect("just pushed"))
+    }
+
+    /// Forgets findings whose last verdict is older than the window, once
+    /// event time has moved a quarter of the window since the last sweep
+    /// (so a sweep's cost is spread over the verdicts between sweeps).
+    fn sweep(&mut self) {
+        let (Some(window), Some(newest)) = (self.forget_after, self.newest) else {
+            return;
+        };
+        if newest - self.swept_at < (window / 4).max(1) {
+            return;
+        }
+        self.swept_at = newest;
+        let cutoff = newest - window;
+        let before = self.findings.len();
+        let per_rule = &mut self.per_rule;
+        self.findings.retain(|f| {
+            let keep = f.last_seen.is_none_or(|t| t.seconds > cutoff);
+            if !keep && let Some((held, _)) = per_rule.get_mut(f.rule.as_str()) {
+                *held -= 1;
+            }
+            keep
+        });
+        if self.findings.len() != before {
+            self.index = self
+                .findings
+                .iter()
+                .enumerate()
+                .map(|(i, f)| ((f.rule.as_str().into(), f.target.clone(), f.action), i))
+                .collect();
+        }
+    }
+
+    /// Findings held now.
+    pub fn len(&self) -> usize {
+        self.findings.len()
+    }
+
+    /// Whether it holds no finding.
+    pub fn is_empty(&self) -> bool {
+        self.findings.is_empty()
     }
 
     /// Verdicts of `rule` dropped because it had made
@@ -213,6 +311,27 @@ impl Policy {
 mod tests {
     use super::*;
 
+    fn granted(rule: &str, declared: &[Action], mode: Mode) -> Policy {
+        let mut p = Policy::new();
+        p.grant(
+            rule,
+            Grant {
+                declared: declared.to_vec(),
+                mode,
+            },
+        );
+        p
+    }
+
+    fn said(rule: &str, verdict: Verdict) -> RuleVerdict {
+        RuleVerdict {
+            rule: rule.into(),
+            verdict,
+            time: None,
+            citations: vec![],
+        }
+    }
+
     fn verdict(severity: Severity, action: Action) -> Verdict {
         Verdict {
             severity,
@@ -226,30 +345,10 @@ mod tests {
 
     #[test]
     fn repeated_verdicts_fold_into_one_finding_with_the_strongest_severity() {
-        let mut p = Policy::new();
-        let grant = RuleGrant {
-            name: "r",
-            declared: &[Action::HoldOutgoing],
-            mode: Mode::DryRun,
-        };
-        p.admit(
-            &grant,
-            verdict(Severity::Warning, Action::HoldOutgoing),
-            None,
-            vec![],
-        );
-        p.admit(
-            &grant,
-            verdict(Severity::Critical, Action::HoldOutgoing),
-            None,
-            vec![],
-        );
-        p.admit(
-            &grant,
-            verdict(Severity::Warning, Action::HoldOutgoing),
-            None,
-            vec![],
-        );
+        let mut p = granted("r", &[Action::HoldOutgoing], Mode::DryRun);
+        p.admit(said("r", verdict(Severity::Warning, Action::HoldOutgoing)));
+        p.admit(said("r", verdict(Severity::Critical, Action::HoldOutgoing)));
+        p.admit(said("r", verdict(Severity::Warning, Action::HoldOutgoing)));
         let f = p.into_findings();
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].count, 3);
@@ -260,35 +359,15 @@ mod tests {
 
     #[test]
     fn undeclared_action_is_refused() {
-        let mut p = Policy::new();
-        let grant = RuleGrant {
-            name: "r",
-            declared: &[Action::Alert],
-            mode: Mode::Enforce,
-        };
-        p.admit(
-            &grant,
-            verdict(Severity::Critical, Action::BlockIp),
-            None,
-            vec![],
-        );
+        let mut p = granted("r", &[Action::Alert], Mode::Enforce);
+        p.admit(said("r", verdict(Severity::Critical, Action::BlockIp)));
         assert_eq!(p.into_findings()[0].decision, Decision::RefusedUndeclared);
     }
 
     #[test]
     fn enforce_says_enforcement_is_not_available_yet() {
-        let mut p = Policy::new();
-        let grant = RuleGrant {
-            name: "r",
-            declared: &[Action::HoldOutgoing],
-            mode: Mode::Enforce,
-        };
-        p.admit(
-            &grant,
-            verdict(Severity::Warning, Action::HoldOutgoing),
-            None,
-            vec![],
-        );
+        let mut p = granted("r", &[Action::HoldOutgoing], Mode::Enforce);
+        p.admit(said("r", verdict(Severity::Warning, Action::HoldOutgoing)));
         let f = p.into_findings();
         assert_eq!(f[0].decision, Decision::EnforcementNotAvailable);
         assert_eq!(
@@ -299,27 +378,25 @@ mod tests {
 
     #[test]
     fn a_rule_past_its_findings_cap_is_cut_and_counted_others_are_not() {
-        let mut p = Policy::new();
-        let grant = |name| RuleGrant {
-            name,
-            declared: &[Action::Alert],
-            mode: Mode::DryRun,
-        };
+        let mut p = granted("chatty", &[Action::Alert], Mode::DryRun);
+        p.grant(
+            "quiet",
+            Grant {
+                declared: vec![Action::Alert],
+                mode: Mode::DryRun,
+            },
+        );
         for i in 0..MAX_FINDINGS_PER_RULE + 10 {
             let mut v = verdict(Severity::Info, Action::Alert);
             v.target = Target::Ip(format!("192.0.2.{i}"));
-            p.admit(&grant("chatty"), v, None, vec![]);
+            p.admit(said("chatty", v));
         }
         // A verdict about a target it already has still folds in.
         let mut v = verdict(Severity::Critical, Action::Alert);
         v.target = Target::Ip("192.0.2.0".into());
-        p.admit(&grant("chatty"), v, None, vec![]);
-        p.admit(
-            &grant("quiet"),
-            verdict(Severity::Info, Action::Alert),
-            None,
-            vec![],
-        );
+        assert!(matches!(p.admit(said("chatty", v)), Admission::Repeat(_)));
+        let quiet = p.admit(said("quiet", verdict(Severity::Info, Action::Alert)));
+        assert!(matches!(quiet, Admission::New(f) if f.rule == "quiet"));
         assert_eq!(p.dropped("chatty"), 10);
         assert_eq!(p.dropped("quiet"), 0);
         let f = p.into_findings();
@@ -329,6 +406,43 @@ mod tests {
         );
         assert_eq!(f[0].severity, Severity::Critical);
         assert_eq!(f.iter().filter(|f| f.rule == "quiet").count(), 1);
+    }
+
+    #[test]
+    fn a_forgetting_policy_lets_quiet_findings_go_and_starts_anew() {
+        let mut p = Policy::forgetting(3600);
+        p.grant(
+            "r",
+            Grant {
+                declared: vec![Action::Alert],
+                mode: Mode::DryRun,
+            },
+        );
+        let at = |seconds, target: &str| {
+            let mut v = verdict(Severity::Info, Action::Alert);
+            v.target = Target::Ip(target.into());
+            RuleVerdict {
+                time: Some(Timestamp::naive(seconds)),
+                ..said("r", v)
+            }
+        };
+        assert!(matches!(p.admit(at(0, "192.0.2.1")), Admission::New(_)));
+        assert!(matches!(
+            p.admit(at(1800, "192.0.2.1")),
+            Admission::Repeat(_)
+        ));
+        // A day of other targets, one an hour: the first is forgotten an
+        // hour after its last repeat, and memory stays at a few findings.
+        for hour in 1..=24 {
+            p.admit(at(1800 + hour * 3600, &format!("198.51.100.{hour}")));
+            assert!(p.len() <= 3, "hour {hour}: {} findings held", p.len());
+        }
+        match p.admit(at(30 * 3600, "192.0.2.1")) {
+            Admission::New(f) => assert_eq!(f.count, 1, "a new finding, not the old one"),
+            other => panic!("expected a new finding, got {other:?}"),
+        }
+        // Forgotten findings free their rule's room under the cap.
+        assert_eq!(p.dropped("r"), 0);
     }
 
     #[test]
