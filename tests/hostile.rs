@@ -368,7 +368,7 @@ fn scan_with(dir: &Path, rules: &[&str], toml: &str) -> Output {
     let rules_dir = dir.join(format!("rules-{}", rules.join("-")));
     fs::create_dir_all(&rules_dir).unwrap();
     for rule in rules {
-        let wasm = Path::new(env!("SPAMWARD_GUEST_WASM_DIR")).join(format!("fixture_{rule}.wasm"));
+        let wasm = Path::new(spamward_engine::GUEST_WASM_DIR).join(format!("fixture_{rule}.wasm"));
         fs::copy(&wasm, rules_dir.join(wasm.file_name().unwrap())).unwrap();
     }
     let config = dir.join("spamward.toml");
@@ -598,7 +598,7 @@ fn messages_are_plain_once_and_name_what_is_at_fault() {
     // no colour codes.
     let rules = dir.path().join("rules");
     fs::create_dir_all(&rules).unwrap();
-    let trapper = Path::new(env!("SPAMWARD_GUEST_WASM_DIR")).join("fixture_trapper.wasm");
+    let trapper = Path::new(spamward_engine::GUEST_WASM_DIR).join("fixture_trapper.wasm");
     fs::copy(&trapper, rules.join("trapper.wasm")).unwrap();
     let out = spamward(
         &[

@@ -9,11 +9,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use spamward::normalize::{EximLogParser, LineOutcome, Origin, Timestamp};
-use spamward::sources::queue::{ListingParser, parse_header_bytes, parse_queue_listing};
+use spamward_exim::queue::{ListingParser, parse_header_bytes, parse_queue_listing};
+use spamward_exim::{EximLogParser, LineOutcome};
+use spamward_model::{Origin, Timestamp};
 
 fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 fn real_lines() -> Vec<String> {

@@ -13,7 +13,7 @@ use common::{finding_keys, json_lines, spamward};
 
 /// Where the build script put the compiled fixture rules.
 fn fixture(name: &str) -> PathBuf {
-    let path = Path::new(env!("SPAMWARD_GUEST_WASM_DIR"))
+    let path = Path::new(spamward_engine::GUEST_WASM_DIR)
         .join(format!("fixture_{}.wasm", name.replace('-', "_")));
     assert!(path.exists(), "fixture rule not built: {}", path.display());
     path

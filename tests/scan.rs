@@ -365,7 +365,7 @@ fn third_party_rule_from_a_rules_directory_runs_beside_the_bundled_ones() {
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules");
     fs::create_dir(&rules).unwrap();
-    let built = std::path::Path::new(env!("SPAMWARD_GUEST_WASM_DIR"))
+    let built = std::path::Path::new(spamward_engine::GUEST_WASM_DIR)
         .join("example_auth_failure_burst.wasm");
     fs::copy(&built, rules.join("auth-failure-burst.wasm")).unwrap();
     let log = dir.path().join("mainlog");

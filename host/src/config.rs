@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::engine::{DispatchOptions, Limits, RuleMeta};
-use crate::normalize::LocalZone;
 use crate::policy::Mode;
+use spamward_engine::{DispatchOptions, Limits, RuleMeta};
+use spamward_model::LocalZone;
 
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
@@ -88,7 +88,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            batch_size: crate::engine::DEFAULT_BATCH,
+            batch_size: spamward_engine::DEFAULT_BATCH,
             workers: 0,
             memory_limit_mb: 64,
             batch_budget_ms: 1000,
@@ -397,7 +397,7 @@ fn shape(v: &serde_json::Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{RuleOrigin, SettingSpec};
+    use spamward_engine::{RuleOrigin, SettingSpec};
 
     fn meta() -> RuleMeta {
         RuleMeta {

@@ -1,22 +1,19 @@
 //! spamward: stops a mail server from being used to send spam.
 //!
-//! The flow runs one way, one stage per module:
-//! [`sources`] read inputs → [`normalize`] turns lines into typed events →
-//! [`engine`] batches them through sandboxed WebAssembly rules → [`policy`]
-//! decides what the rules' verdicts may do → [`report`] shows it.
-//! [`pipeline`] builds that chain from the configuration, once for every
-//! command. [`state`] holds what the host knows about the server; [`config`]
-//! is `spamward.toml`; [`cli`] is the `spamward` command.
+//! The flow runs one way, a crate or module per stage:
+//! sources read inputs and turn them into events (`spamward-exim`: the main
+//! log, the queue; `spamward-cpanel`: the server's configuration) → the
+//! engine (`spamward-engine`) batches them through sandboxed WebAssembly
+//! rules → [`policy`] decides what the rules' verdicts may do → [`report`]
+//! shows it. [`pipeline`] builds that chain from the configuration, once
+//! for every command. The events and what is known of the server are
+//! `spamward-model`'s; the data rules see is `spamward-contract`'s.
+//! [`config`] is `spamward.toml`; [`cli`] is the `spamward` command.
 
 #![warn(missing_docs)]
 
 pub mod cli;
 pub mod config;
-pub mod engine;
-pub mod ingest;
-pub mod normalize;
 pub mod pipeline;
 pub mod policy;
 pub mod report;
-pub mod sources;
-pub mod state;

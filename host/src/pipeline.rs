@@ -14,13 +14,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::config::Config;
-use crate::engine::{
+use crate::policy::{Admission, Finding, Grant, Policy, RuleVerdict};
+use spamward_engine::{
     ComponentCache, Dispatcher, LoadError, LoadedRule, RuleFailure, RuleReport, RuleRunner,
     RuleSet, Sandbox,
 };
-use crate::normalize::Event;
-use crate::policy::{Admission, Finding, Grant, Policy, RuleVerdict};
-use crate::state::HostLookups;
+use spamward_model::Event;
+use spamward_model::HostLookups;
 
 /// The rules available to a run, compiled in their sandbox.
 pub struct Rules {
@@ -97,7 +97,6 @@ impl Pipeline {
             match RuleRunner::new(
                 rule.clone(),
                 rc.settings,
-                rc.mode,
                 lookups.clone(),
                 rules.sandbox.limits(),
             ) {

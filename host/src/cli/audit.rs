@@ -14,12 +14,12 @@ use std::time::SystemTime;
 
 use super::exit::Outcome;
 use super::{Cli, Setup, server_root_read, warn};
-use crate::normalize::{EventBody, EventKind};
 use crate::policy::{Finding, Severity};
 use crate::report::terminal;
-use crate::sources::relay_probe;
-use crate::sources::server::{looked_for, read_server_state};
-use crate::state::HostLookups;
+use spamward_cpanel::{looked_for, read_server_state};
+use spamward_exim::relay_probe;
+use spamward_model::HostLookups;
+use spamward_model::{EventBody, EventKind};
 
 /// `audit` arguments.
 #[derive(Debug, clap::Args)]

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::{Cli, Setup, synthetic};
-use crate::ingest::ingest_file;
+use spamward_exim::ingest::ingest_file;
 
 /// `bench` arguments.
 #[derive(Debug, clap::Args)]

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use super::exit::Outcome;
 use super::signals::Interrupt;
 use super::{Cli, print_summary};
-use crate::ingest::{IngestOptions, ingest_file};
+use spamward_exim::ingest::{IngestOptions, ingest_file};
 
 /// `events` arguments.
 #[derive(Debug, clap::Args)]

@@ -21,12 +21,12 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
-use crate::ingest::{FileSummary, IngestOptions};
-use crate::normalize::LocalZone;
 use crate::pipeline::{Pipeline, Rules};
 use crate::report::terminal;
-use crate::sources::server::ServerStateReport;
-use crate::state::HostLookups;
+use spamward_cpanel::ServerStateReport;
+use spamward_exim::ingest::{FileSummary, IngestOptions};
+use spamward_model::HostLookups;
+use spamward_model::LocalZone;
 
 /// spamward: find and stop spam leaving a mail server.
 #[derive(Debug, Parser)]
@@ -226,14 +226,14 @@ fn print_summary(s: &FileSummary) {
         line.push_str(&format!(
             ", {} cut at {} KiB",
             s.truncated,
-            crate::sources::log_file::MAX_LINE >> 10
+            spamward_exim::log_file::MAX_LINE >> 10
         ));
     }
     if s.capped > 0 {
         line.push_str(&format!(
             ", {} with more than {} recipients (cut)",
             s.capped,
-            crate::normalize::MAX_RECIPIENTS
+            spamward_model::MAX_RECIPIENTS
         ));
     }
     if s.interrupted {

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::{Cli, Setup};
-use crate::engine::RuleMeta;
+use spamward_engine::RuleMeta;
 
 /// `rules` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -46,7 +46,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<ExitCode> {
                     "{:<18} {:<8} {:<8} {:<40} {}",
                     m.name,
                     m.version,
-                    if matches!(m.source, crate::engine::RuleOrigin::Bundled) {
+                    if matches!(m.source, spamward_engine::RuleOrigin::Bundled) {
                         "bundled"
                     } else {
                         "file"

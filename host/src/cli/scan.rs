@@ -17,11 +17,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::exit::Outcome;
 use super::signals::Interrupt;
 use super::{Cli, Setup, print_summary, server_root_read, warn};
-use crate::ingest::{FileSummary, ingest_file};
 use crate::policy::Severity;
 use crate::report::{TopSenders, render_findings, terminal};
-use crate::sources::{queue, relay_probe};
-use crate::state::HostLookups;
+use spamward_exim::ingest::{FileSummary, ingest_file};
+use spamward_exim::{queue, relay_probe};
 
 /// `scan` arguments.
 #[derive(Debug, clap::Args)]
@@ -56,7 +55,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let interrupt = Interrupt::install().context("cannot install signal handlers")?;
     let mut setup = Setup::load(cli)?;
     setup.ingest.stop = Some(interrupt.flag());
-    let (lookups, report) = HostLookups::load(&args.root);
+    let (lookups, report) = spamward_cpanel::domain_lookups(&args.root);
     let mut outcome = Outcome {
         incomplete: server_root_read(&args.root, &report)?,
         ..Outcome::default()
@@ -172,7 +171,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 "rule {}: {} verdict(s) dropped (more than {} in one batch, or more than {} findings)",
                 r.rule,
                 r.health.dropped_verdicts + r.dropped_findings,
-                crate::engine::MAX_VERDICTS_PER_BATCH,
+                spamward_engine::MAX_VERDICTS_PER_BATCH,
                 crate::policy::MAX_FINDINGS_PER_RULE
             );
         }

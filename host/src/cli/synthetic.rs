@@ -48,7 +48,7 @@ struct Clock {
 
 impl Clock {
     fn stamp(&self, offset: u64) -> String {
-        let t = crate::normalize::Timestamp::naive(self.base + offset as i64);
+        let t = spamward_model::Timestamp::naive(self.base + offset as i64);
         let (y, mo, d, h, mi, s) = t.to_civil();
         format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
     }
@@ -87,8 +87,8 @@ const REMOTE: &[&str] = &[
 ];
 
 /// The server the generated log comes from: its domains and their owners.
-pub fn lookups() -> crate::state::HostLookups {
-    let mut lookups = crate::state::HostLookups::default();
+pub fn lookups() -> spamward_model::HostLookups {
+    let mut lookups = spamward_model::HostLookups::default();
     for (domain, owner) in DOMAINS {
         lookups.add_owner(domain, owner);
     }

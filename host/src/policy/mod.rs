@@ -17,9 +17,10 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::normalize::Timestamp;
+use spamward_model::Timestamp;
 
 pub use spamward_contract::verdict::{Action, Severity, Target, Verdict};
+pub use spamward_engine::{Citation, RuleVerdict};
 
 /// Whether a rule's requested actions run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
@@ -30,15 +31,6 @@ pub enum Mode {
     DryRun,
     /// Carry the actions out.
     Enforce,
-}
-
-/// Where a cited event came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Citation {
-    /// Input file.
-    pub file: String,
-    /// 1-based line.
-    pub line: u64,
 }
 
 /// What the policy decided about a requested action.
@@ -86,20 +78,6 @@ const MAX_CITATIONS: usize = 5;
 
 /// Findings one rule may make.
 pub const MAX_FINDINGS_PER_RULE: usize = 1000;
-
-/// A verdict as it leaves the engine: the rule that made it, the time of
-/// the newest event it cites, and the lines those events came from.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RuleVerdict {
-    /// The rule's name.
-    pub rule: Arc<str>,
-    /// What it said.
-    pub verdict: Verdict,
-    /// Event time of the newest cited event still known.
-    pub time: Option<Timestamp>,
-    /// Where the cited events came from.
-    pub citations: Vec<Citation>,
-}
 
 /// What the policy knows of a rule: what it declared and how the admin set
 /// it. Updated when a rule or its settings are (re)loaded.

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::fit;
-use crate::normalize::{DeliveryOutcome, Event, EventBody, Identity, SYSTEM_USERS};
+use spamward_model::{DeliveryOutcome, Event, EventBody, Identity, SYSTEM_USERS};
 
 /// What is counted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -180,7 +180,7 @@ impl TopSenders {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::normalize::{Delivery, MessageReceived, Origin, Timestamp};
+    use spamward_model::{Delivery, MessageReceived, Origin, Timestamp};
 
     fn event(body: EventBody) -> Event {
         let origin = Origin {

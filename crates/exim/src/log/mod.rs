@@ -1,0 +1,1262 @@
+//! Exim mainlog parser: turns `exim_mainlog` lines (plain, syslog or journal
+//! prefixed) into [`Event`]s.
+//!
+//! Besides reading single lines it owns the joins Exim's log needs: a
+//! message's sender identity is remembered from its `<=` arrival and given to
+//! its deliveries, completion and freezing; `cwd=` lines give the arrival
+//! that follows them its script and owner; cPanel's `Sender identification`
+//! line, which comes *after* the arrival, sets the owner of an arrival held
+//! back for a few lines to wait for it.
+//!
+//! Lines are hand-parsed with byte scans (no regex) so replaying a large log
+//! is not parser bound, and every slice is taken at an ASCII delimiter so no
+//! input can make it panic.
+
+mod fields;
+mod prefix;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::LineOutcome;
+use fields::{Host, Scanner, Tok, parse_host, strip_angles, unescape};
+use spamward_model::clock::{LocalClock, LocalZone};
+use spamward_model::event::{
+    AuthFailure, Delivery, DeliveryOutcome, Event, EventBody, GovernorAction, GovernorLimit,
+    Identity, MessageReceived, MessageState, Origin, Rejection, SmtpStage, Text, Timestamp,
+};
+
+/// How many lines an arrival waits for its `Sender identification`.
+const HOLD_LINES: u64 = 64;
+/// How long (log time) it waits at most, so a quiet live log is not delayed
+/// by a whole 64 lines.
+const HOLD_SECONDS: i64 = 5;
+/// Messages whose sender identity is remembered for their deliveries.
+const MAX_TRACKED: usize = 500_000;
+/// How far (seconds) a `cwd=` line may precede the arrival it belongs to.
+const CWD_WINDOW: i64 = 2;
+/// `cwd=` lines without a pid waiting for their arrival.
+const MAX_PENDING_CWDS: usize = 64;
+/// `cwd=` lines remembered per pid before old ones are dropped.
+const MAX_CWD_PIDS: usize = 4096;
+
+/// An Exim message id packed into a fixed array: a cheap map key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct MsgKey {
+    len: u8,
+    bytes: [u8; 23],
+}
+
+/// Validates the shape of an Exim message id: `6-6-2` (before 4.97) or
+/// `6-11-4` (4.97 and later), base-62 characters between the dashes.
+fn message_key(tok: &str) -> Option<MsgKey> {
+    let b = tok.as_bytes();
+    let (d1, d2) = match b.len() {
+        16 => (6, 13),
+        23 => (6, 18),
+        _ => return None,
+    };
+    for (i, &c) in b.iter().enumerate() {
+        let ok = if i == d1 || i == d2 {
+            c == b'-'
+        } else {
+            c.is_ascii_alphanumeric()
+        };
+        if !ok {
+            return None;
+        }
+    }
+    let mut bytes = [0u8; 23];
+    bytes[..b.len()].copy_from_slice(b);
+    Some(MsgKey {
+        len: b.len() as u8,
+        bytes,
+    })
+}
+
+#[derive(Debug, Default)]
+struct MsgInfo {
+    identity: Identity,
+    frozen: bool,
+}
+
+/// An event waiting in the output queue; `wait` is set while an arrival
+/// waits for its sender identification.
+#[derive(Debug)]
+struct Held {
+    event: Event,
+    wait: Option<MsgKey>,
+    deadline: u64,
+    /// A local arrival by `nobody` (or another non-account user) whose
+    /// `cwd=` is claimed only when it leaves the queue: it could run in any
+    /// home, so it waits for the arrivals of real users, which claim the
+    /// `cwd=` in their own home at once, to take theirs first.
+    claim: Option<WeakClaim>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct WeakClaim {
+    key: MsgKey,
+    /// Line count until which the arrival is held for its claim.
+    until_line: u64,
+}
+
+/// Lines a weak `cwd=` claim waits for real users' arrivals.
+const CLAIM_LINES: u64 = 16;
+
+#[derive(Debug)]
+struct Cwd {
+    path: String,
+    time: i64,
+}
+
+/// Per-line context shared by the line handlers.
+struct Ctx<'o> {
+    time: Timestamp,
+    pid: Option<u32>,
+    origin: &'o Origin,
+}
+
+/// Stateful Exim mainlog parser. Feed it lines in log order.
+#[derive(Debug, Default)]
+pub struct EximLogParser {
+    lines: u64,
+    /// Turns the times lines write into instants.
+    clock: LocalClock,
+    /// The time held events wait against: the earlier of the last two
+    /// lines' times. A clock that steps back (a daylight saving change, an
+    /// NTP step) or one stray line from the future must not make every
+    /// waiting arrival look stale: only time that two lines agree has
+    /// passed counts.
+    now: i64,
+    /// The previous line's time.
+    last_line: Option<i64>,
+    held: VecDeque<Held>,
+    waiting: usize,
+    messages: HashMap<MsgKey, MsgInfo>,
+    order: VecDeque<MsgKey>,
+    cwd_by_pid: HashMap<u32, Cwd>,
+    /// `cwd=` lines without a pid, oldest first: concurrent scripts
+    /// interleave their `cwd=` and `<=` lines, so each arrival takes the
+    /// oldest fresh one it can belong to.
+    pending_cwds: VecDeque<Cwd>,
+}
+
+fn is_system_user(u: &str) -> bool {
+    // `nobody` is the web server, not an account that could own mail.
+    spamward_model::SYSTEM_USERS.contains(&u) || u == "nobody"
+}
+
+fn real_user(u: &str) -> Option<&str> {
+    Some(u).filter(|u| !u.is_empty() && !is_system_user(u))
+}
+
+/// A `cwd=` that names a user or web directory, not Exim's own spool or `/`.
+fn is_user_dir(path: &str) -> bool {
+    !path.is_empty() && path != "/" && !path.starts_with("/var/spool/exim")
+}
+
+/// `/home/<user>/...` (also `/home2`, `/home3`, ... as cPanel uses), found
+/// as a path segment so a server root mounted elsewhere still resolves.
+fn home_owner(path: &str) -> Option<&str> {
+    let mut segments = path.split('/');
+    while let Some(segment) = segments.next() {
+        let is_home = segment
+            .strip_prefix("home")
+            .is_some_and(|n| n.bytes().all(|b| b.is_ascii_digit()));
+        if is_home {
+            return segments.next().and_then(real_user);
+        }
+    }
+    None
+}
+
+/// Whether a `cwd=` line's command is Exim running itself (a delivery
+/// process `-Mc`, a queue runner `-q`, the daemon `-bd`, a bounce `-E<id>`,
+/// admin commands) rather than something submitting mail.
+fn is_exim_internal(args: &str) -> bool {
+    args.split_ascii_whitespace().skip(1).any(|a| {
+        a.starts_with("-M")
+            || a.starts_with("-q")
+            || a.starts_with("-E")
+            || matches!(a, "-bd" | "-bdf" | "-bp" | "-bpc" | "-bh" | "-bt" | "-bV")
+    })
+}
+
+/// Whether the `cwd=` directory can be the submitting process's: a real
+/// user submits from their own home (or from outside any home); `nobody`
+/// and system users can run anywhere.
+fn cwd_fits(path: &str, local_user: Option<&str>) -> bool {
+    match (home_owner(path), local_user.and_then(real_user)) {
+        (Some(owner), Some(user)) => owner == user,
+        _ => true,
+    }
+}
+
+fn opt(s: &str) -> Option<Text<'static>> {
+    (!s.is_empty()).then(|| Text::owned(s))
+}
+
+impl EximLogParser {
+    /// A parser with no state, for a log written in UTC.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A parser for a log whose times are written in `zone`.
+    pub fn in_zone(zone: LocalZone) -> Self {
+        EximLogParser {
+            clock: LocalClock::new(zone),
+            ..Self::default()
+        }
+    }
+
+    /// Feed one line (no trailing newline). Events that are ready are
+    /// appended to `out` (possibly events of earlier lines that were held
+    /// back for a join).
+    pub fn push_line(&mut self, line: &str, origin: &Origin, out: &mut Vec<Event>) -> LineOutcome {
+        self.lines += 1;
+        let outcome = self.parse(line, origin, out);
+        self.release(out);
+        outcome
+    }
+
+    /// End of input: emit everything still held back.
+    ///
+    /// A live reader may also call this when its input goes idle; parsing
+    /// can continue afterwards (the joins that were still waiting are lost).
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        while let Some(h) = self.held.pop_front() {
+            out.push(self.settle(h));
+        }
+        self.waiting = 0;
+    }
+
+    fn release(&mut self, out: &mut Vec<Event>) {
+        while let Some(front) = self.held.front() {
+            let young = front.event.time.seconds + HOLD_SECONDS > self.now;
+            let waiting = front.wait.is_some() && front.deadline > self.lines && young;
+            // A claim is for a `cwd=` written within seconds of the
+            // arrival: once a line is later than that, whatever it waited
+            // for has come or will not.
+            let line_time = self.last_line.unwrap_or(self.now);
+            let claiming = front.claim.is_some_and(|c| {
+                c.until_line > self.lines && front.event.time.seconds + CWD_WINDOW >= line_time
+            });
+            if waiting || claiming {
+                break;
+            }
+            let h = self.held.pop_front().expect("front exists");
+            if h.wait.is_some() {
+                self.waiting -= 1;
+            }
+            out.push(self.settle(h));
+        }
+    }
+
+    /// A held event leaving the queue: resolve its weak `cwd=` claim.
+    fn settle(&mut self, h: Held) -> Event {
+        let mut event = h.event;
+        if let Some(claim) = h.claim
+            && let EventBody::MessageReceived(m) = &mut event.body
+            && let Some(cwd) =
+                self.take_cwd(None, event.time.seconds, m.identity.local_user.as_deref())
+            && is_user_dir(&cwd)
+        {
+            if m.identity.owner.is_none() {
+                m.identity.owner = home_owner(&cwd).map(Text::owned);
+            }
+            m.identity.script = Some(cwd.into());
+            if let Some(info) = self.messages.get_mut(&claim.key) {
+                info.identity.owner = m.identity.owner.clone();
+                info.identity.script = m.identity.script.clone();
+            }
+            // Lines about the message queued behind its arrival joined the
+            // identity before the claim: give them the script too.
+            for later in &mut self.held {
+                let (id, identity) = match &mut later.event.body {
+                    EventBody::Delivery(d) => (d.message_id.as_str(), &mut d.identity),
+                    EventBody::MessageCompleted(c) | EventBody::MessageFrozen(c) => {
+                        (c.message_id.as_str(), &mut c.identity)
+                    }
+                    _ => continue,
+                };
+                if m.message_id == id {
+                    identity.owner = m.identity.owner.clone();
+                    identity.script = m.identity.script.clone();
+                }
+            }
+        }
+        event
+    }
+
+    /// Queues behind held arrivals so the output keeps log order.
+    fn emit(&mut self, event: Event, out: &mut Vec<Event>) {
+        if self.held.is_empty() {
+            out.push(event);
+        } else {
+            self.held.push_back(Held {
+                event,
+                wait: None,
+                deadline: 0,
+                claim: None,
+            });
+        }
+    }
+
+    /// The held arrival of `key`, if still waiting.
+    fn held_arrival(&mut self, key: MsgKey) -> Option<&mut Held> {
+        if self.waiting == 0 {
+            return None;
+        }
+        self.held.iter_mut().rev().find(|h| h.wait == Some(key))
+    }
+
+    /// Another line about the message: its identification is not coming.
+    fn release_id(&mut self, key: MsgKey) {
+        if let Some(h) = self.held_arrival(key) {
+            h.wait = None;
+            self.waiting -= 1;
+        }
+    }
+
+    fn remember(&mut self, key: MsgKey) -> &mut MsgInfo {
+        if !self.messages.contains_key(&key) {
+            self.order.push_back(key);
+            if self.order.len() > MAX_TRACKED
+                && let Some(old) = self.order.pop_front()
+            {
+                self.messages.remove(&old);
+            }
+        }
+        self.messages.entry(key).or_default()
+    }
+
+    fn identity_of(&self, key: MsgKey) -> Option<Identity> {
+        self.messages.get(&key).map(|m| m.identity.clone())
+    }
+
+    fn parse(&mut self, line: &str, origin: &Origin, out: &mut Vec<Event>) -> LineOutcome {
+        let Some(p) = prefix::split(line) else {
+            return LineOutcome::Unparsed;
+        };
+        let time = self.clock.resolve(p.time);
+        let later = self.last_line.is_some_and(|t| time.seconds > t);
+        self.now = self.last_line.map_or(time.seconds, |t| t.min(time.seconds));
+        self.last_line = Some(time.seconds);
+        if later {
+            // What this line's time releases leaves first: a held arrival's
+            // `cwd=` claim must be settled before this line's own arrival
+            // takes the `cwd=` lines of its time (and drops older ones).
+            self.release(out);
+        }
+        let ctx = Ctx {
+            time,
+            pid: p.pid,
+            origin,
+        };
+        let body = p.body;
+        let (first, rest) = body.split_once(' ').unwrap_or((body, ""));
+        if let Some(key) = message_key(first) {
+            return self.id_line(key, first, rest, &ctx, out);
+        }
+        self.plain_line(body, &ctx, out)
+    }
+
+    fn id_line(
+        &mut self,
+        key: MsgKey,
+        id: &str,
+        rest: &str,
+        ctx: &Ctx<'_>,
+        out: &mut Vec<Event>,
+    ) -> LineOutcome {
+        if let Some(r) = rest.strip_prefix("<= ") {
+            return self.arrival(key, id, r, ctx);
+        }
+        if let Some(r) = rest.strip_prefix("Sender identification ") {
+            return self.identification(key, r);
+        }
+        if let Some(r) = rest.strip_prefix("nobody send identification ") {
+            return self.identification(key, r);
+        }
+        self.release_id(key);
+        let marker = rest.get(..3);
+        let outcome = match marker {
+            Some("=> " | "-> " | "*> ") => Some(DeliveryOutcome::Delivered),
+            Some("== ") => Some(DeliveryOutcome::Deferred),
+            Some("** ") => Some(DeliveryOutcome::Failed),
+            _ => None,
+        };
+        if let Some(outcome) = outcome {
+            return self.delivery(key, id, outcome, &rest[3..], ctx, out);
+        }
+        if rest == "Completed" || rest.starts_with("Completed ") {
+            let identity = self
+                .messages
+                .remove(&key)
+                .map(|m| m.identity)
+                .unwrap_or_default();
+            let ev = EventBody::MessageCompleted(MessageState {
+                message_id: Text::owned(id),
+                reason: None,
+                identity,
+            });
+            self.emit(Event::new(ctx.time, ctx.origin, ev), out);
+            return LineOutcome::Understood;
+        }
+        if let Some(reason) = frozen_reason(rest) {
+            let info = self.remember(key);
+            if info.frozen {
+                return LineOutcome::Understood;
+            }
+            info.frozen = true;
+            let identity = info.identity.clone();
+            let ev = EventBody::MessageFrozen(MessageState {
+                message_id: Text::owned(id),
+                reason: reason.map(Text::owned),
+                identity,
+            });
+            self.emit(Event::new(ctx.time, ctx.origin, ev), out);
+            return LineOutcome::Understood;
+        }
+        if rest.starts_with("Unfrozen") || rest.starts_with("unfrozen") {
+            if let Some(m) = self.messages.get_mut(&key) {
+                m.frozen = false;
+            }
+            return LineOutcome::Ignored;
+        }
+        if rest.starts_with("H=") || rest.starts_with("F=") {
+            return self.session(rest, Some(id), ctx, out);
+        }
+        if let Some(r) = rest.strip_prefix("SMTP connection from ") {
+            return self.smtp_connection(r, Some(id), ctx, out);
+        }
+        if let Some(r) = rest.strip_prefix("SA: Action: ") {
+            return self.spamassassin(rest, r, id, ctx, out);
+        }
+        if IGNORED_ID_LINES.iter().any(|p| rest.starts_with(p)) || rest.contains(" rewritten as ") {
+            return LineOutcome::Ignored;
+        }
+        LineOutcome::Unparsed
+    }
+
+    fn arrival(&mut self, key: MsgKey, id: &str, rest: &str, ctx: &Ctx<'_>) -> LineOutcome {
+        let (sender, fields) = rest.split_once(' ').unwrap_or((rest, ""));
+        let mut m = MessageReceived {
+            message_id: Text::owned(id),
+            ..Default::default()
+        };
+        m.bounce = strip_angles(sender).is_empty();
+        m.identity.set_sender(sender);
+        let mut reference = None;
+        let mut local_user = None;
+        let mut sc = Scanner::new(fields, false);
+        while let Some(tok) = sc.next() {
+            match tok {
+                Tok::Field {
+                    key: "H",
+                    host: Some(h),
+                    ..
+                } => set_client(&mut m.identity, &h),
+                Tok::Field {
+                    key, value, quoted, ..
+                } => match key {
+                    "U" => local_user = Some(value),
+                    "A" => {
+                        m.identity.auth_id = value.split_once(':').and_then(|(_, v)| opt(v));
+                    }
+                    "P" => m.protocol = opt(value),
+                    "S" => m.size = value.parse().ok(),
+                    "R" => reference = Some(value),
+                    "T" => {
+                        m.subject = Some(if quoted {
+                            unescape(value).into()
+                        } else {
+                            Text::owned(value)
+                        })
+                    }
+                    _ => {}
+                },
+                Tok::Word("for") => {
+                    // One past the cap, so the cut is seen and counted.
+                    m.recipients = sc
+                        .rest()
+                        .split(' ')
+                        .filter(|r| !r.is_empty())
+                        .take(spamward_model::MAX_RECIPIENTS + 1)
+                        .map(|r| Text::owned(strip_angles(r)))
+                        .collect();
+                    break;
+                }
+                Tok::Word("from") => {
+                    sc.next();
+                }
+                Tok::Word(_) | Tok::Tail(_) => {}
+            }
+        }
+        if m.bounce {
+            m.bounce_of = reference
+                .filter(|r| message_key(r).is_some())
+                .map(Text::owned);
+        }
+        m.identity.local_user = local_user.and_then(opt);
+        let local = m
+            .protocol
+            .as_deref()
+            .is_some_and(|p| p == "local" || p.starts_with("local-"));
+        let mut claim = None;
+        if local {
+            if let Some(u) = local_user.and_then(real_user) {
+                m.identity.owner = Some(Text::owned(u));
+            }
+            // The MTA's own submissions (bounces) run from its spool, never
+            // from a script's directory.
+            let by_mta =
+                m.bounce || local_user.is_some_and(|u| spamward_model::SYSTEM_USERS.contains(&u));
+            let by_account = local_user.and_then(real_user).is_some();
+            if !by_mta && (by_account || ctx.pid.is_some()) {
+                // A real user submits from its own home (and a pid is
+                // unambiguous): claim now.
+                if let Some(cwd) = self.take_cwd(ctx.pid, ctx.time.seconds, local_user)
+                    && is_user_dir(&cwd)
+                {
+                    if m.identity.owner.is_none() {
+                        m.identity.owner = home_owner(&cwd).map(Text::owned);
+                    }
+                    m.identity.script = Some(cwd.into());
+                }
+            } else if !by_mta {
+                claim = Some(WeakClaim {
+                    key,
+                    until_line: self.lines + CLAIM_LINES,
+                });
+            }
+        }
+        self.remember(key).identity = m.identity.clone();
+        self.held.push_back(Held {
+            event: Event::new(ctx.time, ctx.origin, EventBody::MessageReceived(m)),
+            wait: Some(key),
+            deadline: self.lines + HOLD_LINES,
+            claim,
+        });
+        self.waiting += 1;
+        LineOutcome::Understood
+    }
+
+    /// cPanel's `Sender identification U=... D=... S=...` and `nobody send
+    /// identification H=... U=...`: the owning account of the message.
+    fn identification(&mut self, key: MsgKey, fields: &str) -> LineOutcome {
+        let user = Scanner::new(fields, false).find_map(|t| match t {
+            Tok::Field {
+                key: "U", value, ..
+            } => real_user(value),
+            _ => None,
+        });
+        if let Some(user) = user {
+            if let Some(h) = self.held_arrival(key)
+                && let EventBody::MessageReceived(m) = &mut h.event.body
+            {
+                m.identity.owner = Some(Text::owned(user));
+            }
+            if let Some(m) = self.messages.get_mut(&key) {
+                m.identity.owner = Some(Text::owned(user));
+            }
+        }
+        self.release_id(key);
+        LineOutcome::Understood
+    }
+
+    /// The `cwd=` of the process that is submitting a local message.
+    fn take_cwd(&mut self, pid: Option<u32>, now: i64, local_user: Option<&str>) -> Option<String> {
+        let fresh = |c: &Cwd| (now - c.time).abs() <= CWD_WINDOW;
+        if let Some(pid) = pid
+            && let Some(c) = self.cwd_by_pid.remove(&pid)
+        {
+            return fresh(&c).then_some(c.path);
+        }
+        // Drop what no arrival can take any more: too old for this one and
+        // for every arrival still holding a claim (an arrival later in the
+        // log may come first here, its claim settled before theirs).
+        let oldest_claim = self
+            .held
+            .iter()
+            .filter(|h| h.claim.is_some())
+            .map(|h| h.event.time.seconds)
+            .min()
+            .map_or(now, |t| t.min(now));
+        self.pending_cwds
+            .retain(|c| c.time >= oldest_claim - CWD_WINDOW);
+        // A real user's scripts run in its own home; a directory outside any
+        // home (say /var/www) belongs to a nobody script that may still be
+        // waiting for it, and a user submitting without a script (a cron
+        // job's `mail`) must not take it.
+        let i = match local_user.and_then(real_user) {
+            Some(user) => self
+                .pending_cwds
+                .iter()
+                .position(|c| fresh(c) && home_owner(&c.path) == Some(user))?,
+            None => self
+                .pending_cwds
+                .iter()
+                .position(|c| fresh(c) && cwd_fits(&c.path, local_user))?,
+        };
+        self.pending_cwds.remove(i).map(|c| c.path)
+    }
+
+    fn cwd(&mut self, r: &str, ctx: &Ctx<'_>) -> LineOutcome {
+        if let Some((_, args)) = r.split_once(" args: ")
+            && is_exim_internal(args)
+        {
+            return LineOutcome::Understood;
+        }
+        let path = match r.find(" args:") {
+            Some(i) => r[..i]
+                .trim_end_matches(|c: char| c.is_ascii_digit())
+                .trim_end_matches(' '),
+            None => r.trim_end(),
+        };
+        let cwd = Cwd {
+            path: path.to_owned(),
+            time: ctx.time.seconds,
+        };
+        match ctx.pid {
+            Some(pid) => {
+                if self.cwd_by_pid.len() >= MAX_CWD_PIDS {
+                    let now = ctx.time.seconds;
+                    self.cwd_by_pid
+                        .retain(|_, c| (now - c.time).abs() <= CWD_WINDOW);
+                    if self.cwd_by_pid.len() >= MAX_CWD_PIDS {
+                        self.cwd_by_pid.clear();
+                    }
+                }
+                self.cwd_by_pid.insert(pid, cwd);
+            }
+            None => {
+                if self.pending_cwds.len() >= MAX_PENDING_CWDS {
+                    self.pending_cwds.pop_front();
+                }
+                self.pending_cwds.push_back(cwd);
+            }
+        }
+        LineOutcome::Understood
+    }
+
+    fn delivery(
+        &mut self,
+        key: MsgKey,
+        id: &str,
+        outcome: DeliveryOutcome,
+        rest: &str,
+        ctx: &Ctx<'_>,
+        out: &mut Vec<Event>,
+    ) -> LineOutcome {
+        let (rcpt, fields) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (rcpt, mut error) = match rcpt.strip_suffix(':') {
+            Some(r) => (r, opt(fields.trim())),
+            None => (rcpt, None),
+        };
+        let mut d = Delivery {
+            message_id: Text::owned(id),
+            outcome,
+            recipient: Text::owned(strip_angles(rcpt)),
+            router: None,
+            transport: None,
+            remote_host: None,
+            remote_ip: None,
+            error: None,
+            identity: Identity::default(),
+        };
+        let mut from = None;
+        if error.is_none() {
+            for tok in Scanner::new(fields, true) {
+                match tok {
+                    Tok::Field {
+                        key: "H",
+                        host: Some(h),
+                        ..
+                    } => {
+                        d.remote_host = h.label().map(Text::owned);
+                        d.remote_ip = h.ip_normalized().map(Text::owned);
+                    }
+                    Tok::Field { key, value, .. } => match key {
+                        "R" => d.router = opt(value),
+                        "T" => d.transport = opt(value),
+                        "F" => from = Some(value),
+                        _ => {}
+                    },
+                    Tok::Tail(t) => error = opt(t.trim_end()),
+                    Tok::Word(_) => {}
+                }
+            }
+        }
+        d.identity = self.identity_of(key).unwrap_or_else(|| {
+            let mut i = Identity::default();
+            if let Some(f) = from {
+                i.set_sender(f);
+            }
+            i
+        });
+        let governed = d.router.as_deref().is_some_and(|r| {
+            r.starts_with("enforce_mail_permissions") || r.starts_with("check_mail_permissions")
+        });
+        let body = if governed && outcome != DeliveryOutcome::Delivered {
+            EventBody::GovernorAction(governor(
+                error.as_deref().unwrap_or(""),
+                outcome,
+                id,
+                d.recipient,
+                d.identity,
+            ))
+        } else {
+            if outcome != DeliveryOutcome::Delivered {
+                d.error = error;
+            }
+            EventBody::Delivery(d)
+        };
+        self.emit(Event::new(ctx.time, ctx.origin, body), out);
+        LineOutcome::Understood
+    }
+
+    /// Lines of an SMTP session: `H=... [ip] F=<...> rejected RCPT ...`,
+    /// `sender verify fail`, `dropped by ... ACL`, `rejected by local_scan()`.
+    fn session(
+        &mut self,
+        body: &str,
+        id: Option<&str>,
+        ctx: &Ctx<'_>,
+        out: &mut Vec<Event>,
+    ) -> LineOutcome {
+        let mut host = Host::default();
+        let mut sender = None;
+        let mut phrase = "";
+        let mut sc = Scanner::new(body, false);
+        loop {
+            let off = sc.offset();
+            match sc.next() {
+                Some(Tok::Field {
+                    key: "H",
+                    host: Some(h),
+                    ..
+                }) => host = h,
+                Some(Tok::Field {
+                    key: "F", value, ..
+                }) => sender = Some(value),
+                Some(Tok::Field { .. }) => {}
+                Some(Tok::Word(_) | Tok::Tail(_)) => {
+                    phrase = body.get(off..).unwrap_or("");
+                    break;
+                }
+                None => break,
+            }
+        }
+        let mut rej = Rejection {
+            client_ip: host.ip_normalized().map(Text::owned),
+            client_host: host.label().map(Text::owned),
+            sender: sender.map(strip_angles).and_then(opt),
+            recipient: None,
+            stage: SmtpStage::Other,
+            reason: Text::default(),
+            message_id: id.map(Text::owned),
+        };
+        let ph = phrase.strip_prefix("temporarily ").unwrap_or(phrase);
+        if let Some(r) = ph.strip_prefix("rejected ") {
+            let (stage, after) = if let Some(a) = r.strip_prefix("RCPT ") {
+                let addr = a.split_once(' ').map_or(a, |x| x.0);
+                rej.recipient = opt(strip_angles(addr.trim_end_matches(':')));
+                (SmtpStage::RcptTo, a)
+            } else if let Some(a) = r.strip_prefix("MAIL ") {
+                let addr = a.split_once(' ').map_or(a, |x| x.0);
+                if rej.sender.is_none() {
+                    rej.sender = opt(strip_angles(addr.trim_end_matches(':')));
+                }
+                (SmtpStage::MailFrom, a)
+            } else if r.starts_with("after DATA") || r.starts_with("DATA") {
+                (SmtpStage::Data, r)
+            } else if let Some(a) = r.strip_prefix("by local_scan()") {
+                (SmtpStage::Data, a)
+            } else if r.starts_with("EHLO") || r.starts_with("HELO") {
+                (SmtpStage::Helo, r)
+            } else if r.starts_with("connection") {
+                (SmtpStage::Connect, r)
+            } else {
+                (SmtpStage::Other, r)
+            };
+            rej.stage = stage;
+            rej.reason = Text::owned(after.split_once(": ").map_or(phrase, |x| x.1).trim());
+        } else if let Some(a) = ph
+            .strip_prefix("sender verify fail for ")
+            .or_else(|| ph.strip_prefix("sender verify defer for "))
+        {
+            let (addr, reason) = a.split_once(": ").unwrap_or((a, ""));
+            rej.sender = opt(strip_angles(addr));
+            rej.stage = SmtpStage::MailFrom;
+            rej.reason = Text::owned(if reason.is_empty() { phrase } else { reason });
+        } else if let Some(a) = ph
+            .strip_prefix("recipient verify fail for ")
+            .or_else(|| ph.strip_prefix("recipient verify defer for "))
+        {
+            let (addr, reason) = a.split_once(": ").unwrap_or((a, ""));
+            rej.recipient = opt(strip_angles(addr));
+            rej.stage = SmtpStage::RcptTo;
+            rej.reason = Text::owned(if reason.is_empty() { phrase } else { reason });
+        } else if let Some((what, reason)) = ph.split_once(": discarded by ") {
+            // A `discard` ACL verb: accepted on the wire, thrown away.
+            if let Some(addr) = what.strip_prefix("RCPT ") {
+                rej.recipient = opt(strip_angles(addr.trim()));
+                rej.stage = SmtpStage::RcptTo;
+            } else {
+                rej.stage = SmtpStage::Data;
+            }
+            rej.reason = format!("discarded by {}", reason.trim()).into();
+        } else if let Some(a) = ph.strip_prefix("dropped by '") {
+            let (acl, reason) = a.split_once('\'').unwrap_or((a, ""));
+            rej.stage = acl_stage(acl);
+            rej.reason = Text::owned(
+                reason
+                    .trim_start_matches(" ACL")
+                    .trim_start_matches(':')
+                    .trim(),
+            );
+            if rej.reason.is_empty() {
+                rej.reason = Text::owned(phrase);
+            }
+        } else if id.is_some() || IGNORED_SESSION.iter().any(|p| ph.starts_with(p)) {
+            // With an id and no refusal: notes of a delivery attempt to that
+            // remote host (timeouts, remote SMTP errors), already reflected
+            // in the `==`/`**` line that follows.
+            return LineOutcome::Ignored;
+        } else {
+            return LineOutcome::Unparsed;
+        }
+        self.emit(
+            Event::new(ctx.time, ctx.origin, EventBody::Rejection(rej)),
+            out,
+        );
+        LineOutcome::Understood
+    }
+
+    fn plain_line(&mut self, body: &str, ctx: &Ctx<'_>, out: &mut Vec<Event>) -> LineOutcome {
+        let Some(&c) = body.as_bytes().first() else {
+            return LineOutcome::Unparsed;
+        };
+        match c {
+            b'H' | b'F' if body.get(1..2) == Some("=") => {
+                return self.session(body, None, ctx, out);
+            }
+            b'c' => {
+                if let Some(r) = body.strip_prefix("cwd=") {
+                    return self.cwd(r, ctx);
+                }
+            }
+            b'S' => {
+                if let Some(r) = body.strip_prefix("SMTP connection from ") {
+                    return self.smtp_connection(r, None, ctx, out);
+                }
+                if let Some(r) = body.strip_prefix("SMTP call from ") {
+                    let (h, n) = parse_host(r);
+                    return match r[n..].split_once("dropped: ") {
+                        Some((_, reason)) => {
+                            self.reject(&h, SmtpStage::Other, reason, None, ctx, out)
+                        }
+                        None => LineOutcome::Ignored,
+                    };
+                }
+                if body.starts_with("SMTP protocol synchronization error") {
+                    return self.sync_error(body, ctx, out);
+                }
+                if let Some(r) = body
+                    .strip_prefix("SMTP protocol error in \"")
+                    .or_else(|| body.strip_prefix("SMTP syntax error in \""))
+                {
+                    return self.protocol_error(r, ctx, out);
+                }
+            }
+            b'n' => {
+                if let Some(r) = body.strip_prefix("no MAIL in SMTP connection from ") {
+                    let (h, _) = parse_host(r);
+                    return self.reject(
+                        &h,
+                        SmtpStage::Other,
+                        "no MAIL in SMTP connection",
+                        None,
+                        ctx,
+                        out,
+                    );
+                }
+                if let Some(r) = body.strip_prefix("no host name found for IP address ") {
+                    let ip = r.trim();
+                    let h = Host {
+                        ip: Some(ip).filter(|ip| fields::is_ip(ip)),
+                        ..Host::default()
+                    };
+                    return self.reject(
+                        &h,
+                        SmtpStage::Connect,
+                        "no host name found for IP address",
+                        None,
+                        ctx,
+                        out,
+                    );
+                }
+                if let Some(r) = body.strip_prefix("no IP address found for host ") {
+                    let (name, tail) = r.split_once(' ').unwrap_or((r, ""));
+                    let mut h = tail
+                        .find("connection from ")
+                        .map(|i| parse_host(&tail[i + 16..]).0)
+                        .unwrap_or_default();
+                    h.name = Some(name);
+                    return self.reject(
+                        &h,
+                        SmtpStage::Connect,
+                        "no IP address found for host",
+                        None,
+                        ctx,
+                        out,
+                    );
+                }
+            }
+            b'C' => {
+                if let Some(r) = body.strip_prefix("Connection from ") {
+                    return self.smtp_connection(r, None, ctx, out);
+                }
+            }
+            b'0'..=b'9'
+                if body
+                    .trim_start_matches(|c: char| c.is_ascii_digit())
+                    .starts_with(" args:") =>
+            {
+                return LineOutcome::Ignored;
+            }
+            _ => {}
+        }
+        if IGNORED_LINES.iter().any(|p| body.starts_with(p)) {
+            return LineOutcome::Ignored;
+        }
+        if let Some(o) = self.auth_failure(body, ctx, out) {
+            return o;
+        }
+        LineOutcome::Unparsed
+    }
+
+    fn reject(
+        &mut self,
+        h: &Host<'_>,
+        stage: SmtpStage,
+        reason: &str,
+        id: Option<&str>,
+        ctx: &Ctx<'_>,
+        out: &mut Vec<Event>,
+    ) -> LineOutcome {
+        let rej = Rejection {
+            client_ip: h.ip_normalized().map(Text::owned),
+            client_host: h.label().map(Text::owned),
+            sender: None,
+            recipient: None,
+            stage,
+            reason: Text::owned(reason.trim()),
+            message_id: id.map(Text::owned),
+        };
+        self.emit(
+            Event::new(ctx.time, ctx.origin, EventBody::Rejection(rej)),
+            out,
+        );
+        LineOutcome::Understood
+    }
+
+    /// `SMTP connection from <host> ...` / `Connection from <host> refused`:
+    /// only a drop or refusal is an event; the rest is session noise.
+    fn smtp_connection(
+        &mut self,
+        r: &str,
+        id: Option<&str>,
+        ctx: &Ctx<'_>,
+        out: &mut Vec<Event>,
+    ) -> LineOutcome {
+        let (h, n) = parse_host(r);
+        let tail = &r[n..];
+        let (stage, reason) = if let Some(i) = tail.find("closed by DROP") {
+            (SmtpStage::Other, &tail[i..])
+        } else if let Some(i) = tail.find(" refused") {
+            (SmtpStage::Connect, &tail[i + 1..])
+        } else {
+            return LineOutcome::Ignored;
+        };
+        self.reject(&h, stage, reason, id, ctx, out)
+    }
+
+    /// `SMTP protocol synchronization error (why): rejected connection from
+    /// H=... ` or `...: rejected "CMD" H=... next input="..."`.
+    fn sync_error(&mut self, body: &str, ctx: &Ctx<'_>, out: &mut Vec<Event>) -> LineOutcome {
+        let reason_end = body.find("): rejected").map_or(body.len(), |i| i + 1);
+        let reason = &body[..reason_end];
+        let (stage, h) = if let Some(i) = body.find("rejected connection from H=") {
+            (SmtpStage::Connect, parse_host(&body[i + 27..]).0)
+        } else {
+            // The rejected command is client text and may itself contain
+            // `" H=`; the real host spec is the last one before `next input=`.
+            let seg_end = body.find(" next input=\"").unwrap_or(body.len());
+            let h = body[..seg_end]
+                .rfind("\" H=")
+                .map(|i| parse_host(&body[i + 4..]).0)
+                .unwrap_or_default();
+            (SmtpStage::Other, h)
+        };
+        self.reject(&h, stage, reason, None, ctx, out)
+    }
+
+    /// `SMTP protocol error in "CMD" H=... reason` (also `syntax error`).
+    fn protocol_error(&mut self, r: &str, ctx: &Ctx<'_>, out: &mut Vec<Event>) -> LineOutcome {
+        // The quoted command is client text and may contain `" H=` itself
+        // (an injection attempt): the real host spec is the last one.
+        let Some(i) = r.rfind("\" H=") else {
+            return self.reject(&Host::default(), SmtpStage::Other, r, None, ctx, out);
+        };
+        let command = &r[..i];
+        let (h, n) = parse_host(&r[i + 4..]);
+        let after = &r[i + 4 + n..];
+        let mut sc = Scanner::new(after, false);
+        let mut reason = "";
+        loop {
+            let off = sc.offset();
+            match sc.next() {
+                Some(Tok::Field { .. }) => {}
+                Some(_) => {
+                    reason = after.get(off..).unwrap_or("");
+                    break;
+                }
+                None => break,
+            }
+        }
+        let verb = command.split(' ').next().unwrap_or("");
+        let stage = if verb.eq_ignore_ascii_case("EHLO") || verb.eq_ignore_ascii_case("HELO") {
+            SmtpStage::Helo
+        } else if verb.eq_ignore_ascii_case("MAIL") {
+            SmtpStage::MailFrom
+        } else if verb.eq_ignore_ascii_case("RCPT") {
+            SmtpStage::RcptTo
+        } else if verb.eq_ignore_ascii_case("DATA") || verb.eq_ignore_ascii_case("BDAT") {
+            SmtpStage::Data
+        } else {
+            SmtpStage::Other
+        };
+        let reason = reason.trim_start_matches(": ");
+        let reason = if reason.trim().is_empty() {
+            "SMTP protocol error"
+        } else {
+            reason
+        };
+        self.reject(&h, stage, reason, None, ctx, out)
+    }
+
+    /// `<id> SA: Action: <what>: score=... (...). From <sender> (host=NAME
+    /// [ip]) for <rcpts>` (sa-exim): SpamAssassin's verdict on a message.
+    fn spamassassin(
+        &mut self,
+        whole: &str,
+        r: &str,
+        id: &str,
+        ctx: &Ctx<'_>,
+        out: &mut Vec<Event>,
+    ) -> LineOutcome {
+        let from_at = r.rfind(". From <").unwrap_or(r.len());
+        let action = &r[..from_at];
+        let action = action.find(" (scanned").map_or(action, |i| &action[..i]);
+        let reason_len = whole.len() - r.len() + action.len();
+        let mut rej = Rejection {
+            client_ip: None,
+            client_host: None,
+            sender: None,
+            recipient: None,
+            stage: SmtpStage::Data,
+            reason: Text::owned(&whole[..reason_len]),
+            message_id: Some(Text::owned(id)),
+        };
+        if let Some(tail) = r.get(from_at + 8..) {
+            let (addr, tail) = tail.split_once('>').unwrap_or((tail, ""));
+            rej.sender = opt(addr);
+            if let Some(t) = tail.strip_prefix(" (host=") {
+                let (h, n) = parse_host(t);
+                rej.client_ip = h.ip_normalized().map(Text::owned);
+                rej.client_host = h.label().map(Text::owned);
+                if let Some(rcpts) = t[n..].strip_prefix(") for ") {
+                    rej.recipient = rcpts.split(' ').next().and_then(opt);
+                }
+            }
+        }
+        self.emit(
+            Event::new(ctx.time, ctx.origin, EventBody::Rejection(rej)),
+            out,
+        );
+        LineOutcome::Understood
+    }
+
+    /// `<name> authenticator failed for <host> [I=...]: <reason> [(set_id=x)]`.
+    fn auth_failure(
+        &mut self,
+        body: &str,
+        ctx: &Ctx<'_>,
+        out: &mut Vec<Event>,
+    ) -> Option<LineOutcome> {
+        let (name, after) = body.split_once(' ')?;
+        let after = after.strip_prefix("authenticator failed for ")?;
+        let (h, n) = parse_host(after);
+        let rest = &after[n..];
+        let reason = rest.split_once(": ").map_or("", |x| x.1).trim_end();
+        let (reason, set_id) = match reason.rsplit_once(" (set_id=") {
+            Some((r, s)) => (r, Some(s.strip_suffix(')').unwrap_or(s))),
+            None => (reason, None),
+        };
+        let f = AuthFailure {
+            client_ip: h.ip_normalized().map(Text::owned),
+            client_host: h.label().map(Text::owned),
+            authenticator: Text::owned(name),
+            set_id: set_id.and_then(opt),
+            reason: opt(reason),
+        };
+        self.emit(
+            Event::new(ctx.time, ctx.origin, EventBody::AuthFailure(f)),
+            out,
+        );
+        Some(LineOutcome::Understood)
+    }
+}
+
+fn set_client(identity: &mut Identity, h: &Host<'_>) {
+    identity.client_host = h.label().map(Text::owned);
+    identity.client_ip = h.ip_normalized().map(Text::owned);
+}
+
+/// `Frozen (why)`, `Frozen`, `Message is frozen`, `frozen by <user>`;
+/// `Some(None)` for a freeze without a stated reason.
+fn frozen_reason(rest: &str) -> Option<Option<&str>> {
+    if let Some(r) = rest.strip_prefix("Frozen") {
+        let r = r.trim();
+        let r = r
+            .strip_prefix('(')
+            .map_or(r, |x| x.strip_suffix(')').unwrap_or(x));
+        return Some(Some(r).filter(|r| !r.is_empty()));
+    }
+    if rest.starts_with("Message is frozen") {
+        return Some(None);
+    }
+    if rest.starts_with("frozen by ") {
+        return Some(Some(rest.trim_end()));
+    }
+    None
+}
+
+fn acl_stage(acl: &str) -> SmtpStage {
+    match acl {
+        "connect" => SmtpStage::Connect,
+        "helo" => SmtpStage::Helo,
+        "mail" => SmtpStage::MailFrom,
+        "rcpt" => SmtpStage::RcptTo,
+        "data" | "mime" | "dkim" | "prdr" | "predata" => SmtpStage::Data,
+        _ => SmtpStage::Other,
+    }
+}
+
+/// cPanel's mail governor refusals (router `enforce_mail_permissions*` /
+/// `check_mail_permissions`), e.g. `Domain x has exceeded the max emails per
+/// hour (500/500 (100%)) allowed. Message discarded.`
+fn governor(
+    text: &str,
+    outcome: DeliveryOutcome,
+    id: &str,
+    recipient: Text<'static>,
+    identity: Identity,
+) -> GovernorAction {
+    let t = text.trim().trim_matches('"');
+    let limit = if t.contains("max emails per hour") {
+        GovernorLimit::MaxEmailsPerHour
+    } else if t.contains("max defers and failures") {
+        GovernorLimit::MaxDefersAndFailures
+    } else if t.contains("outgoing mail hold") {
+        GovernorLimit::OutgoingHold
+    } else if t.contains("outgoing mail suspension") {
+        GovernorLimit::OutgoingSuspension
+    } else if t.contains("user nobody") && t.contains("sender restrictions") {
+        GovernorLimit::NobodyRestricted
+    } else {
+        GovernorLimit::Other
+    };
+    let domain = t
+        .strip_prefix("Domain ")
+        .and_then(|r| r.split(' ').next())
+        .and_then(opt);
+    let (count, maximum) = t
+        .find(" per hour (")
+        .and_then(|i| {
+            let r = &t[i + 11..];
+            let (a, b) = r.split_once('/')?;
+            let b = b.split(|c: char| !c.is_ascii_digit()).next()?;
+            Some((a.parse().ok(), b.parse().ok()))
+        })
+        .unwrap_or((None, None));
+    let discarded = if t.contains("discarded") {
+        true
+    } else if t.contains("reattempted") || t.contains("retried") {
+        false
+    } else {
+        outcome == DeliveryOutcome::Failed
+    };
+    GovernorAction {
+        message_id: Some(Text::owned(id)),
+        domain,
+        limit,
+        count,
+        maximum,
+        discarded,
+        recipient: Some(recipient).filter(|r| !r.is_empty()),
+        identity,
+    }
+}
+
+/// Message lines that carry nothing the rules need.
+const IGNORED_ID_LINES: &[&str] = &[
+    "Spool file is locked",
+    "no immediate delivery",
+    "Warning:",
+    "DKIM:",
+    "DMARC",
+    "SPF",
+    "ARC",
+    "SA: ",
+    "removed by",
+    "cancelled by",
+    "retry time not reached",
+    "SMTP error from remote",
+    "error ignored",
+    "routing defer",
+    "TLS error",
+    "tls_",
+    "Message is locked",
+    "SMTP data timeout",
+    "SMTP connection lost",
+];
+
+/// Lines without a message id that carry nothing the rules need.
+const IGNORED_LINES: &[&str] = &[
+    "Start queue run",
+    "End queue run",
+    "exim ",
+    "TLS error",
+    "Spool file is locked",
+    "no immediate delivery",
+    "SMTP command timeout",
+    "SMTP data timeout",
+    "SMTP connection lost",
+    "unexpected disconnection",
+    "daemon ",
+    "pid ",
+    "Warning:",
+    "DKIM:",
+    "SIGHUP",
+    "args:",
+    "LOG: ",
+];
+
+/// Session remarks that are not refusals.
+const IGNORED_SESSION: &[&str] = &["Warning:", "incomplete transaction", "SMTP ", "TLS "];
