@@ -4,16 +4,13 @@
 //! sources read inputs and turn them into events (`spamward-exim`: the main
 //! log, the queue; `spamward-cpanel`: the server's configuration) → the
 //! engine (`spamward-engine`) batches them through sandboxed WebAssembly
-//! rules → [`policy`] decides what the rules' verdicts may do → [`report`]
-//! shows it. [`pipeline`] builds that chain from the configuration, once
-//! for every command. The events and what is known of the server are
-//! `spamward-model`'s; the data rules see is `spamward-contract`'s.
-//! [`config`] is `spamward.toml`; [`cli`] is the `spamward` command.
+//! rules → the policy decides what the rules' verdicts may do → [`report`]
+//! shows it. `spamward-pipeline` reads `spamward.toml` and builds that
+//! chain, once for every command. The events and what is known of the
+//! server are `spamward-model`'s; the data rules see is
+//! `spamward-contract`'s. [`cli`] is the `spamward` command.
 
 #![warn(missing_docs)]
 
 pub mod cli;
-pub mod config;
-pub mod pipeline;
-pub mod policy;
 pub mod report;

@@ -24,6 +24,8 @@
 use std::collections::VecDeque;
 use std::fmt;
 
+use serde::{Deserialize, Serialize};
+
 /// The maps behind rule state: short string keys hashed on every host call.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -73,7 +75,7 @@ impl fmt::Display for StateFull {
 impl std::error::Error for StateFull {}
 
 /// A sliding sum over event time.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Window {
     /// `(time, amount)`, oldest first; equal consecutive times are merged so a
     /// burst in one second costs one entry.
@@ -135,7 +137,7 @@ impl Window {
 }
 
 /// Distinct members seen over a sliding window.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct DistinctSet {
     /// Member → the last time it was seen.
     last_seen: HashMap<String, i64>,
@@ -210,7 +212,7 @@ impl DistinctSet {
 }
 
 /// All state of one rule: windows, distinct sets and key/value pairs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuleState {
     // Keyed by (key, window length): one key used with two lengths is two
     // windows, so a rule can't corrupt its own counts by mixing them.
@@ -283,7 +285,36 @@ fn apply(bytes: usize, grown: isize) -> usize {
     bytes.saturating_add_signed(grown)
 }
 
+/// Bytes that are not a [`RuleState::snapshot`] of this version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotError(String);
+
+impl fmt::Display for SnapshotError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a rule state snapshot: {}", self.0)
+    }
+}
+
+impl std::error::Error for SnapshotError {}
+
 impl RuleState {
+    /// The whole state as bytes, for a daemon's checkpoint: restored with
+    /// [`RuleState::restore`], it counts exactly as this one does.
+    pub fn snapshot(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a rule state always encodes")
+    }
+
+    /// The state a [`RuleState::snapshot`] holds, under the quota `limit`
+    /// (today's setting, not the one it was saved with). A state over the
+    /// new quota is kept whole; the next call that would grow it fails.
+    pub fn restore(bytes: &[u8], limit: usize) -> Result<Self, SnapshotError> {
+        let mut state: RuleState =
+            postcard::from_bytes(bytes).map_err(|e| SnapshotError(e.to_string()))?;
+        state.limit = limit;
+        state.next_sweep = state.next_sweep.min(limit);
+        Ok(state)
+    }
+
     /// An empty state with the default quota.
     pub fn new() -> Self {
         Self::default()
@@ -577,5 +608,32 @@ mod tests {
                 .map(|(k, v)| k.len() + v.len() + KEY_COST)
                 .sum::<usize>();
         assert_eq!(counted, actual);
+    }
+
+    #[test]
+    fn a_restored_snapshot_counts_on_exactly_as_the_state_it_was_taken_of() {
+        let mut live = RuleState::new();
+        for i in 0..500 {
+            live.window_add(&format!("w{}", i % 5), i, 100, 2).unwrap();
+            live.distinct_add("d", &format!("m{}", i % 17), i, 50)
+                .unwrap();
+        }
+        live.kv_set("k", Some("v")).unwrap();
+        let mut restored = RuleState::restore(&live.snapshot(), 1 << 20).unwrap();
+        assert_eq!(restored.bytes(), live.bytes());
+        assert_eq!(restored.kv_get("k").as_deref(), Some("v"));
+        for i in 500..700 {
+            let key = format!("w{}", i % 5);
+            assert_eq!(
+                restored.window_add(&key, i, 100, 1).unwrap(),
+                live.window_add(&key, i, 100, 1).unwrap()
+            );
+            let member = format!("m{}", i % 23);
+            assert_eq!(
+                restored.distinct_add("d", &member, i, 50).unwrap(),
+                live.distinct_add("d", &member, i, 50).unwrap()
+            );
+        }
+        assert!(RuleState::restore(b"not a state", DEFAULT_LIMIT).is_err());
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::convert;
 use crate::pool::{Lane, Pool};
 use crate::runner::{Health, RuleBatch, RuleRunner};
+use spamward_contract::state::RuleState;
 use spamward_contract::verdict::Verdict;
 use spamward_model::{Event, HostLookups, Timestamp};
 
@@ -65,6 +66,9 @@ pub struct Dispatcher {
     batch_size: usize,
     next_id: u64,
     batch_no: u64,
+    /// What subscription filters ask about local domains; rules installed
+    /// later get the same.
+    lookups: Arc<HostLookups>,
 }
 
 /// A rule's end-of-run report.
@@ -207,6 +211,26 @@ impl Lane for RuleLane {
 }
 
 impl RuleLane {
+    fn new(runner: RuleRunner, lookups: Arc<HostLookups>) -> Self {
+        RuleLane {
+            name: runner.rule().meta.name.as_str().into(),
+            runner,
+            lookups,
+            batch: RuleBatch::default(),
+            recent: VecDeque::new(),
+            recent_events: 0,
+        }
+    }
+
+    fn report(&self) -> RuleReport {
+        RuleReport {
+            rule: self.name.to_string(),
+            health: self.runner.health().clone(),
+            quarantined: self.runner.health().quarantined_until.is_some(),
+            dropped_findings: 0,
+        }
+    }
+
     fn remember(&mut self, batch: &Batch) {
         self.recent
             .push_back((batch.first_id, batch.sources.clone()));
@@ -259,14 +283,7 @@ impl Dispatcher {
             .fold(0, |mask, r| mask | r.rule().subscriptions);
         let lanes = runners
             .into_iter()
-            .map(|runner| RuleLane {
-                name: runner.rule().meta.name.as_str().into(),
-                runner,
-                lookups: lookups.clone(),
-                batch: RuleBatch::default(),
-                recent: VecDeque::new(),
-                recent_events: 0,
-            })
+            .map(|runner| RuleLane::new(runner, lookups.clone()))
             .collect();
         let workers = options.worker_threads();
         let batch_size = options.batch_size.max(1);
@@ -278,6 +295,7 @@ impl Dispatcher {
             batch_size,
             next_id: 1,
             batch_no: 0,
+            lookups,
         }
     }
 
@@ -323,21 +341,105 @@ impl Dispatcher {
         drain(self.pool.take_outputs(), sink);
     }
 
+    /// Runs what is queued and waits until every rule has judged every
+    /// event pushed so far, handing every verdict to `sink`: the point a
+    /// checkpoint can save.
+    pub fn drain(&mut self, sink: &mut impl FnMut(RuleVerdict)) {
+        self.with_lanes(sink, |_| ());
+    }
+
+    /// After a [`Dispatcher::drain`], each rule's name and host state as
+    /// bytes ([`RuleState::snapshot`]).
+    pub fn snapshot_states(
+        &mut self,
+        sink: &mut impl FnMut(RuleVerdict),
+    ) -> Vec<(String, Vec<u8>)> {
+        self.with_lanes(sink, |lanes| {
+            lanes
+                .iter()
+                .filter_map(|l| Some((l.name.to_string(), l.runner.state()?.snapshot())))
+                .collect()
+        })
+    }
+
+    /// After a [`Dispatcher::drain`], a copy of rule `name`'s host state:
+    /// what its next version or settings start from.
+    pub fn state_of(
+        &mut self,
+        sink: &mut impl FnMut(RuleVerdict),
+        name: &str,
+    ) -> Option<RuleState> {
+        self.with_lanes(sink, |lanes| {
+            lanes
+                .iter()
+                .find(|l| &*l.name == name)
+                .and_then(|l| l.runner.state().cloned())
+        })
+    }
+
+    /// How each running rule fares, after a [`Dispatcher::drain`].
+    pub fn reports(&mut self, sink: &mut impl FnMut(RuleVerdict)) -> Vec<RuleReport> {
+        self.with_lanes(sink, |lanes| lanes.iter().map(RuleLane::report).collect())
+    }
+
+    /// Between batches, runs `runner` in place of the rule of the same name
+    /// (returned), or beside the others if none has it. Events pushed
+    /// before reach the old rule, events pushed after the new one.
+    pub fn install(
+        &mut self,
+        sink: &mut impl FnMut(RuleVerdict),
+        runner: RuleRunner,
+    ) -> Option<RuleRunner> {
+        let lookups = self.lookups.clone();
+        self.with_lanes(sink, |lanes| {
+            let lane = RuleLane::new(runner, lookups);
+            match lanes.iter_mut().find(|l| l.name == lane.name) {
+                Some(old) => Some(std::mem::replace(old, lane).runner),
+                None => {
+                    lanes.push(lane);
+                    None
+                }
+            }
+        })
+    }
+
+    /// Between batches, stops the rule `name`; its runner, if it ran.
+    pub fn retire(&mut self, sink: &mut impl FnMut(RuleVerdict), name: &str) -> Option<RuleRunner> {
+        self.with_lanes(sink, |lanes| {
+            let i = lanes.iter().position(|l| &*l.name == name)?;
+            Some(lanes.remove(i).runner)
+        })
+    }
+
+    /// Flushes, waits for the rules to be idle, hands their verdicts to
+    /// `sink`, and lets `f` see and change the lanes.
+    fn with_lanes<R>(
+        &mut self,
+        sink: &mut impl FnMut(RuleVerdict),
+        f: impl FnOnce(&mut Vec<RuleLane>) -> R,
+    ) -> R {
+        self.flush(sink);
+        let mut subscribed = self.subscribed;
+        let (result, outputs) = self.pool.with_lanes(|lanes| {
+            let result = f(lanes);
+            subscribed = lanes
+                .iter()
+                .fold(0, |mask, l| mask | l.runner.rule().subscriptions);
+            result
+        });
+        self.subscribed = subscribed;
+        drain(outputs, sink);
+        self.submitted.clear();
+        result
+    }
+
     /// Runs what is queued, hands every remaining verdict to `sink`, and
     /// returns each rule's report.
     pub fn finish(mut self, sink: &mut impl FnMut(RuleVerdict)) -> Vec<RuleReport> {
         self.flush(sink);
         let (lanes, outputs) = self.pool.finish();
         drain(outputs, sink);
-        lanes
-            .iter()
-            .map(|lane| RuleReport {
-                rule: lane.runner.rule().meta.name.clone(),
-                health: lane.runner.health().clone(),
-                quarantined: lane.runner.health().quarantined_until.is_some(),
-                dropped_findings: 0,
-            })
-            .collect()
+        lanes.iter().map(RuleLane::report).collect()
     }
 }
 

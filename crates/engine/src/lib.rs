@@ -59,6 +59,16 @@ pub fn bundled_rules() -> &'static [(&'static str, &'static [u8])] {
 #[doc(hidden)]
 pub const GUEST_WASM_DIR: &str = env!("SPAMWARD_GUEST_WASM_DIR");
 
+/// A rules directory that cannot be listed.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read rules directory {}: {source}", path.display())]
+pub struct RulesDirError {
+    /// The directory.
+    pub path: std::path::PathBuf,
+    /// Why.
+    pub source: std::io::Error,
+}
+
 /// The rules available to a run, by name, and the ones that failed to load.
 pub struct RuleSet {
     /// Loaded rules by name; a file rule replaces a bundled one of the same
@@ -69,12 +79,14 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
-    /// Loads the bundled rules, then every `*.wasm` in `extra_dir`.
+    /// Loads the bundled rules, then every `*.wasm` in `extra_dir`; only a
+    /// directory that cannot be listed fails the whole load (a rule that
+    /// cannot be loaded is one of [`RuleSet::errors`]).
     pub fn load(
         sandbox: &Sandbox,
         cache: &ComponentCache,
         extra_dir: Option<&Path>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, RulesDirError> {
         let mut set = RuleSet {
             rules: BTreeMap::new(),
             errors: Vec::new(),
@@ -83,8 +95,9 @@ impl RuleSet {
             set.add(load(sandbox, cache, bytes, RuleOrigin::Bundled));
         }
         if let Some(dir) = extra_dir {
-            let entries = fs::read_dir(dir).map_err(|e| {
-                anyhow::anyhow!("cannot read rules directory {}: {e}", dir.display())
+            let entries = fs::read_dir(dir).map_err(|source| RulesDirError {
+                path: dir.to_path_buf(),
+                source,
             })?;
             let mut paths: Vec<_> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))

@@ -148,6 +148,30 @@ impl<L: Lane> Pool<L> {
         std::mem::take(&mut self.shared.lock().outputs)
     }
 
+    /// Waits until every input submitted so far has been run, then lets
+    /// `f` see and change the lanes (replace one, add, remove) while no
+    /// worker holds any; returns what `f` returned and the outputs not yet
+    /// taken. Lanes that panicked are gone from what `f` sees.
+    pub fn with_lanes<R>(&self, f: impl FnOnce(&mut Vec<L>) -> R) -> (R, Vec<(usize, L::Output)>) {
+        let mut s = self.shared.lock();
+        while s.in_flight > 0 {
+            s = self.shared.wait(&self.shared.progress, s);
+        }
+        let outputs = std::mem::take(&mut s.outputs);
+        let mut lanes: Vec<L> = s.lanes.drain(..).filter_map(|slot| slot.lane).collect();
+        let result = f(&mut lanes);
+        s.lanes = lanes
+            .into_iter()
+            .map(|lane| Slot {
+                interest: lane.interest(),
+                lane: Some(lane),
+                queue: VecDeque::new(),
+                lost: false,
+            })
+            .collect();
+        (result, outputs)
+    }
+
     /// Waits for every queued input to run, stops the workers and returns
     /// the lanes (in their original order) and the outputs not yet taken.
     ///
@@ -375,5 +399,33 @@ mod tests {
             pool.submit(n);
         }
         drop(pool);
+    }
+
+    #[test]
+    fn with_lanes_waits_for_every_input_then_lanes_can_change() {
+        let pool = Pool::new(vec![recorder(1, 200), recorder(2, 0)], 2);
+        for i in 0..20 {
+            pool.submit(i);
+        }
+        let (seen, outputs) = pool.with_lanes(|lanes| {
+            let seen: Vec<usize> = lanes.iter().map(|l| l.seen.len()).collect();
+            lanes.remove(1);
+            lanes.push(recorder(5, 0));
+            seen
+        });
+        assert_eq!(seen, vec![20, 10], "every input ran before the change");
+        assert_eq!(outputs.len(), 30);
+        for i in 20..30 {
+            pool.submit(i);
+        }
+        let (lanes, outputs) = pool.finish();
+        assert_eq!(lanes.len(), 2);
+        assert_eq!(lanes[0].seen.len(), 30);
+        assert_eq!(
+            lanes[1].seen,
+            vec![20, 25],
+            "the new lane sees only later inputs"
+        );
+        assert_eq!(outputs.len(), 12);
     }
 }

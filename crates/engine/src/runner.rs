@@ -151,6 +151,20 @@ impl RuleRunner {
         lookups: Arc<HostLookups>,
         limits: Limits,
     ) -> Result<Self, RuleFailure> {
+        let state = RuleState::with_limit(limits.state_bytes);
+        Self::resume(rule, settings, lookups, limits, state)
+    }
+
+    /// [`RuleRunner::new`] around existing host state: the state a daemon
+    /// saved, or the one the rule's previous version or settings left (a
+    /// reload keeps what the rule counted).
+    pub fn resume(
+        rule: Arc<LoadedRule>,
+        settings: serde_json::Map<String, serde_json::Value>,
+        lookups: Arc<HostLookups>,
+        limits: Limits,
+        state: RuleState,
+    ) -> Result<Self, RuleFailure> {
         let settings_json = serde_json::Value::Object(settings.clone()).to_string();
         let mut runner = RuleRunner {
             rule,
@@ -159,7 +173,7 @@ impl RuleRunner {
             lookups,
             limits,
             live: None,
-            parked_state: Some(RuleState::with_limit(limits.state_bytes)),
+            parked_state: Some(state),
             health: Health::default(),
         };
         runner.revive()?;
@@ -365,6 +379,15 @@ impl RuleRunner {
                 h.last_error.as_deref().unwrap_or("-")
             );
         }
+    }
+
+    /// Ends the runner, handing over its host state (for the rule's next
+    /// version or settings).
+    pub fn into_state(mut self) -> RuleState {
+        self.park();
+        self.parked_state
+            .take()
+            .unwrap_or_else(|| RuleState::with_limit(self.limits.state_bytes))
     }
 
     /// The rule's host state, when no batch is running.

@@ -14,12 +14,12 @@ use std::time::SystemTime;
 
 use super::exit::Outcome;
 use super::{Cli, Setup, server_root_read, warn};
-use crate::policy::{Finding, Severity};
 use crate::report::terminal;
 use spamward_cpanel::{looked_for, read_server_state};
 use spamward_exim::relay_probe;
 use spamward_model::HostLookups;
 use spamward_model::{EventBody, EventKind};
+use spamward_pipeline::policy::{Finding, Severity};
 
 /// `audit` arguments.
 #[derive(Debug, clap::Args)]

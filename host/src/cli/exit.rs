@@ -14,7 +14,7 @@
 
 use std::process::ExitCode;
 
-use crate::policy::{Finding, Severity};
+use spamward_pipeline::policy::{Finding, Severity};
 
 /// Usage or configuration error.
 pub const USAGE: u8 = 2;

@@ -20,13 +20,13 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
-use crate::pipeline::{Pipeline, Rules};
 use crate::report::terminal;
 use spamward_cpanel::ServerStateReport;
 use spamward_exim::ingest::{FileSummary, IngestOptions};
 use spamward_model::HostLookups;
 use spamward_model::LocalZone;
+use spamward_pipeline::config::Config;
+use spamward_pipeline::{Pipeline, Rules};
 
 /// spamward: find and stop spam leaving a mail server.
 #[derive(Debug, Parser)]

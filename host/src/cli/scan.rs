@@ -17,10 +17,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::exit::Outcome;
 use super::signals::Interrupt;
 use super::{Cli, Setup, print_summary, server_root_read, warn};
-use crate::policy::Severity;
 use crate::report::{TopSenders, render_findings, terminal};
 use spamward_exim::ingest::{FileSummary, ingest_file};
 use spamward_exim::{queue, relay_probe};
+use spamward_pipeline::policy::Severity;
 
 /// `scan` arguments.
 #[derive(Debug, clap::Args)]
@@ -172,7 +172,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
                 r.rule,
                 r.health.dropped_verdicts + r.dropped_findings,
                 spamward_engine::MAX_VERDICTS_PER_BATCH,
-                crate::policy::MAX_FINDINGS_PER_RULE
+                spamward_pipeline::policy::MAX_FINDINGS_PER_RULE
             );
         }
     }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use super::fit;
 use super::terminal::escape;
-use crate::policy::{Decision, Finding};
+use spamward_pipeline::policy::{Decision, Finding};
 
 /// Renders findings as a table, most severe first, with evidence lines.
 pub fn render_findings(findings: &[Finding]) -> String {

@@ -11,16 +11,38 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::Context as _;
-
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::policy::{Admission, Finding, Grant, Policy, RuleVerdict};
 use spamward_engine::{
     ComponentCache, Dispatcher, LoadError, LoadedRule, RuleFailure, RuleReport, RuleRunner,
-    RuleSet, Sandbox,
+    RuleSet, RulesDirError, Sandbox,
 };
 use spamward_model::Event;
 use spamward_model::HostLookups;
+
+/// Why a pipeline could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The wasm engine did not start.
+    #[error("cannot start the wasm engine: {0}")]
+    Sandbox(String),
+    /// The rules directory could not be listed.
+    #[error(transparent)]
+    RulesDir(#[from] RulesDirError),
+    /// The configuration names something wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A rule refused the settings the admin wrote for it.
+    #[error("{file}: [rules.{rule}]: rejected its settings: {reason}")]
+    Settings {
+        /// The configuration file.
+        file: String,
+        /// The rule.
+        rule: String,
+        /// What the rule said.
+        reason: String,
+    },
+}
 
 /// The rules available to a run, compiled in their sandbox.
 pub struct Rules {
@@ -38,9 +60,9 @@ impl Rules {
         config: &Config,
         rules_dir: Option<&Path>,
         cache_dir: Option<&Path>,
-    ) -> anyhow::Result<Self> {
-        let sandbox =
-            Sandbox::new(config.engine.limits()).context("cannot start the wasm engine")?;
+    ) -> Result<Self, PipelineError> {
+        let sandbox = Sandbox::new(config.engine.limits())
+            .map_err(|e| PipelineError::Sandbox(format!("{e:#}")))?;
         let cache = match cache_dir {
             Some(dir) => ComponentCache::new(dir.to_path_buf()),
             None => ComponentCache::default_dir()
@@ -81,7 +103,7 @@ impl Pipeline {
         config: &Config,
         rules: &Rules,
         lookups: Arc<HostLookups>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, PipelineError> {
         let mut runners = Vec::new();
         let mut disabled = Vec::new();
         let mut policy = Policy::new();
@@ -115,7 +137,11 @@ impl Pipeline {
                         .path
                         .as_ref()
                         .map_or("spamward.toml".into(), |p| p.display().to_string());
-                    anyhow::bail!("{file}: [rules.{name}]: rejected its settings: {e}");
+                    return Err(PipelineError::Settings {
+                        file,
+                        rule: name.clone(),
+                        reason: e.to_string(),
+                    });
                 }
                 Err(e) => disabled.push((name.clone(), e)),
             }

@@ -38,6 +38,9 @@ pub struct Config {
     /// Engine limits.
     #[serde(default)]
     pub engine: EngineConfig,
+    /// How `spamward run` follows the server.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
     /// `[rules.<name>]` tables.
     #[serde(default)]
     pub rules: BTreeMap<String, toml::Table>,
@@ -62,6 +65,98 @@ impl Default for InputConfig {
             timezone: "system".into(),
         }
     }
+}
+
+/// `[daemon]`: how `spamward run` follows the server. Every key is
+/// optional.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// Main logs to follow; empty means `/var/log/exim_mainlog` (cPanel) or
+    /// `/var/log/exim4/mainlog` (Debian), whichever exists.
+    pub mainlog: Vec<PathBuf>,
+    /// The state file (also `--state`).
+    pub state: PathBuf,
+    /// Where a log is first read from when no offset was saved for it.
+    pub start_at: StartAt,
+    /// A partial batch goes to the rules after this many milliseconds
+    /// without a full one.
+    pub flush_ms: u64,
+    /// How often offsets, rule state and findings are saved together.
+    #[serde(deserialize_with = "duration")]
+    pub checkpoint_every: Duration,
+    /// How often the queue is read.
+    #[serde(deserialize_with = "duration")]
+    pub queue_every: Duration,
+    /// How often the server's configuration is read again.
+    #[serde(deserialize_with = "duration")]
+    pub server_every: Duration,
+    /// A finding nobody repeated for this long (event time) is closed: a
+    /// later verdict about its target starts a new one.
+    #[serde(deserialize_with = "duration")]
+    pub forget_after: Duration,
+}
+
+/// Where a log without a saved offset is first read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// What is written from now on (the default: a daemon judges the
+    /// present, `scan` the past).
+    End,
+    /// The whole file first.
+    Beginning,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        DaemonConfig {
+            mainlog: Vec::new(),
+            state: PathBuf::from("/var/lib/spamward/state.db"),
+            start_at: StartAt::End,
+            flush_ms: 200,
+            checkpoint_every: Duration::from_secs(5),
+            queue_every: Duration::from_secs(60),
+            server_every: Duration::from_secs(300),
+            forget_after: Duration::from_secs(86_400),
+        }
+    }
+}
+
+impl DaemonConfig {
+    /// The main logs to follow: the configured ones, else the first of the
+    /// usual places under `root` that exists (else cPanel's, to wait for).
+    pub fn mainlogs(&self, root: &Path) -> Vec<PathBuf> {
+        if !self.mainlog.is_empty() {
+            return self.mainlog.clone();
+        }
+        let usual = ["var/log/exim_mainlog", "var/log/exim4/mainlog"];
+        let found = usual.iter().map(|p| root.join(p)).find(|p| p.exists());
+        vec![found.unwrap_or_else(|| root.join(usual[0]))]
+    }
+}
+
+/// A duration written the way people write them: `200ms`, `60s`, `5m`,
+/// `1h 30m`, `1d` (or ISO 8601, `PT5M`).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let span = text
+        .strip_suffix('d')
+        .and_then(|days| days.trim().parse::<u64>().ok())
+        .map(|days| Ok(jiff::SignedDuration::from_hours(days as i64 * 24)))
+        .unwrap_or_else(|| text.parse::<jiff::SignedDuration>());
+    match span {
+        Ok(d) if d.is_positive() => d.try_into().map_err(|_| format!("{text:?} is too long")),
+        Ok(_) => Err(format!("{text:?}: must be longer than zero")),
+        Err(e) => Err(format!(
+            "{text:?} is not a duration ({e}); write e.g. 60s, 5m, 1h"
+        )),
+    }
+}
+
+fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 /// `[engine]`.
@@ -254,6 +349,15 @@ impl Config {
                     problem,
                 });
             }
+        }
+        if !(1..=60_000).contains(&self.daemon.flush_ms) {
+            return Err(ConfigError::OutOfRange {
+                path: self.display_path(),
+                table: "daemon",
+                key: "flush_ms",
+                value: self.daemon.flush_ms.to_string(),
+                problem: "must be from 1 to 60000".into(),
+            });
         }
         self.zone().map(|_| ())
     }
@@ -511,7 +615,7 @@ mod tests {
     fn the_example_configuration_loads() {
         let path = Path::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../examples/spamward.toml"
+            "/../../examples/spamward.toml"
         ));
         let config = Config::load(path).unwrap();
         assert_eq!(config.engine.state_limit_mb, 64);
@@ -545,5 +649,50 @@ mod tests {
         std::fs::write(&path, "[engine]\nbatch_size = = 3\n").unwrap();
         let e = Config::load(&path).unwrap_err().to_string();
         assert!(e.contains("spamward.toml") && e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn durations_read_the_way_people_write_them() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h 30m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert!(
+            parse_duration("0s")
+                .unwrap_err()
+                .contains("longer than zero")
+        );
+        assert!(parse_duration("soon").unwrap_err().contains("e.g. 60s"));
+    }
+
+    #[test]
+    fn a_daemon_table_is_read_and_its_mistakes_are_named() {
+        let c: Config = toml::from_str(
+            "[daemon]\nmainlog = [\"/tmp/m\"]\nstart_at = \"beginning\"\nqueue_every = \"2m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.daemon.mainlog, vec![PathBuf::from("/tmp/m")]);
+        assert_eq!(c.daemon.start_at, StartAt::Beginning);
+        assert_eq!(c.daemon.queue_every, Duration::from_secs(120));
+        assert_eq!(c.daemon.flush_ms, 200);
+        let bad = toml::from_str::<Config>("[daemon]\nserver_every = \"often\"\n").unwrap_err();
+        assert!(
+            bad.to_string().contains("\"often\" is not a duration"),
+            "{bad}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let debian = dir.path().join("var/log/exim4");
+        std::fs::create_dir_all(&debian).unwrap();
+        assert_eq!(
+            DaemonConfig::default().mainlogs(dir.path()),
+            vec![dir.path().join("var/log/exim_mainlog")],
+            "neither exists: cPanel's is waited for"
+        );
+        std::fs::write(debian.join("mainlog"), "").unwrap();
+        assert_eq!(
+            DaemonConfig::default().mainlogs(dir.path()),
+            vec![debian.join("mainlog")]
+        );
     }
 }
