@@ -87,7 +87,7 @@ pub struct RuleReport {
 }
 
 /// Where a cited event came from.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Citation {
     /// Input file.
     pub file: String,

@@ -36,7 +36,7 @@ pub use bindings::{INTERFACE_VERSION, SERVED_VERSIONS};
 pub use cache::{CacheOutcome, ComponentCache};
 pub use dispatch::{Citation, DEFAULT_BATCH, DispatchOptions, Dispatcher, RuleReport, RuleVerdict};
 pub use failure::RuleFailure;
-pub use rule::{LoadError, LoadedRule, RuleMeta, RuleOrigin, SettingSpec, load};
+pub use rule::{LoadError, LoadedRule, RuleMeta, RuleOrigin, SettingSpec, content_hash, load};
 pub use runner::{BatchOutcome, Health, QUARANTINE_AFTER, RuleBatch, RuleRunner};
 pub use sandbox::{Limits, MAX_VERDICTS_PER_BATCH, Sandbox};
 

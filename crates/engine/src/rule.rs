@@ -96,6 +96,9 @@ pub struct LoadedRule {
     pub filtered: bool,
     /// Whether it came from the cache.
     pub cache: CacheOutcome,
+    /// SHA-256 of the component, hex: a reload swaps a rule only when this
+    /// changed.
+    pub hash: String,
     /// Whether it says which event it is judging (0.2.1), so a trap costs
     /// that event alone rather than the rest of its batch.
     pub reports_progress: bool,
@@ -142,6 +145,18 @@ pub enum LoadError {
         /// What went wrong.
         reason: String,
     },
+}
+
+impl LoadError {
+    /// The file (or bundle) the rule came from.
+    pub fn origin(&self) -> &RuleOrigin {
+        match self {
+            LoadError::Compile { origin, .. }
+            | LoadError::Version { origin, .. }
+            | LoadError::Link { origin, .. }
+            | LoadError::Describe { origin, .. } => origin,
+        }
+    }
 }
 
 /// Compiles (or loads from `cache`) and describes the rule in `bytes`.
@@ -231,9 +246,16 @@ pub fn load(
             .any(|s| !s.any_of.is_empty() || !s.all_of.is_empty() || !s.none_of.is_empty()),
         filters,
         cache: cache_outcome,
+        hash: content_hash(bytes),
         reports_progress,
         pre,
     })
+}
+
+/// The hex SHA-256 of a component's bytes.
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
 }
 
 fn meta_from_info(info: wit::RuleInfo, source: RuleOrigin) -> Result<RuleMeta, String> {

@@ -11,3 +11,4 @@
 
 pub mod gzip;
 pub mod regular_file;
+pub mod tail;

@@ -10,4 +10,4 @@ pub mod config;
 mod pipeline;
 pub mod policy;
 
-pub use pipeline::{Pipeline, PipelineError, Rules};
+pub use pipeline::{Change, Pipeline, PipelineError, Rules, Saved};

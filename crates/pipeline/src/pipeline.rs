@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
 use crate::policy::{Admission, Finding, Grant, Policy, RuleVerdict};
+use spamward_contract::state::RuleState;
 use spamward_engine::{
     ComponentCache, Dispatcher, LoadError, LoadedRule, RuleFailure, RuleReport, RuleRunner,
     RuleSet, RulesDirError, Sandbox,
@@ -46,7 +47,8 @@ pub enum PipelineError {
 
 /// The rules available to a run, compiled in their sandbox.
 pub struct Rules {
-    sandbox: Sandbox,
+    sandbox: Arc<Sandbox>,
+    cache: ComponentCache,
     set: RuleSet,
 }
 
@@ -70,7 +72,25 @@ impl Rules {
         };
         let set = RuleSet::load(&sandbox, &cache, rules_dir)?;
         config.check_rule_names(set.rules.keys().map(String::as_str))?;
-        Ok(Rules { sandbox, set })
+        Ok(Rules {
+            sandbox: Arc::new(sandbox),
+            cache,
+            set,
+        })
+    }
+
+    /// The rules as they are now, loaded again in the same sandbox (a
+    /// reload): a component whose bytes did not change comes from the cache.
+    /// It runs wherever it is called, so a daemon calls it off its event
+    /// path.
+    pub fn reload(&self, config: &Config, rules_dir: Option<&Path>) -> Result<Self, PipelineError> {
+        let set = RuleSet::load(&self.sandbox, &self.cache, rules_dir)?;
+        config.check_rule_names(set.rules.keys().map(String::as_str))?;
+        Ok(Rules {
+            sandbox: self.sandbox.clone(),
+            cache: self.cache.clone(),
+            set,
+        })
     }
 
     /// Every loaded rule, by name.
@@ -84,11 +104,45 @@ impl Rules {
     }
 }
 
+/// What a daemon's checkpoint keeps of a pipeline besides the input
+/// offsets: each rule's host state and the policy's open findings, as
+/// bytes.
+#[derive(Debug, Default, Clone)]
+pub struct Saved {
+    /// Rule name → [`RuleState::snapshot`].
+    pub rule_states: BTreeMap<String, Vec<u8>>,
+    /// [`Policy::snapshot`], when one was taken.
+    pub policy: Option<Vec<u8>>,
+}
+
+/// What a reload did to one rule.
+#[derive(Debug)]
+pub enum Change {
+    /// A rule that did not run now does.
+    Started,
+    /// A new version, or new settings or mode: started anew from the host
+    /// state the old one left.
+    Replaced,
+    /// Gone from the rules, or `enabled = false`.
+    Stopped,
+    /// Its new version or settings did not start; the running one goes on.
+    Refused(RuleFailure),
+}
+
+/// What runs of a rule, to tell what a reload changes.
+struct Running {
+    hash: String,
+    settings: serde_json::Map<String, serde_json::Value>,
+    mode: crate::policy::Mode,
+}
+
 /// Events in, findings out.
 pub struct Pipeline {
     dispatcher: Dispatcher,
     policy: Policy,
     disabled: Vec<(String, RuleFailure)>,
+    running: BTreeMap<String, Running>,
+    lookups: Arc<HostLookups>,
 }
 
 impl Pipeline {
@@ -104,9 +158,42 @@ impl Pipeline {
         rules: &Rules,
         lookups: Arc<HostLookups>,
     ) -> Result<Self, PipelineError> {
+        Self::build(config, rules, lookups, Policy::new(), &Saved::default())
+    }
+
+    /// The daemon's pipeline: [`Pipeline::from_config`] whose rules start
+    /// from the host state `saved` kept for them, and whose policy starts
+    /// from the findings it held and forgets those quiet for
+    /// `[daemon] forget_after`.
+    pub fn resume(
+        config: &Config,
+        rules: &Rules,
+        lookups: Arc<HostLookups>,
+        saved: &Saved,
+    ) -> Result<Self, PipelineError> {
+        let forget = config.daemon.forget_after.as_secs();
+        let mut policy = Policy::forgetting(u32::try_from(forget).unwrap_or(u32::MAX));
+        if let Some(bytes) = &saved.policy
+            && let Err(e) = policy.restore(bytes)
+        {
+            // A policy that cannot be read costs only the dedup memory:
+            // a finding already stored may be stored again as a new one.
+            tracing::warn!("saved findings memory not readable, starting empty: {e}");
+        }
+        Self::build(config, rules, lookups, policy, saved)
+    }
+
+    fn build(
+        config: &Config,
+        rules: &Rules,
+        lookups: Arc<HostLookups>,
+        mut policy: Policy,
+        saved: &Saved,
+    ) -> Result<Self, PipelineError> {
         let mut runners = Vec::new();
         let mut disabled = Vec::new();
-        let mut policy = Policy::new();
+        let mut running = BTreeMap::new();
+        let limits = rules.sandbox.limits();
         for (name, rule) in &rules.set.rules {
             let rc = config.rule(&rule.meta)?;
             if !rc.enabled {
@@ -116,17 +203,32 @@ impl Pipeline {
                 .rules
                 .get(name)
                 .is_some_and(|t| t.keys().any(|k| k != "enabled" && k != "mode"));
-            match RuleRunner::new(
-                rule.clone(),
-                rc.settings,
-                lookups.clone(),
-                rules.sandbox.limits(),
-            ) {
+            let state = saved
+                .rule_states
+                .get(name)
+                .and_then(|bytes| match RuleState::restore(bytes, limits.state_bytes) {
+                    Ok(state) => Some(state),
+                    Err(e) => {
+                        tracing::warn!(rule = %name, "saved state not readable, starting empty: {e}");
+                        None
+                    }
+                })
+                .unwrap_or_else(|| RuleState::with_limit(limits.state_bytes));
+            let runner_settings = rc.settings.clone();
+            match RuleRunner::resume(rule.clone(), rc.settings, lookups.clone(), limits, state) {
                 Ok(runner) => {
                     policy.grant(
                         name,
                         Grant {
                             declared: rule.meta.actions.clone(),
+                            mode: rc.mode,
+                        },
+                    );
+                    running.insert(
+                        name.clone(),
+                        Running {
+                            hash: rule.hash.clone(),
+                            settings: runner_settings,
                             mode: rc.mode,
                         },
                     );
@@ -147,10 +249,112 @@ impl Pipeline {
             }
         }
         Ok(Pipeline {
-            dispatcher: Dispatcher::new(runners, config.engine.dispatch(), lookups),
+            dispatcher: Dispatcher::new(runners, config.engine.dispatch(), lookups.clone()),
             policy,
             disabled,
+            running,
+            lookups,
         })
+    }
+
+    /// Brings the running rules in line with `config` and `rules` (a
+    /// reload), between batches: a rule whose component (by content hash),
+    /// settings or mode changed starts anew from the host state its running
+    /// version left; a new one starts; one no longer loaded, or now
+    /// `enabled = false`, stops. One that fails to start leaves its running
+    /// version in place. Events pushed before reach the old rules, events
+    /// pushed after the new ones; `observe` hears about the verdicts that
+    /// come back meanwhile. Returns each rule that changed, and how.
+    pub fn apply(
+        &mut self,
+        config: &Config,
+        rules: &Rules,
+        observe: &mut impl FnMut(Admission<'_>),
+    ) -> Vec<(String, Change)> {
+        let limits = rules.sandbox.limits();
+        let mut changes = Vec::new();
+        let gone: Vec<String> = self
+            .running
+            .keys()
+            .filter(|name| {
+                !rules.set.rules.contains_key(*name)
+                    || rules
+                        .set
+                        .rules
+                        .get(*name)
+                        .is_some_and(|r| config.rule(&r.meta).is_ok_and(|rc| !rc.enabled))
+            })
+            .cloned()
+            .collect();
+        let Pipeline {
+            dispatcher,
+            policy,
+            running,
+            disabled,
+            lookups,
+        } = self;
+        for name in gone {
+            dispatcher.retire(&mut |v: RuleVerdict| observe(policy.admit(v)), &name);
+            running.remove(&name);
+            changes.push((name, Change::Stopped));
+        }
+        for (name, rule) in &rules.set.rules {
+            let rc = match config.rule(&rule.meta) {
+                Ok(rc) if rc.enabled => rc,
+                Ok(_) => continue,
+                Err(e) => {
+                    changes.push((
+                        name.clone(),
+                        Change::Refused(RuleFailure::Settings(e.to_string())),
+                    ));
+                    continue;
+                }
+            };
+            let current = running.get(name);
+            if current.is_some_and(|r| {
+                r.hash == rule.hash && r.settings == rc.settings && r.mode == rc.mode
+            }) {
+                continue;
+            }
+            let state = dispatcher
+                .state_of(&mut |v: RuleVerdict| observe(policy.admit(v)), name)
+                .unwrap_or_else(|| RuleState::with_limit(limits.state_bytes));
+            match RuleRunner::resume(
+                rule.clone(),
+                rc.settings.clone(),
+                lookups.clone(),
+                limits,
+                state,
+            ) {
+                Ok(runner) => {
+                    dispatcher.install(&mut |v: RuleVerdict| observe(policy.admit(v)), runner);
+                    policy.grant(
+                        name,
+                        Grant {
+                            declared: rule.meta.actions.clone(),
+                            mode: rc.mode,
+                        },
+                    );
+                    let change = if current.is_some() {
+                        Change::Replaced
+                    } else {
+                        Change::Started
+                    };
+                    running.insert(
+                        name.clone(),
+                        Running {
+                            hash: rule.hash.clone(),
+                            settings: rc.settings,
+                            mode: rc.mode,
+                        },
+                    );
+                    disabled.retain(|(n, _)| n != name);
+                    changes.push((name.clone(), change));
+                }
+                Err(e) => changes.push((name.clone(), Change::Refused(e))),
+            }
+        }
+        changes
     }
 
     /// Rules left out because they failed to start, and why.
@@ -173,6 +377,53 @@ impl Pipeline {
         dispatcher.push(event, &mut |v: RuleVerdict| observe(policy.admit(v)));
     }
 
+    /// Hands what is queued to the rules now (input paused), telling
+    /// `observe` about the verdicts that came back meanwhile.
+    pub fn flush(&mut self, observe: &mut impl FnMut(Admission<'_>)) {
+        let Pipeline {
+            dispatcher, policy, ..
+        } = self;
+        dispatcher.flush(&mut |v: RuleVerdict| observe(policy.admit(v)));
+    }
+
+    /// Hands what is queued to the rules and waits until they have judged
+    /// every event pushed so far: a quiet input's findings are all made.
+    pub fn drain(&mut self, observe: &mut impl FnMut(Admission<'_>)) {
+        let Pipeline {
+            dispatcher, policy, ..
+        } = self;
+        dispatcher.drain(&mut |v: RuleVerdict| observe(policy.admit(v)));
+    }
+
+    /// Waits until every rule has judged every event pushed so far, then
+    /// returns what a checkpoint saves with the input offsets: each rule's
+    /// host state and the policy's open findings. `observe` hears about the
+    /// last verdicts.
+    pub fn checkpoint(&mut self, observe: &mut impl FnMut(Admission<'_>)) -> Saved {
+        let Pipeline {
+            dispatcher, policy, ..
+        } = self;
+        let mut sink = |v: RuleVerdict| observe(policy.admit(v));
+        dispatcher.drain(&mut sink);
+        let rule_states = dispatcher.snapshot_states(&mut sink).into_iter().collect();
+        Saved {
+            rule_states,
+            policy: Some(policy.snapshot()),
+        }
+    }
+
+    /// How each running rule fares now (waits for the rules to be idle).
+    pub fn reports(&mut self, observe: &mut impl FnMut(Admission<'_>)) -> Vec<RuleReport> {
+        let Pipeline {
+            dispatcher, policy, ..
+        } = self;
+        let mut reports = dispatcher.reports(&mut |v: RuleVerdict| observe(policy.admit(v)));
+        for r in &mut reports {
+            r.dropped_findings = policy.dropped(&r.rule);
+        }
+        reports
+    }
+
     /// Runs what is queued; returns the findings, most severe first, and
     /// each rule's report.
     pub fn finish(self) -> (Vec<Finding>, Vec<RuleReport>) {
@@ -188,5 +439,71 @@ impl Pipeline {
             r.dropped_findings = policy.dropped(&r.rule);
         }
         (policy.into_findings(), reports)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(text: &str) -> Config {
+        let c: Config = toml::from_str(text).expect("valid TOML");
+        c.validate().expect("valid settings");
+        c
+    }
+
+    #[test]
+    fn a_reload_replaces_restarts_stops_and_refuses_rule_by_rule() {
+        let cache = tempfile::tempdir().unwrap();
+        let start = config("");
+        let rules = Rules::load(&start, None, Some(cache.path())).unwrap();
+        let lookups = Arc::new(HostLookups::default());
+        let mut p = Pipeline::from_config(&start, &rules, lookups).unwrap();
+        let mut none = |_: Admission<'_>| {};
+        assert!(
+            p.apply(&start, &rules, &mut none).is_empty(),
+            "nothing changed"
+        );
+
+        let changed =
+            config("[rules.relay-volume]\ndaily_limit = 50\n[rules.mailman]\nenabled = false\n");
+        let rules = rules.reload(&changed, None).unwrap();
+        let changes = p.apply(&changed, &rules, &mut none);
+        let names: Vec<(&str, &str)> = changes
+            .iter()
+            .map(|(n, c)| {
+                let what = match c {
+                    Change::Started => "started",
+                    Change::Replaced => "replaced",
+                    Change::Stopped => "stopped",
+                    Change::Refused(_) => "refused",
+                };
+                (n.as_str(), what)
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [("mailman", "stopped"), ("relay-volume", "replaced")]
+        );
+
+        let back = config("[rules.relay-volume]\ndaily_limit = 50\n");
+        let changes = p.apply(&back, &rules, &mut none);
+        assert!(matches!(changes.as_slice(), [(n, Change::Started)] if n == "mailman"));
+
+        // Settings the rule refuses: the running version goes on.
+        let mut bad = config("[rules.relay-volume]\ndaily_limit = 50\n");
+        bad.rules
+            .get_mut("relay-volume")
+            .unwrap()
+            .insert("daily_limit".into(), toml::Value::String("lots".into()));
+        let changes = p.apply(&bad, &rules, &mut none);
+        assert!(
+            matches!(changes.as_slice(), [(n, Change::Refused(_))] if n == "relay-volume"),
+            "{changes:?}"
+        );
+        assert!(
+            p.apply(&back, &rules, &mut none).is_empty(),
+            "50 still runs"
+        );
     }
 }

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use spamward_model::Timestamp;
 
@@ -34,7 +34,7 @@ pub enum Mode {
 }
 
 /// What the policy decided about a requested action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Decision {
     /// Dry-run: it would have run.
@@ -47,7 +47,7 @@ pub enum Decision {
 }
 
 /// One finding: all verdicts of a rule about one target and action.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finding {
     /// Rule name.
     pub rule: String,
@@ -66,8 +66,10 @@ pub struct Finding {
     /// How many verdicts were folded in.
     pub count: u64,
     /// Time of the first verdict's event.
+    #[serde(skip_deserializing)]
     pub first_seen: Option<Timestamp>,
     /// Time of the last verdict's event.
+    #[serde(skip_deserializing)]
     pub last_seen: Option<Timestamp>,
     /// Where the cited events came from (first few).
     pub lines: Vec<Citation>,
@@ -108,6 +110,38 @@ pub struct Policy {
     /// The newest event time seen, and when the last sweep ran.
     newest: Option<i64>,
     swept_at: i64,
+}
+
+/// The policy as a checkpoint keeps it.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    findings: Vec<SavedFinding>,
+    dropped: Vec<(String, u64)>,
+    newest: Option<i64>,
+}
+
+/// A finding with its times exact (its JSON form shows them as written).
+#[derive(Serialize, Deserialize)]
+struct SavedFinding {
+    finding: Finding,
+    first: Option<Stamp>,
+    last: Option<Stamp>,
+}
+
+/// A [`Timestamp`] in full.
+#[derive(Serialize, Deserialize)]
+struct Stamp(i64, i16, bool);
+
+impl From<Timestamp> for Stamp {
+    fn from(t: Timestamp) -> Self {
+        Stamp(t.seconds, t.offset_minutes, t.offset_written)
+    }
+}
+
+impl From<Stamp> for Timestamp {
+    fn from(s: Stamp) -> Self {
+        Timestamp::local(s.0, s.1, s.2)
+    }
 }
 
 /// What became of one verdict.
@@ -255,6 +289,54 @@ impl Policy {
                 .map(|(i, f)| ((f.rule.as_str().into(), f.target.clone(), f.action), i))
                 .collect();
         }
+    }
+
+    /// What the policy holds, as bytes for a daemon's checkpoint: the open
+    /// findings (with their exact times) and the per-rule counts.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let saved = Saved {
+            findings: self
+                .findings
+                .iter()
+                .map(|f| SavedFinding {
+                    first: f.first_seen.map(Stamp::from),
+                    last: f.last_seen.map(Stamp::from),
+                    finding: f.clone(),
+                })
+                .collect(),
+            dropped: self
+                .per_rule
+                .iter()
+                .map(|(rule, (_, dropped))| (rule.to_string(), *dropped))
+                .collect(),
+            newest: self.newest,
+        };
+        serde_json::to_vec(&saved).expect("findings always encode")
+    }
+
+    /// Puts back what [`Policy::snapshot`] saved; grants are given again
+    /// by whoever loads the rules.
+    pub fn restore(&mut self, bytes: &[u8]) -> Result<(), serde_json::Error> {
+        let saved: Saved = serde_json::from_slice(bytes)?;
+        self.findings.clear();
+        self.index.clear();
+        self.per_rule.clear();
+        for (rule, dropped) in saved.dropped {
+            self.per_rule.insert(rule.into(), (0, dropped));
+        }
+        for s in saved.findings {
+            let mut f = s.finding;
+            f.first_seen = s.first.map(Timestamp::from);
+            f.last_seen = s.last.map(Timestamp::from);
+            let rule: Arc<str> = f.rule.as_str().into();
+            self.per_rule.entry(rule.clone()).or_default().0 += 1;
+            self.index
+                .insert((rule, f.target.clone(), f.action), self.findings.len());
+            self.findings.push(f);
+        }
+        self.newest = saved.newest;
+        self.swept_at = saved.newest.unwrap_or_default();
+        Ok(())
     }
 
     /// Findings held now.
@@ -430,5 +512,34 @@ mod tests {
             v,
             serde_json::json!({"kind": "mailbox", "value": "a@b.example"})
         );
+    }
+
+    #[test]
+    fn a_restored_policy_folds_repeats_into_the_findings_it_held() {
+        let mut p = Policy::forgetting(3600);
+        let grant = Grant {
+            declared: vec![Action::Alert],
+            mode: Mode::DryRun,
+        };
+        p.grant("r", grant.clone());
+        let mut v = said("r", verdict(Severity::Warning, Action::Alert));
+        v.time = Some(Timestamp::local(1000, 120, true));
+        p.admit(v.clone());
+        let mut restored = Policy::forgetting(3600);
+        restored.grant("r", grant);
+        restored.restore(&p.snapshot()).unwrap();
+        v.time = Some(Timestamp::local(1060, 120, true));
+        match restored.admit(v) {
+            Admission::Repeat(f) => {
+                assert_eq!(f.count, 2);
+                assert_eq!(f.first_seen, Some(Timestamp::local(1000, 120, true)));
+                assert_eq!(
+                    f.last_seen.unwrap().to_string(),
+                    "1970-01-01T02:17:40+02:00"
+                );
+            }
+            other => panic!("expected a repeat, got {other:?}"),
+        }
+        assert!(restored.restore(b"{").is_err());
     }
 }

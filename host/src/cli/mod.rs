@@ -8,9 +8,12 @@ mod audit;
 mod bench;
 mod events;
 mod exit;
+mod findings;
 mod rules;
+mod run;
 mod scan;
 mod signals;
+mod status;
 pub mod synthetic;
 
 use std::io::{self, IsTerminal};
@@ -73,18 +76,28 @@ enum Command {
     Rules(rules::Command),
     /// Measure throughput on a generated log: parse-only vs all rules.
     Bench(bench::Args),
+    /// Run as a daemon: follow Exim's main log, store findings (see
+    /// `status` and `findings`).
+    Run(run::Args),
+    /// What the daemon's state file says: logs, rules, events, findings.
+    Status(status::Args),
+    /// The findings the daemon stored, newest first.
+    Findings(findings::Args),
 }
 
 /// Runs the command line; the process exit code.
 pub fn main() -> ExitCode {
-    init_tracing();
     let cli = Cli::parse();
+    init_tracing(matches!(cli.command, Command::Run(_)));
     let result = match &cli.command {
         Command::Scan(args) => scan::run(&cli, args),
         Command::Events(args) => events::run(&cli, args),
         Command::Audit(args) => audit::run(&cli, args),
         Command::Rules(cmd) => rules::run(&cli, cmd),
         Command::Bench(args) => bench::run(&cli, args),
+        Command::Run(args) => run::run(&cli, args),
+        Command::Status(args) => status::run(&cli, args),
+        Command::Findings(args) => findings::run(&cli, args),
     };
     match result {
         Ok(code) => code,
@@ -99,16 +112,26 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+/// Logs go to stderr, one line per event with its fields (`rule=...`):
+/// warnings for a one-shot command, what it does as well for the daemon;
+/// `SPAMWARD_LOG` (e.g. `debug`) overrides.
+fn init_tracing(daemon: bool) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("SPAMWARD_LOG").unwrap_or_else(|_| EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+    let default = if daemon { "info" } else { "warn" };
+    let filter =
+        EnvFilter::try_from_env("SPAMWARD_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr)
         // Colour codes only for a person at a terminal, not for a log file.
         .with_ansi(io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    // Under systemd, journald stamps each line itself.
+    let _ = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Whether `e` is a write to a closed pipe.

@@ -1,0 +1,579 @@
+//! The daemon's loop: reads what the logs gained whenever a file changes
+//! (or the slow poll comes round), hands batches to the rules after
+//! `[daemon] flush_ms` of quiet, stores findings as they are made, saves a
+//! checkpoint every `[daemon] checkpoint_every`, and on SIGTERM or SIGINT
+//! finishes what it holds, saves, and returns.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::Watcher as _;
+use spamward_model::Event;
+use spamward_pipeline::config::Config;
+use spamward_pipeline::policy::Admission;
+use spamward_pipeline::{Change, Pipeline, PipelineError, Rules};
+use spamward_state::{FindingRow, RuleRow, Store, StoreError};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+use crate::checkpoint::{self, finding_row, now};
+
+/// Quiet after a change to the configuration or the rules directory before
+/// it is reloaded.
+const RELOAD_QUIET: Duration = Duration::from_millis(300);
+
+/// The `status` row that says why the last reload was refused.
+const RELOAD_ROW: &str = "(reload)";
+
+/// What a file-system event was about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Changed {
+    /// A followed log (or its directory).
+    Logs,
+    /// The configuration file or the rules directory.
+    Configuration,
+}
+
+/// Sleeps until `at`, or forever without one.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+use crate::source::Source;
+
+/// How often the logs are read when no change was announced: a fallback
+/// for file systems without inotify, and a bound on a missed event.
+const SLOW_POLL: Duration = Duration::from_secs(2);
+
+/// What `spamward run` was told.
+#[derive(Debug)]
+pub struct DaemonOptions {
+    /// `spamward.toml`, read.
+    pub config: Config,
+    /// Where it was read from, watched for changes (none: defaults, and
+    /// only the rules directory is watched).
+    pub config_path: Option<PathBuf>,
+    /// Extra rules (`--rules`, else `[engine] rules_dir`).
+    pub rules_dir: Option<PathBuf>,
+    /// Compiled-rule cache (`--cache-dir`, else `[engine] cache_dir`).
+    pub cache_dir: Option<PathBuf>,
+    /// The server root: domains are read from `<root>/etc`, default logs
+    /// looked for under `<root>/var/log`.
+    pub root: PathBuf,
+    /// The state file (`--state`, else `[daemon] state`).
+    pub state: PathBuf,
+}
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// The rules or the configuration.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// The state file.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A log that cannot be followed.
+    #[error("cannot follow {}: {source}", path.display())]
+    Source {
+        /// The log.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The runtime, the file watcher or the signal handlers.
+    #[error("cannot start: {0}")]
+    Start(String),
+}
+
+/// Runs the daemon until SIGTERM or SIGINT; then it finishes the events it
+/// holds, saves a checkpoint and returns `Ok`.
+pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| DaemonError::Start(format!("tokio: {e}")))?;
+    runtime.block_on(async move {
+        let daemon = Daemon::start(options)?;
+        daemon.serve().await
+    })
+}
+
+struct Daemon {
+    config: Config,
+    config_path: Option<PathBuf>,
+    rules_dir: Option<PathBuf>,
+    /// The rules running, to load again on a reload.
+    loaded: Arc<Rules>,
+    store: Store,
+    pipeline: Pipeline,
+    sources: Vec<Source>,
+    /// Events handed to the rules since the first start.
+    events: u64,
+    /// Events pushed since the rules last caught up.
+    unflushed: u64,
+    /// Findings made or updated and not stored yet, by key.
+    pending: HashMap<String, FindingRow>,
+    /// Each loaded rule as `status` shows it.
+    rules: Vec<RuleRow>,
+}
+
+impl Daemon {
+    fn start(options: DaemonOptions) -> Result<Self, DaemonError> {
+        let DaemonOptions {
+            config,
+            config_path,
+            rules_dir,
+            cache_dir,
+            root,
+            state,
+        } = options;
+        let mut store = Store::open(&state)?;
+        let saved = store.load_checkpoint()?;
+        let (lookups, report) = spamward_cpanel::domain_lookups(&root);
+        for problem in &report.problems {
+            tracing::warn!("{problem}");
+        }
+        let rules = Rules::load(&config, rules_dir.as_deref(), cache_dir.as_deref())?;
+        for e in rules.errors() {
+            tracing::error!("rule not loaded: {e}");
+        }
+        let pipeline_saved = saved
+            .as_ref()
+            .map(checkpoint::pipeline_saved)
+            .unwrap_or_default();
+        let pipeline = Pipeline::resume(&config, &rules, Arc::new(lookups), &pipeline_saved)?;
+        let rule_rows = rule_rows(&config, &rules, &pipeline);
+        for row in &rule_rows {
+            match (row.status.as_str(), &row.reason) {
+                ("running", _) => {
+                    tracing::info!(rule = %row.name, version = %row.version, "running")
+                }
+                ("off", _) => tracing::info!(rule = %row.name, "off (enabled = false)"),
+                (status, why) => {
+                    tracing::error!(rule = %row.name, "{status}: {}", why.as_deref().unwrap_or("-"))
+                }
+            }
+        }
+        store.set_rules(&rule_rows)?;
+        let zone = config.zone().map_err(PipelineError::from)?;
+        let mut sources = Vec::new();
+        for path in config.daemon.mainlogs(&root) {
+            let row = saved.as_ref().and_then(|cp| {
+                cp.sources
+                    .iter()
+                    .find(|r| Path::new(&r.path) == path.as_path())
+            });
+            let source = Source::open(&path, zone.clone(), row, config.daemon.start_at).map_err(
+                |source| DaemonError::Source {
+                    path: path.clone(),
+                    source,
+                },
+            )?;
+            tracing::info!(log = %path.display(), "following");
+            sources.push(source);
+        }
+        Ok(Daemon {
+            config,
+            config_path,
+            rules_dir,
+            loaded: Arc::new(rules),
+            store,
+            pipeline,
+            sources,
+            events: saved.as_ref().map_or(0, |cp| cp.events),
+            unflushed: 0,
+            pending: HashMap::new(),
+            rules: rule_rows,
+        })
+    }
+
+    async fn serve(mut self) -> Result<(), DaemonError> {
+        let start =
+            |what: &str, e: &dyn std::fmt::Display| DaemonError::Start(format!("{what}: {e}"));
+        let (changed_tx, mut changed) = mpsc::unbounded_channel::<Changed>();
+        let reload_paths: Vec<PathBuf> = self
+            .rules_dir
+            .iter()
+            .chain(&self.config_path)
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            .collect();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let Ok(event) = event else { return };
+                let configuration = event.paths.iter().any(|p| {
+                    let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                    reload_paths.iter().any(|r| p.starts_with(r) || p == *r)
+                });
+                let _ = changed_tx.send(if configuration {
+                    Changed::Configuration
+                } else {
+                    Changed::Logs
+                });
+            })
+            .map_err(|e| start("file watcher", &e))?;
+        let mut watched = Vec::new();
+        for source in &self.sources {
+            let dir = source
+                .path()
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."))
+                .to_path_buf();
+            if watched.contains(&dir) {
+                continue;
+            }
+            if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+                tracing::warn!(dir = %dir.display(), "not watched ({e}); read every {}s", SLOW_POLL.as_secs());
+            }
+            watched.push(dir);
+        }
+        // The rules directory, and the configuration file's directory (an
+        // editor replaces the file, which a watch on the file itself loses).
+        let config_dir = self.config_path.as_ref().and_then(|p| p.parent()).map(|d| {
+            if d.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                d
+            }
+        });
+        for dir in self.rules_dir.as_deref().into_iter().chain(config_dir) {
+            if !watched.iter().any(|w| w == dir)
+                && let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive)
+            {
+                tracing::warn!(dir = %dir.display(), "not watched ({e}): reload with SIGHUP");
+            }
+        }
+        let (reloaded_tx, mut reloaded) = mpsc::unbounded_channel();
+        let mut reload_at: Option<tokio::time::Instant> = None;
+        let mut reloading = false;
+        let mut hangup = signal(SignalKind::hangup()).map_err(|e| start("SIGHUP", &e))?;
+        let mut terminate = signal(SignalKind::terminate()).map_err(|e| start("SIGTERM", &e))?;
+        let mut interrupt = signal(SignalKind::interrupt()).map_err(|e| start("SIGINT", &e))?;
+        let mut poll = tokio::time::interval(SLOW_POLL);
+        let mut flush = tokio::time::interval(Duration::from_millis(self.config.daemon.flush_ms));
+        let mut checkpoint = tokio::time::interval(self.config.daemon.checkpoint_every);
+        for timer in [&mut poll, &mut flush, &mut checkpoint] {
+            timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        self.read();
+        loop {
+            tokio::select! {
+                Some(what) = changed.recv() => {
+                    // One read covers every change announced so far.
+                    let mut configuration = what == Changed::Configuration;
+                    while let Ok(what) = changed.try_recv() {
+                        configuration |= what == Changed::Configuration;
+                    }
+                    if configuration {
+                        // Editors and `cp` write in steps: wait for quiet.
+                        reload_at = Some(tokio::time::Instant::now() + RELOAD_QUIET);
+                    } else {
+                        self.read();
+                    }
+                }
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration and rules");
+                    reload_at = Some(tokio::time::Instant::now());
+                }
+                _ = sleep_until(reload_at), if reload_at.is_some() && !reloading => {
+                    reload_at = None;
+                    reloading = true;
+                    self.start_reload(reloaded_tx.clone());
+                }
+                Some(result) = reloaded.recv() => {
+                    reloading = false;
+                    self.finish_reload(result);
+                }
+                _ = poll.tick() => self.read(),
+                _ = flush.tick() => self.flush(),
+                _ = checkpoint.tick() => self.checkpoint(),
+                _ = terminate.recv() => {
+                    tracing::info!("SIGTERM: finishing and saving");
+                    break;
+                }
+                _ = interrupt.recv() => {
+                    tracing::info!("SIGINT: finishing and saving");
+                    break;
+                }
+            }
+        }
+        drop(watcher);
+        self.stop()
+    }
+
+    /// Reads the configuration and loads the rules again on another thread
+    /// (compiling a changed rule takes a while; events keep flowing).
+    fn start_reload(&self, done: mpsc::UnboundedSender<Result<(Config, Rules), String>>) {
+        let path = self.config_path.clone();
+        let rules_dir = self.rules_dir.clone();
+        let loaded = self.loaded.clone();
+        std::thread::spawn(move || {
+            let result = (|| {
+                let config = match &path {
+                    Some(path) => Config::load(path).map_err(|e| e.to_string())?,
+                    None => Config::default(),
+                };
+                let dir = rules_dir.as_deref().or(config.engine.rules_dir.as_deref());
+                let rules = loaded.reload(&config, dir).map_err(|e| e.to_string())?;
+                Ok((config, rules))
+            })();
+            let _ = done.send(result);
+        });
+    }
+
+    /// Swaps in what a reload loaded, rule by rule, between batches; what
+    /// failed leaves the running version in place and says why.
+    fn finish_reload(&mut self, result: Result<(Config, Rules), String>) {
+        let (config, rules) = match result {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                tracing::error!("reload refused, the running rules go on: {e}");
+                self.set_status_note(Some(format!("last reload refused: {e}")));
+                return;
+            }
+        };
+        for e in rules.errors() {
+            tracing::error!("rule not loaded, the running version (if any) goes on: {e}");
+        }
+        if config.daemon.mainlog != self.config.daemon.mainlog
+            || config.daemon.state != self.config.daemon.state
+        {
+            tracing::warn!("[daemon] mainlog and state take effect at the next start");
+        }
+        let Daemon {
+            pipeline, pending, ..
+        } = self;
+        let changes = pipeline.apply(&config, &rules, &mut |a| keep(pending, a));
+        let mut refused = Vec::new();
+        for (name, change) in &changes {
+            match change {
+                Change::Started => tracing::info!(rule = %name, "started"),
+                Change::Replaced => tracing::info!(rule = %name, "reloaded"),
+                Change::Stopped => tracing::info!(rule = %name, "stopped"),
+                Change::Refused(e) => {
+                    tracing::error!(rule = %name, "new version or settings refused, the running one goes on: it {e}");
+                    refused.push((name.clone(), e.to_string()));
+                }
+            }
+        }
+        let mut rows = rule_rows(&config, &rules, &self.pipeline);
+        for row in &mut rows {
+            if let Some((_, why)) = refused.iter().find(|(n, _)| *n == row.name) {
+                row.status = "running (reload refused)".into();
+                row.reason = Some(why.clone());
+            }
+        }
+        self.rules = rows;
+        if let Err(e) = self.store.set_rules(&self.rules) {
+            tracing::error!("rule status not saved: {e}");
+        }
+        self.set_status_note(None);
+        self.config = config;
+        self.loaded = Arc::new(rules);
+    }
+
+    /// Shows why the last reload was refused in `status` (a row of its
+    /// own beside the rules), or clears it.
+    fn set_status_note(&mut self, note: Option<String>) {
+        self.rules.retain(|r| r.name != RELOAD_ROW);
+        if let Some(why) = note {
+            self.rules.push(RuleRow {
+                name: RELOAD_ROW.into(),
+                version: String::new(),
+                hash: String::new(),
+                origin: self
+                    .config_path
+                    .as_ref()
+                    .map_or_else(String::new, |p| p.display().to_string()),
+                status: "refused".into(),
+                reason: Some(why),
+                updated_at: now(),
+            });
+        }
+        if let Err(e) = self.store.set_rules(&self.rules) {
+            tracing::error!("rule status not saved: {e}");
+        }
+    }
+
+    /// Reads what every log gained and hands the events to the rules.
+    fn read(&mut self) {
+        let mut events = Vec::new();
+        for source in &mut self.sources {
+            if let Err(e) = source.read(&mut events) {
+                tracing::warn!(log = %source.path().display(), "cannot read: {e}");
+            }
+        }
+        self.push(events);
+    }
+
+    fn push(&mut self, events: Vec<Event>) {
+        let Daemon {
+            pipeline,
+            pending,
+            events: total,
+            unflushed,
+            ..
+        } = self;
+        for event in events {
+            *total += 1;
+            *unflushed += 1;
+            pipeline.push_observed(event, &mut |a| keep(pending, a));
+        }
+    }
+
+    /// Lets the rules catch up with what was pushed (the input is quiet)
+    /// and stores the findings that came of it.
+    fn flush(&mut self) {
+        if self.unflushed > 0 {
+            let Daemon {
+                pipeline, pending, ..
+            } = self;
+            pipeline.drain(&mut |a| keep(pending, a));
+            self.unflushed = 0;
+        }
+        self.store_findings();
+    }
+
+    fn store_findings(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let rows: Vec<FindingRow> = self.pending.drain().map(|(_, row)| row).collect();
+        if let Err(e) = self.store.upsert_findings(&rows) {
+            tracing::error!("findings not stored (kept for the next try): {e}");
+            self.pending
+                .extend(rows.into_iter().map(|r| (r.key.clone(), r)));
+        }
+    }
+
+    /// Saves where each log was read to with the rules' state and the
+    /// policy's, all at one moment.
+    fn checkpoint(&mut self) {
+        let Daemon {
+            pipeline, pending, ..
+        } = self;
+        let saved = pipeline.checkpoint(&mut |a| keep(pending, a));
+        self.unflushed = 0;
+        self.store_findings();
+        let rows = self.sources.iter().filter_map(Source::row).collect();
+        let cp = checkpoint::build(rows, saved, self.events);
+        if let Err(e) = self.store.checkpoint(&cp) {
+            tracing::error!("checkpoint not saved: {e}");
+        }
+        let reports = {
+            let Daemon {
+                pipeline, pending, ..
+            } = self;
+            pipeline.reports(&mut |a| keep(pending, a))
+        };
+        let mut changed = false;
+        for row in &mut self.rules {
+            let Some(report) = reports.iter().find(|r| r.rule == row.name) else {
+                continue;
+            };
+            let status = if report.quarantined {
+                "quarantined"
+            } else {
+                "running"
+            };
+            let reason = report
+                .health
+                .last_error
+                .clone()
+                .filter(|_| report.quarantined);
+            if row.status != status || row.reason != reason {
+                row.status = status.into();
+                row.reason = reason;
+                row.updated_at = now();
+                changed = true;
+            }
+        }
+        if changed && let Err(e) = self.store.set_rules(&self.rules) {
+            tracing::error!("rule status not saved: {e}");
+        }
+    }
+
+    /// On a signal: what the parsers still hold for a join goes to the
+    /// rules, then everything is saved.
+    fn stop(mut self) -> Result<(), DaemonError> {
+        self.read();
+        let mut held = Vec::new();
+        for source in &mut self.sources {
+            source.release(&mut held);
+        }
+        self.push(held);
+        self.checkpoint();
+        tracing::info!(events = self.events, "stopped");
+        Ok(())
+    }
+}
+
+/// Keeps a finding the policy made or updated, to be stored; a new one is
+/// also logged, one line with the rule's name.
+fn keep(pending: &mut HashMap<String, FindingRow>, admission: Admission<'_>) {
+    let finding = match admission {
+        Admission::New(f) => {
+            tracing::warn!(
+                rule = %f.rule,
+                severity = %f.severity,
+                target = %f.target,
+                action = %f.action,
+                "finding: {}",
+                f.summary
+            );
+            f
+        }
+        Admission::Repeat(f) => f,
+        Admission::Dropped => return,
+    };
+    let row = finding_row(finding);
+    pending.insert(row.key.clone(), row);
+}
+
+/// Every loaded rule as `status` shows it: running, disabled, or failed to
+/// load, with why.
+fn rule_rows(config: &Config, rules: &Rules, pipeline: &Pipeline) -> Vec<RuleRow> {
+    let now = now();
+    let mut rows: Vec<RuleRow> = rules
+        .all()
+        .values()
+        .map(|rule| {
+            let failed = pipeline
+                .disabled()
+                .iter()
+                .find(|(name, _)| *name == rule.meta.name);
+            let enabled = config.rule(&rule.meta).is_ok_and(|rc| rc.enabled);
+            let (status, reason) = match failed {
+                Some((_, e)) => ("failed to start", Some(e.to_string())),
+                None if !enabled => ("off", Some("enabled = false".to_owned())),
+                None => ("running", None),
+            };
+            RuleRow {
+                name: rule.meta.name.clone(),
+                version: rule.meta.version.clone(),
+                hash: rule.hash.clone(),
+                origin: rule.meta.source.to_string(),
+                status: status.into(),
+                reason,
+                updated_at: now,
+            }
+        })
+        .collect();
+    for e in rules.errors() {
+        rows.push(RuleRow {
+            name: e.origin().to_string(),
+            version: String::new(),
+            hash: String::new(),
+            origin: e.origin().to_string(),
+            status: "failed to load".into(),
+            reason: Some(e.to_string()),
+            updated_at: now,
+        });
+    }
+    rows
+}

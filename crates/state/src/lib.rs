@@ -1,0 +1,482 @@
+//! The daemon's state file: one SQLite database (WAL, so `spamward status`
+//! reads it while the daemon writes) holding where each log was read to,
+//! every rule's host state, the policy's open findings, the findings made,
+//! and each rule as the daemon last saw it.
+//!
+//! It stores rows and opaque bytes the daemon builds; it knows nothing of
+//! rules or events. A checkpoint is one transaction, so after a crash the
+//! daemon resumes from a consistent point. The schema is versioned
+//! (`PRAGMA user_version`) from the first release: a newer file is refused,
+//! an older one migrated.
+
+#![warn(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+
+/// Each schema version's migration, in order: `MIGRATIONS[n]` takes a file
+/// from version `n` to `n + 1`.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE sources (
+        path TEXT PRIMARY KEY,
+        dev INTEGER NOT NULL,
+        inode INTEGER NOT NULL,
+        head BLOB NOT NULL,
+        offset INTEGER NOT NULL,
+        lines INTEGER NOT NULL,
+        unparsed INTEGER NOT NULL,
+        parser BLOB NOT NULL
+    );
+    CREATE TABLE rule_state (rule TEXT PRIMARY KEY, state BLOB NOT NULL);
+    CREATE TABLE daemon (key TEXT PRIMARY KEY, value BLOB NOT NULL);
+    CREATE TABLE findings (
+        key TEXT PRIMARY KEY,
+        rule TEXT NOT NULL,
+        last_seen INTEGER,
+        updated_at INTEGER NOT NULL,
+        json TEXT NOT NULL
+    );
+    CREATE INDEX findings_updated ON findings (updated_at);
+    CREATE TABLE rules (
+        name TEXT PRIMARY KEY,
+        version TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT,
+        updated_at INTEGER NOT NULL
+    );
+"];
+
+/// A state file problem, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory it goes in does not exist.
+    #[error("state file {}: its directory does not exist (create it, or give another with --state)", path.display())]
+    NoDirectory {
+        /// The state file.
+        path: PathBuf,
+    },
+    /// It does not exist (for a reader).
+    #[error("state file {}: does not exist (has `spamward run` run with this --state?)", path.display())]
+    Missing {
+        /// The state file.
+        path: PathBuf,
+    },
+    /// Written by a newer spamward.
+    #[error("state file {}: written by a newer spamward (schema {found}; this one knows up to {known})", path.display())]
+    Newer {
+        /// The state file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+        /// The newest this build knows.
+        known: i64,
+    },
+    /// SQLite refused (not a database, locked, disk full, ...).
+    #[error("state file {}: {source}", path.display())]
+    Sqlite {
+        /// The state file.
+        path: PathBuf,
+        /// SQLite's error.
+        source: rusqlite::Error,
+    },
+}
+
+/// Where one followed log was read to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRow {
+    /// The log's path.
+    pub path: String,
+    /// Device of the file read.
+    pub dev: u64,
+    /// Inode of the file read.
+    pub inode: u64,
+    /// Its first bytes (up to 64): a reused inode is not the same file.
+    pub head: Vec<u8>,
+    /// Byte offset of the next unread line.
+    pub offset: u64,
+    /// Lines read since it was first followed.
+    pub lines: u64,
+    /// Lines that could not be read.
+    pub unparsed: u64,
+    /// The parser's state at that offset (opaque).
+    pub parser: Vec<u8>,
+}
+
+/// Everything saved at one moment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// When (wall clock, Unix seconds).
+    pub at: i64,
+    /// Events processed since the first start.
+    pub events: u64,
+    /// Each log's position.
+    pub sources: Vec<SourceRow>,
+    /// Each rule's host state (opaque).
+    pub rule_states: Vec<(String, Vec<u8>)>,
+    /// The policy's open findings (opaque).
+    pub policy: Vec<u8>,
+}
+
+/// One stored finding.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindingRow {
+    /// Stable identity: storing the same finding again replaces the row.
+    pub key: String,
+    /// The rule that made it.
+    pub rule: String,
+    /// Event time of its last verdict (Unix seconds).
+    pub last_seen: Option<i64>,
+    /// When it was stored or last changed (wall clock, Unix seconds).
+    pub updated_at: i64,
+    /// The finding as `spamward scan --json` prints it.
+    pub json: String,
+}
+
+/// One rule as the daemon last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRow {
+    /// Its name.
+    pub name: String,
+    /// Its version.
+    pub version: String,
+    /// SHA-256 of its component.
+    pub hash: String,
+    /// `bundled` or its file.
+    pub origin: String,
+    /// `running`, `quarantined`, `failed to load`, ...
+    pub status: String,
+    /// Why, when it is not simply running.
+    pub reason: Option<String>,
+    /// When this row last changed (wall clock, Unix seconds).
+    pub updated_at: i64,
+}
+
+/// What `spamward status` shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Status {
+    /// When the last checkpoint was saved.
+    pub checkpoint_at: Option<i64>,
+    /// Events processed as of that checkpoint.
+    pub events: u64,
+    /// Each log's position as of that checkpoint.
+    pub sources: Vec<SourceRow>,
+    /// Each rule.
+    pub rules: Vec<RuleRow>,
+    /// Findings stored.
+    pub findings: u64,
+}
+
+/// An open state file.
+pub struct Store {
+    path: PathBuf,
+    conn: Connection,
+}
+
+impl Store {
+    /// Opens `path` for the daemon, creating it (not its directory) and
+    /// bringing its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+        if dir.is_some_and(|d| !d.is_dir()) {
+            return Err(StoreError::NoDirectory {
+                path: path.to_path_buf(),
+            });
+        }
+        let conn = Connection::open(path).map_err(|e| sqlite(path, e))?;
+        let mut store = Store {
+            path: path.to_path_buf(),
+            conn,
+        };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// Opens `path` to read, while a daemon may be writing it.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| sqlite(path, e))?;
+        let store = Store {
+            path: path.to_path_buf(),
+            conn,
+        };
+        store
+            .conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|e| store.err(e))?;
+        let version = store.version()?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(store.newer(version));
+        }
+        Ok(store)
+    }
+
+    fn configure(&mut self) -> Result<(), StoreError> {
+        self.conn
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(|e| self.err(e))?;
+        // WAL: readers (`status`) never block the writer; NORMAL: a power
+        // cut may lose the last checkpoint, never corrupt the file.
+        self.conn
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| self.err(e))?;
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(|e| self.err(e))
+    }
+
+    fn version(&self) -> Result<i64, StoreError> {
+        self.conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| self.err(e))
+    }
+
+    fn newer(&self, found: i64) -> StoreError {
+        StoreError::Newer {
+            path: self.path.clone(),
+            found,
+            known: MIGRATIONS.len() as i64,
+        }
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version = self.version()?;
+        if version as usize > MIGRATIONS.len() {
+            return Err(self.newer(version));
+        }
+        for (n, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = self.conn.transaction().map_err(|e| sqlite(&self.path, e))?;
+            tx.execute_batch(sql).map_err(|e| sqlite(&self.path, e))?;
+            tx.pragma_update(None, "user_version", (n + 1) as i64)
+                .map_err(|e| sqlite(&self.path, e))?;
+            tx.commit().map_err(|e| sqlite(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        sqlite(&self.path, e)
+    }
+
+    /// Saves `cp` in one transaction: its sources, rule states and policy
+    /// replace the previous checkpoint's.
+    pub fn checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |e| sqlite(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute("DELETE FROM sources", []).map_err(e)?;
+        for s in &cp.sources {
+            tx.execute(
+                "INSERT INTO sources (path, dev, inode, head, offset, lines, unparsed, parser) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    s.path,
+                    s.dev as i64,
+                    s.inode as i64,
+                    s.head,
+                    s.offset as i64,
+                    s.lines as i64,
+                    s.unparsed as i64,
+                    s.parser
+                ],
+            )
+            .map_err(e)?;
+        }
+        tx.execute("DELETE FROM rule_state", []).map_err(e)?;
+        for (rule, state) in &cp.rule_states {
+            tx.execute(
+                "INSERT INTO rule_state (rule, state) VALUES (?1, ?2)",
+                params![rule, state],
+            )
+            .map_err(e)?;
+        }
+        let put = |key: &str, value: Vec<u8>| {
+            tx.execute(
+                "INSERT OR REPLACE INTO daemon (key, value) VALUES (?1, ?2)",
+                params![key, value],
+            )
+            .map(|_| ())
+        };
+        put("checkpoint_at", cp.at.to_string().into_bytes()).map_err(e)?;
+        put("events", cp.events.to_string().into_bytes()).map_err(e)?;
+        put("policy", cp.policy.clone()).map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// The last checkpoint; `None` in a fresh file.
+    pub fn load_checkpoint(&self) -> Result<Option<Checkpoint>, StoreError> {
+        let Some(at) = self.daemon_number("checkpoint_at")? else {
+            return Ok(None);
+        };
+        let mut cp = Checkpoint {
+            at,
+            events: self.daemon_number("events")?.unwrap_or(0) as u64,
+            sources: self.sources()?,
+            ..Checkpoint::default()
+        };
+        let mut stmt = self
+            .conn
+            .prepare("SELECT rule, state FROM rule_state ORDER BY rule")
+            .map_err(|e| self.err(e))?;
+        cp.rule_states = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))?;
+        cp.policy = self.daemon_value("policy")?.unwrap_or_default();
+        Ok(Some(cp))
+    }
+
+    fn daemon_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM daemon WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    fn daemon_number(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self
+            .daemon_value(key)?
+            .and_then(|v| String::from_utf8(v).ok()?.parse().ok()))
+    }
+
+    fn sources(&self) -> Result<Vec<SourceRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT path, dev, inode, head, offset, lines, unparsed, parser \
+                 FROM sources ORDER BY path",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok(SourceRow {
+                path: r.get(0)?,
+                dev: r.get::<_, i64>(1)? as u64,
+                inode: r.get::<_, i64>(2)? as u64,
+                head: r.get(3)?,
+                offset: r.get::<_, i64>(4)? as u64,
+                lines: r.get::<_, i64>(5)? as u64,
+                unparsed: r.get::<_, i64>(6)? as u64,
+                parser: r.get(7)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Stores `rows` in one transaction; a row whose key is stored already
+    /// replaces it.
+    pub fn upsert_findings(&mut self, rows: &[FindingRow]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |e| sqlite(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        for f in rows {
+            tx.execute(
+                "INSERT OR REPLACE INTO findings (key, rule, last_seen, updated_at, json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![f.key, f.rule, f.last_seen, f.updated_at, f.json],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// Findings stored or changed at `since` or later (all without it),
+    /// the most recently changed first.
+    pub fn findings(&self, since: Option<i64>) -> Result<Vec<FindingRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT key, rule, last_seen, updated_at, json FROM findings \
+                 WHERE updated_at >= ?1 ORDER BY updated_at DESC, key",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([since.unwrap_or(i64::MIN)], |r| {
+            Ok(FindingRow {
+                key: r.get(0)?,
+                rule: r.get(1)?,
+                last_seen: r.get(2)?,
+                updated_at: r.get(3)?,
+                json: r.get(4)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Replaces every rule row with `rows`.
+    pub fn set_rules(&mut self, rows: &[RuleRow]) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |e| sqlite(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        tx.execute("DELETE FROM rules", []).map_err(e)?;
+        for r in rows {
+            tx.execute(
+                "INSERT OR REPLACE INTO rules (name, version, hash, origin, status, reason, updated_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![r.name, r.version, r.hash, r.origin, r.status, r.reason, r.updated_at],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    /// What `spamward status` shows.
+    pub fn status(&self) -> Result<Status, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT name, version, hash, origin, status, reason, updated_at \
+                 FROM rules ORDER BY name",
+            )
+            .map_err(|e| self.err(e))?;
+        let rules = stmt
+            .query_map([], |r| {
+                Ok(RuleRow {
+                    name: r.get(0)?,
+                    version: r.get(1)?,
+                    hash: r.get(2)?,
+                    origin: r.get(3)?,
+                    status: r.get(4)?,
+                    reason: r.get(5)?,
+                    updated_at: r.get(6)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.err(e))?;
+        let findings: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM findings", [], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        Ok(Status {
+            checkpoint_at: self.daemon_number("checkpoint_at")?,
+            events: self.daemon_number("events")?.unwrap_or(0) as u64,
+            sources: self.sources()?,
+            rules,
+            findings: findings as u64,
+        })
+    }
+}
+
+fn sqlite(path: &Path, source: rusqlite::Error) -> StoreError {
+    StoreError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests;

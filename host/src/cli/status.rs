@@ -1,0 +1,106 @@
+//! `spamward status`: what the daemon's state file says — each log and how
+//! far it was read, each rule and how it fares, events, findings and the
+//! last checkpoint. Works while the daemon runs.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::Cli;
+use crate::report::terminal;
+use spamward_state::Store;
+
+/// `status` arguments.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The state file (default `[daemon] state`).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// One JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    let path = state_path(cli, args.state.as_ref())?;
+    let status = Store::open_read_only(&path)?.status()?;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if args.json {
+        let value = serde_json::json!({
+            "state": path.display().to_string(),
+            "checkpoint_at": status.checkpoint_at,
+            "events": status.events,
+            "findings": status.findings,
+            "sources": status.sources.iter().map(|s| serde_json::json!({
+                "path": s.path,
+                "inode": s.inode,
+                "offset": s.offset,
+                "lines": s.lines,
+                "unparsed": s.unparsed,
+            })).collect::<Vec<_>>(),
+            "rules": status.rules.iter().map(|r| serde_json::json!({
+                "name": r.name,
+                "version": r.version,
+                "hash": r.hash,
+                "origin": r.origin,
+                "status": r.status,
+                "reason": r.reason,
+            })).collect::<Vec<_>>(),
+        });
+        serde_json::to_writer(&mut out, &value)?;
+        out.write_all(b"\n")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let checkpoint = status.checkpoint_at.map_or_else(|| "never".to_owned(), utc);
+    writeln!(out, "state file: {}", path.display())?;
+    writeln!(out, "last checkpoint: {checkpoint}")?;
+    writeln!(
+        out,
+        "events processed: {}   findings stored: {}",
+        status.events, status.findings
+    )?;
+    writeln!(out, "\nlogs:")?;
+    for s in &status.sources {
+        writeln!(
+            out,
+            "  {}  inode {}  offset {}  lines {}  unparsed {}",
+            terminal::escape(&s.path),
+            s.inode,
+            s.offset,
+            s.lines,
+            s.unparsed
+        )?;
+    }
+    writeln!(out, "\nrules:")?;
+    for r in &status.rules {
+        let hash = r.hash.get(..12).unwrap_or(&r.hash);
+        write!(
+            out,
+            "  {:<22} {:<8} {:<12} {:<16} {}",
+            terminal::escape(&r.name),
+            terminal::escape(&r.version),
+            hash,
+            r.status,
+            terminal::escape(&r.origin)
+        )?;
+        if let Some(why) = &r.reason {
+            write!(out, "  ({})", terminal::escape(why))?;
+        }
+        writeln!(out)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The state file: `--state`, else `[daemon] state` of the configuration.
+pub(super) fn state_path(cli: &Cli, given: Option<&PathBuf>) -> anyhow::Result<PathBuf> {
+    Ok(match given {
+        Some(p) => p.clone(),
+        None => cli.load_config()?.daemon.state,
+    })
+}
+
+/// Unix seconds as RFC 3339 UTC.
+pub(super) fn utc(seconds: i64) -> String {
+    jiff::Timestamp::from_second(seconds).map_or_else(|_| seconds.to_string(), |t| t.to_string())
+}

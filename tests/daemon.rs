@@ -1,0 +1,301 @@
+//! `spamward run` end to end, through the real binary on real files: the
+//! daemon follows a log as it is written and rotated, stores its findings,
+//! stops cleanly on SIGTERM, and a restart goes on where it stopped. What
+//! it stored must equal what `scan` finds in the same lines.
+
+mod common;
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{json_lines, spamward, workspace};
+
+/// A daemon's own directory: its log, configuration, state and cache.
+struct Setup {
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Setup { dir };
+        fs::create_dir_all(s.root()).unwrap();
+        fs::write(
+            s.path("spamward.toml"),
+            format!(
+                "[input]\ntimezone = \"UTC\"\n\n[daemon]\nmainlog = [{:?}]\nstart_at = \"beginning\"\nflush_ms = 50\ncheckpoint_every = \"1s\"\n",
+                s.log().display().to_string()
+            ),
+        )
+        .unwrap();
+        s
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.path("mainlog")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.path("root")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.path("state.db")
+    }
+
+    fn cache(&self) -> PathBuf {
+        self.path("cache")
+    }
+
+    fn start(&self) -> Child {
+        Command::new(env!("CARGO_BIN_EXE_spamward"))
+            .arg("--cache-dir")
+            .arg(self.cache())
+            .arg("--config")
+            .arg(self.path("spamward.toml"))
+            .args(["run", "--root"])
+            .arg(self.root())
+            .arg("--state")
+            .arg(self.state())
+            .env("SPAMWARD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start spamward run")
+    }
+
+    fn append(&self, lines: &[&str]) {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log())
+            .unwrap();
+        for line in lines {
+            writeln!(f, "{line}").unwrap();
+        }
+    }
+
+    /// `status --json` of the state file.
+    fn status(&self) -> serde_json::Value {
+        let out = spamward(
+            &[
+                "status",
+                "--json",
+                "--state",
+                self.state().to_str().unwrap(),
+            ],
+            &self.cache(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        json_lines(&out).remove(0)
+    }
+
+    /// What `findings --json` prints, as comparable keys.
+    fn findings(&self) -> Vec<String> {
+        let out = spamward(
+            &[
+                "findings",
+                "--json",
+                "--state",
+                self.state().to_str().unwrap(),
+            ],
+            &self.cache(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        keys(&json_lines(&out))
+    }
+
+    /// Waits until the daemon has handed `events` events to its rules and
+    /// saved that in a checkpoint.
+    fn wait_for_events(&self, events: u64) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.state().exists() {
+                let out = spamward(
+                    &[
+                        "status",
+                        "--json",
+                        "--state",
+                        self.state().to_str().unwrap(),
+                    ],
+                    &self.cache(),
+                );
+                if out.status.success() && json_lines(&out)[0]["events"].as_u64() == Some(events) {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon never reached {events} events"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Every field of a finding a live run and a replay must agree on.
+fn keys(findings: &[serde_json::Value]) -> Vec<String> {
+    let mut keys: Vec<String> = findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{} {} {} {} {} {} {} {}",
+                f["rule"],
+                f["severity"],
+                f["target"],
+                f["action"],
+                f["count"],
+                f["first_seen"],
+                f["last_seen"],
+                f["summary"]
+            )
+        })
+        .collect();
+    keys.sort();
+    keys
+}
+
+/// Sends SIGTERM and waits: a clean stop is exit 0.
+fn stop(child: Child) -> String {
+    // SAFETY: kill(2) on a child this test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "run did not stop cleanly:\n{stderr}"
+    );
+    stderr
+}
+
+fn sample() -> String {
+    fs::read_to_string(workspace().join("examples/logs/mainlog-sample")).unwrap()
+}
+
+/// What `scan` and `events` make of `text` as one log, on the daemon's
+/// server root.
+fn replay(text: &str, s: &Setup) -> (Vec<String>, u64) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("whole");
+    fs::write(&log, text).unwrap();
+    let log = log.to_str().unwrap();
+    let cache = s.cache();
+    let cache = cache.as_path();
+    let root = s.root();
+    let scan = spamward(
+        &[
+            "--timezone",
+            "UTC",
+            "scan",
+            "--json",
+            "--root",
+            root.to_str().unwrap(),
+            log,
+        ],
+        cache,
+    );
+    assert!(
+        scan.status.success(),
+        "{}",
+        String::from_utf8_lossy(&scan.stderr)
+    );
+    let events = spamward(&["--timezone", "UTC", "events", log], cache);
+    (keys(&json_lines(&scan)), json_lines(&events).len() as u64)
+}
+
+#[test]
+fn run_follows_a_rotated_log_and_stores_what_scan_finds_in_it() {
+    let s = Setup::new();
+    let text = sample();
+    let lines: Vec<&str> = text.lines().collect();
+    let (expected, events) = replay(&text, &s);
+    assert!(
+        expected.len() >= 6,
+        "the sample makes findings: {expected:?}"
+    );
+
+    let daemon = s.start();
+    let (first, rest) = lines.split_at(lines.len() / 2);
+    for chunk in first.chunks(250) {
+        s.append(chunk);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Rotation as logrotate and cPanel do it: rename, then a new file.
+    fs::rename(s.log(), s.path("mainlog.1")).unwrap();
+    for chunk in rest.chunks(250) {
+        s.append(chunk);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stderr = stop(daemon);
+    assert!(
+        stderr.contains("finding:"),
+        "findings are logged as made:\n{stderr}"
+    );
+
+    assert_eq!(s.findings(), expected, "the daemon stored what scan finds");
+    let status = s.status();
+    assert_eq!(status["events"].as_u64(), Some(events), "{status}");
+    assert_eq!(status["findings"].as_u64(), Some(expected.len() as u64));
+    let source = &status["sources"][0];
+    assert_eq!(source["path"], s.log().display().to_string());
+    assert_eq!(source["lines"].as_u64(), Some(lines.len() as u64));
+    assert_eq!(source["unparsed"].as_u64(), Some(0));
+    let rules = status["rules"].as_array().unwrap();
+    assert!(rules.len() >= 13, "{rules:?}");
+    assert!(rules.iter().all(|r| r["status"] == "running"), "{rules:?}");
+    assert!(status["checkpoint_at"].as_i64().is_some());
+}
+
+#[test]
+fn a_restarted_daemon_goes_on_where_it_stopped() {
+    let s = Setup::new();
+    let text = sample();
+    let lines: Vec<&str> = text.lines().collect();
+    let (expected, events) = replay(&text, &s);
+    let (first, rest) = lines.split_at(lines.len() / 3);
+
+    s.append(first);
+    let daemon = s.start();
+    s.wait_for_events_at_least_once();
+    stop(daemon);
+    // Written while it was stopped.
+    s.append(&rest[..rest.len() / 2]);
+    let daemon = s.start();
+    s.append(&rest[rest.len() / 2..]);
+    s.wait_for_events(events);
+    stop(daemon);
+
+    assert_eq!(
+        s.findings(),
+        expected,
+        "nothing lost, nothing counted twice"
+    );
+    assert_eq!(s.status()["events"].as_u64(), Some(events));
+}
+
+impl Setup {
+    /// Waits until a first checkpoint was saved.
+    fn wait_for_events_at_least_once(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !(self.state().exists() && self.status()["checkpoint_at"].as_i64().is_some()) {
+            assert!(Instant::now() < deadline, "no checkpoint was saved");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
