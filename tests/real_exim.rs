@@ -120,6 +120,113 @@ struct EximRun {
     backscatter_domain: String,
     /// Ids of the messages left frozen in the queue.
     frozen: Vec<String>,
+    /// What `spamward run` made of the mainlog as Exim wrote it.
+    live: LiveRun,
+}
+
+/// `spamward run` beside the scenario, following the server's mainlog.
+struct LiveDaemon {
+    child: Child,
+    state: PathBuf,
+    cache: PathBuf,
+}
+
+/// `spamward findings --json` of a state file (none while it does not
+/// exist yet).
+fn stored_findings(state: &Path, cache: &Path) -> Vec<serde_json::Value> {
+    let out = spamward(
+        &["findings", "--json", "--state", state.to_str().unwrap()],
+        cache,
+    );
+    if out.status.success() {
+        json_lines(&out)
+    } else {
+        Vec::new()
+    }
+}
+
+/// What the live daemon did.
+#[derive(Debug)]
+struct LiveRun {
+    /// How long into the traffic the stolen login was first stored as a
+    /// finding, if it was before the traffic ended.
+    named_after: Option<Duration>,
+    /// How long the traffic ran.
+    traffic_secs: f64,
+    /// Its exit status after SIGTERM.
+    exit: Option<i32>,
+    /// Its log.
+    stderr: String,
+    /// `spamward findings --json` afterwards.
+    findings: Vec<serde_json::Value>,
+    /// `spamward status --json` afterwards.
+    status: serde_json::Value,
+}
+
+impl LiveDaemon {
+    fn start(root: &Path) -> LiveDaemon {
+        let config = root.join("live.toml");
+        fs::write(
+            &config,
+            format!(
+                "[daemon]\nmainlog = [{:?}]\nstart_at = \"beginning\"\nflush_ms = 100\ncheckpoint_every = \"1s\"\n\n\
+                 [rules.relay-volume]\nhourly_limit = 100\n",
+                root.join("log/mainlog").display().to_string()
+            ),
+        )
+        .unwrap();
+        let state = root.join("live-state.db");
+        let cache = root.join("cache");
+        let child = Command::new(env!("CARGO_BIN_EXE_spamward"))
+            .arg("--cache-dir")
+            .arg(&cache)
+            .arg("--config")
+            .arg(&config)
+            .args(["run", "--root"])
+            .arg(root)
+            .arg("--state")
+            .arg(&state)
+            .env("SPAMWARD_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start spamward run");
+        LiveDaemon {
+            child,
+            state,
+            cache,
+        }
+    }
+
+    fn has_finding(&self, rule: &str, target: &str) -> bool {
+        self.state.exists()
+            && stored_findings(&self.state, &self.cache)
+                .iter()
+                .any(|f| f["rule"] == rule && f["target"]["value"] == target)
+    }
+
+    fn stop(self, named_after: Option<Duration>, traffic_secs: f64) -> LiveRun {
+        signal(self.child.id(), libc::SIGTERM);
+        let LiveDaemon {
+            child,
+            state,
+            cache,
+        } = self;
+        let out = child.wait_with_output().expect("wait for spamward run");
+        let findings = stored_findings(&state, &cache);
+        let status = spamward(
+            &["status", "--json", "--state", state.to_str().unwrap()],
+            &cache,
+        );
+        LiveRun {
+            named_after,
+            traffic_secs,
+            exit: out.status.code(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            findings,
+            status: json_lines(&status).pop().unwrap_or_default(),
+        }
+    }
 }
 
 /// The one scenario run of this test binary, shared by its tests: `None`
@@ -460,8 +567,23 @@ fn run_exim_scenario() -> Option<EximRun> {
         job.expect = Expect::RcptRefused;
         jobs.push(job);
     }
+    // `spamward run` follows the server's mainlog while the traffic runs:
+    // the stolen login must be named before the abuse is over.
+    let live = LiveDaemon::start(&root);
     let traffic = Instant::now();
-    run_jobs(jobs, SWAKS_PARALLEL);
+    let sending = thread::spawn(move || run_jobs(jobs, SWAKS_PARALLEL));
+    let mut named_while_sending = None;
+    while !sending.is_finished() {
+        if named_while_sending.is_none()
+            && live.has_finding("compromised-account", COMPROMISED_LOGIN.0)
+        {
+            named_while_sending = Some(traffic.elapsed());
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    if let Err(panic) = sending.join() {
+        std::panic::resume_unwind(panic);
+    }
     let smtp_secs = traffic.elapsed().as_secs_f64();
 
     // 3. Scripts: PHP's mail() runs `sendmail -t -i` in the script's
@@ -533,6 +655,7 @@ fn run_exim_scenario() -> Option<EximRun> {
     let queue_listing = root.join("queue-listing.txt");
     fs::write(&queue_listing, &listing).unwrap();
     daemons.stop();
+    let live = live.stop(named_while_sending, smtp_secs);
 
     let spamward_config = root.join("spamward.toml");
     fs::write(
@@ -556,6 +679,7 @@ fn run_exim_scenario() -> Option<EximRun> {
         relay_attempt_ip: RELAY_ATTEMPT_IP.into(),
         backscatter_domain: BACKSCATTER_DOMAIN.into(),
         frozen,
+        live,
         root,
     };
     say(&format!(
@@ -1266,6 +1390,58 @@ fn compromised_login_is_named_and_the_refused_relay_is_not_an_open_relay() {
     assert!(
         keys.iter().all(|(rule, _, _)| rule != "open-relay"),
         "{keys:?}"
+    );
+}
+
+/// `spamward run` followed the mainlog while the scenario ran: it named the
+/// stolen login while the abuse was still being sent, stored it, and
+/// stopped cleanly on SIGTERM with everything it read saved.
+#[test]
+fn run_names_the_stolen_login_while_the_abuse_is_still_sending() {
+    let Some(run) = exim_run() else { return };
+    let live = &run.live;
+    assert_eq!(live.exit, Some(0), "spamward run:\n{}", live.stderr);
+    let named = live.named_after.unwrap_or_else(|| {
+        panic!(
+            "the stolen login was not stored while {:.1}s of traffic ran:\n{}",
+            live.traffic_secs, live.stderr
+        )
+    });
+    say(&format!(
+        "real_exim: spamward run named the stolen login {:.1}s into {:.1}s of traffic",
+        named.as_secs_f64(),
+        live.traffic_secs
+    ));
+    assert!(
+        live.stderr.contains("finding:") && live.stderr.contains("rule=compromised-account"),
+        "the finding is a log line naming the rule:\n{}",
+        live.stderr
+    );
+    assert!(
+        live.findings
+            .iter()
+            .any(|f| f["rule"] == "compromised-account"
+                && f["target"]["value"] == run.compromised_login.as_str()),
+        "{:?}",
+        live.findings
+    );
+    let source = &live.status["sources"][0];
+    assert_eq!(source["path"], run.mainlog.display().to_string());
+    let lines = fs::read_to_string(&run.mainlog).unwrap().lines().count() as u64;
+    assert_eq!(
+        source["lines"].as_u64(),
+        Some(lines),
+        "every line read: {}",
+        live.status
+    );
+    assert!(
+        live.status["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["status"] == "running"),
+        "{}",
+        live.status
     );
 }
 
