@@ -7,7 +7,7 @@ mod common;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -54,10 +54,43 @@ impl Setup {
         self.path("cache")
     }
 
+    fn rules(&self) -> PathBuf {
+        self.path("rules")
+    }
+
+    fn config(&self) -> PathBuf {
+        self.path("spamward.toml")
+    }
+
+    /// Waits until `status` shows what `shown` looks for.
+    fn wait_for_status(
+        &self,
+        what: &str,
+        shown: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if self.state().exists() {
+                let status = self.status();
+                if shown(&status) {
+                    return status;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "status never showed {what}: {status}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     fn start(&self) -> Child {
+        fs::create_dir_all(self.rules()).unwrap();
         Command::new(env!("CARGO_BIN_EXE_spamward"))
             .arg("--cache-dir")
             .arg(self.cache())
+            .arg("--rules")
+            .arg(self.rules())
             .arg("--config")
             .arg(self.path("spamward.toml"))
             .args(["run", "--root"])
@@ -297,5 +330,89 @@ impl Setup {
             assert!(Instant::now() < deadline, "no checkpoint was saved");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// The status row of rule `name`.
+fn rule<'a>(status: &'a serde_json::Value, name: &str) -> Option<&'a serde_json::Value> {
+    status["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == name)
+}
+
+#[test]
+fn configuration_and_rules_reload_while_it_runs_and_mistakes_leave_the_running_rules() {
+    let s = Setup::new();
+    let text = sample();
+    let lines: Vec<&str> = text.lines().collect();
+    let good = fs::read_to_string(s.config()).unwrap();
+    let daemon = s.start();
+    s.wait_for_status("a first checkpoint", |st| st["checkpoint_at"].is_i64());
+
+    // A rule turned off in the configuration stops.
+    fs::write(
+        s.config(),
+        format!("{good}\n[rules.mailman]\nenabled = false\n"),
+    )
+    .unwrap();
+    s.wait_for_status("mailman off", |st| {
+        rule(st, "mailman").is_some_and(|r| r["status"] == "off")
+    });
+
+    // Invalid TOML: refused, said in status, the rules go on.
+    fs::write(s.config(), "[daemon\nflush_ms = 50\n").unwrap();
+    let st = s.wait_for_status("the refused reload", |st| rule(st, "(reload)").is_some());
+    let refused = rule(&st, "(reload)").unwrap();
+    assert!(
+        refused["reason"]
+            .as_str()
+            .unwrap()
+            .contains("spamward.toml"),
+        "{refused}"
+    );
+    assert_eq!(rule(&st, "mailman").unwrap()["status"], "off");
+    s.append(&lines[..1000]);
+    s.wait_for_events_seen(1);
+
+    // A third party's rule dropped in starts; a corrupt one is named.
+    fs::write(s.config(), &good).unwrap();
+    let wasm = Path::new(spamward_engine::GUEST_WASM_DIR).join("example_auth_failure_burst.wasm");
+    fs::copy(&wasm, s.rules().join("auth-failure-burst.wasm")).unwrap();
+    fs::write(s.rules().join("broken.wasm"), b"\0asm but not really").unwrap();
+    let st = s.wait_for_status("the new rules", |st| {
+        rule(st, "auth-failure-burst").is_some_and(|r| r["status"] == "running")
+            && rule(st, "mailman").is_some_and(|r| r["status"] == "running")
+    });
+    assert!(
+        rule(&st, "(reload)").is_none(),
+        "the good configuration clears it: {st}"
+    );
+    let broken = st["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["status"] == "failed to load")
+        .unwrap_or_else(|| panic!("the broken rule is shown: {st}"));
+    assert!(
+        broken["origin"].as_str().unwrap().ends_with("broken.wasm"),
+        "{broken}"
+    );
+
+    // Removed again: it stops.
+    fs::remove_file(s.rules().join("auth-failure-burst.wasm")).unwrap();
+    s.wait_for_status("auth-failure-burst gone", |st| {
+        rule(st, "auth-failure-burst").is_none()
+    });
+    stop(daemon);
+}
+
+impl Setup {
+    /// Waits until a checkpoint counted at least `events` events.
+    fn wait_for_events_seen(&self, events: u64) {
+        self.wait_for_status("events", |st| {
+            st["events"].as_u64().is_some_and(|e| e >= events)
+        });
     }
 }
