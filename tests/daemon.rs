@@ -416,3 +416,62 @@ impl Setup {
         });
     }
 }
+
+#[test]
+fn kill_9_at_any_moment_loses_and_repeats_nothing() {
+    let s = Setup::new();
+    let text = sample();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let (expected, events) = replay(&text, &s);
+
+    let writer = {
+        let log = s.log();
+        std::thread::spawn(move || {
+            for chunk in lines.chunks(40) {
+                let mut f = OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&log)
+                    .unwrap();
+                for line in chunk {
+                    writeln!(f, "{line}").unwrap();
+                }
+                drop(f);
+                std::thread::sleep(Duration::from_millis(30));
+            }
+        })
+    };
+    let mut daemon = s.start();
+    // Killed at uneven moments, checkpoints (every second) or not between.
+    let mut seed = 0x2545_f491_u64;
+    let mut kills = 0;
+    let mut resumed_mid_log = 0;
+    while !writer.is_finished() {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 900));
+        // What the next start resumes from: a checkpoint part way through.
+        if s.state().exists()
+            && s.status()["events"]
+                .as_u64()
+                .is_some_and(|e| e > 0 && e < events)
+        {
+            resumed_mid_log += 1;
+        }
+        // SAFETY: kill(2) on a child this test started and has not reaped.
+        assert_eq!(unsafe { libc::kill(daemon.id() as i32, libc::SIGKILL) }, 0);
+        daemon.wait().unwrap();
+        kills += 1;
+        daemon = s.start();
+    }
+    writer.join().unwrap();
+    assert!(kills >= 3, "killed {kills} times while the log was written");
+    assert!(
+        resumed_mid_log >= 1,
+        "no restart resumed from a checkpoint part way"
+    );
+    s.wait_for_events(events);
+    stop(daemon);
+
+    assert_eq!(s.findings(), expected, "after {kills} kills");
+    assert_eq!(s.status()["events"].as_u64(), Some(events));
+}

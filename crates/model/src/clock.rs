@@ -128,6 +128,21 @@ pub struct LocalClock {
 }
 
 impl LocalClock {
+    /// What the clock remembers of the lines before (to resolve the next
+    /// ones as it would have), for a checkpoint.
+    pub fn memory(&self) -> (Option<(i64, i32)>, Option<i64>) {
+        (self.cached, self.last)
+    }
+
+    /// A clock in `zone` that remembers what [`LocalClock::memory`] gave.
+    pub fn remembering(zone: LocalZone, memory: (Option<(i64, i32)>, Option<i64>)) -> Self {
+        LocalClock {
+            zone,
+            cached: memory.0,
+            last: memory.1,
+        }
+    }
+
     /// A clock reading times written in `zone`.
     pub fn new(zone: LocalZone) -> Self {
         LocalClock {

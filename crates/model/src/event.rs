@@ -252,6 +252,46 @@ pub type ServiceState = contract::ServiceState<'static>;
 /// See [`contract::Extension`].
 pub type Extension = contract::Extension<'static>;
 
+/// An [`Event`] in full, for a checkpoint: `Event`'s own `Serialize` is
+/// the flat view `spamward events` prints, which keeps the time only as
+/// written. Read it back with a deserializer that does not borrow from its
+/// input (e.g. `serde_json::Deserializer::from_reader`): its strings are
+/// owned.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[serde(bound(deserialize = "'de: 'static"))]
+pub struct SavedEvent {
+    seconds: i64,
+    offset_minutes: i16,
+    offset_written: bool,
+    file: String,
+    line: u64,
+    body: EventBody,
+}
+
+impl From<&Event> for SavedEvent {
+    fn from(e: &Event) -> Self {
+        SavedEvent {
+            seconds: e.time.seconds,
+            offset_minutes: e.time.offset_minutes,
+            offset_written: e.time.offset_written,
+            file: e.file.to_string(),
+            line: e.line,
+            body: e.body.clone(),
+        }
+    }
+}
+
+impl From<SavedEvent> for Event {
+    fn from(s: SavedEvent) -> Self {
+        Event {
+            time: Timestamp::local(s.seconds, s.offset_minutes, s.offset_written),
+            file: s.file.into(),
+            line: s.line,
+            body: s.body,
+        }
+    }
+}
+
 /// The flat JSON Lines shape `spamward events` prints: `time`, `file`,
 /// `line`, `kind`, then the body's fields in order with the identity's
 /// fields in its place, absent values and empty header lists left out.

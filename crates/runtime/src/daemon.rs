@@ -20,6 +20,9 @@ use tokio::sync::mpsc;
 
 use crate::checkpoint::{self, finding_row, now};
 
+/// Quiet on a log after which its parser gives up waiting for join lines.
+const RELEASE_AFTER: Duration = Duration::from_secs(1);
+
 /// Quiet after a change to the configuration or the rules directory before
 /// it is reloaded.
 const RELOAD_QUIET: Duration = Duration::from_millis(300);
@@ -120,6 +123,8 @@ struct Daemon {
     pending: HashMap<String, FindingRow>,
     /// Each loaded rule as `status` shows it.
     rules: Vec<RuleRow>,
+    /// Per source: since when its reads found nothing new.
+    quiet_since: Vec<tokio::time::Instant>,
 }
 
 impl Daemon {
@@ -168,12 +173,15 @@ impl Daemon {
                     .iter()
                     .find(|r| Path::new(&r.path) == path.as_path())
             });
-            let source = Source::open(&path, zone.clone(), row, config.daemon.start_at).map_err(
-                |source| DaemonError::Source {
-                    path: path.clone(),
-                    source,
-                },
-            )?;
+            let messages = match row {
+                Some(row) => store.parser_messages(&row.path)?,
+                None => Vec::new(),
+            };
+            let source = Source::open(&path, zone.clone(), row, messages, config.daemon.start_at)
+                .map_err(|source| DaemonError::Source {
+                path: path.clone(),
+                source,
+            })?;
             tracing::info!(log = %path.display(), "following");
             sources.push(source);
         }
@@ -189,6 +197,7 @@ impl Daemon {
             unflushed: 0,
             pending: HashMap::new(),
             rules: rule_rows,
+            quiet_since: Vec::new(),
         })
     }
 
@@ -216,6 +225,7 @@ impl Daemon {
                 });
             })
             .map_err(|e| start("file watcher", &e))?;
+        self.quiet_since = vec![tokio::time::Instant::now(); self.sources.len()];
         let mut watched = Vec::new();
         for source in &self.sources {
             let dir = source
@@ -427,8 +437,20 @@ impl Daemon {
     }
 
     /// Lets the rules catch up with what was pushed (the input is quiet)
-    /// and stores the findings that came of it.
+    /// and stores the findings that came of it. A log quiet for a while
+    /// also gives up the arrivals its parser held for a join: Exim writes
+    /// the lines that join within the same second.
     fn flush(&mut self) {
+        let now = tokio::time::Instant::now();
+        let mut held = Vec::new();
+        for (source, quiet_since) in self.sources.iter_mut().zip(&mut self.quiet_since) {
+            if !source.idle() {
+                *quiet_since = now;
+            } else if now.duration_since(*quiet_since) >= RELEASE_AFTER {
+                source.release(&mut held);
+            }
+        }
+        self.push(held);
         if self.unflushed > 0 {
             let Daemon {
                 pipeline, pending, ..
@@ -460,7 +482,11 @@ impl Daemon {
         let saved = pipeline.checkpoint(&mut |a| keep(pending, a));
         self.unflushed = 0;
         self.store_findings();
-        let rows = self.sources.iter().filter_map(Source::row).collect();
+        let rows = self
+            .sources
+            .iter_mut()
+            .filter_map(Source::checkpoint)
+            .collect();
         let cp = checkpoint::build(rows, saved, self.events);
         if let Err(e) = self.store.checkpoint(&cp) {
             tracing::error!("checkpoint not saved: {e}");

@@ -5,11 +5,11 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use spamward_exim::{EximLogParser, LineOutcome};
+use spamward_exim::{EximLogParser, LineOutcome, SavedMessage};
 use spamward_files::tail::{Follower, Position, Resumed, Start};
 use spamward_model::{Event, LocalZone, Origin};
 use spamward_pipeline::config::StartAt;
-use spamward_state::SourceRow;
+use spamward_state::{MessageRow, SourceRow};
 
 /// A main log being followed.
 pub struct Source {
@@ -22,15 +22,19 @@ pub struct Source {
     lines: u64,
     /// Lines the parser could not read.
     unparsed: u64,
+    /// Whether the last read found nothing new.
+    idle: bool,
 }
 
 impl Source {
-    /// Follows `path`, from where `saved` says it was read to, else from
-    /// `start_at`; its times are read in `zone`.
+    /// Follows `path`, from where `saved` says it was read to (its parser
+    /// remembering what it did then, with the `messages` kept beside the
+    /// checkpoint), else from `start_at`; its times are read in `zone`.
     pub fn open(
         path: &Path,
         zone: LocalZone,
         saved: Option<&SourceRow>,
+        messages: Vec<MessageRow>,
         start_at: StartAt,
     ) -> io::Result<Source> {
         let start = match saved {
@@ -56,13 +60,30 @@ impl Source {
                 "the file read before the stop is gone (rotated and removed?): reading the current one from its start"
             ),
         }
+        let parser = match saved.filter(|r| !r.parser.is_empty()) {
+            Some(row)
+                if resumed == Resumed::Continued || matches!(resumed, Resumed::FromRotated(_)) =>
+            {
+                let messages = messages.into_iter().map(|m| SavedMessage {
+                    id: m.id,
+                    seq: m.seq,
+                    info: m.info,
+                });
+                EximLogParser::restore(zone.clone(), &row.parser, messages).unwrap_or_else(|e| {
+                    tracing::warn!(log = %path.display(), "saved parser state not readable, starting empty: {e}");
+                    EximLogParser::in_zone(zone)
+                })
+            }
+            _ => EximLogParser::in_zone(zone),
+        };
         Ok(Source {
             path: path.to_path_buf(),
             file: path.display().to_string().into(),
             follower,
-            parser: EximLogParser::in_zone(zone),
+            parser,
             lines: saved.map_or(0, |r| r.lines),
             unparsed: saved.map_or(0, |r| r.unparsed),
+            idle: true,
         })
     }
 
@@ -95,7 +116,13 @@ impl Source {
                 *unparsed += 1;
             }
         })?;
+        self.idle = *lines == before;
         Ok(*lines - before)
+    }
+
+    /// Whether the last read found nothing new.
+    pub fn idle(&self) -> bool {
+        self.idle
     }
 
     /// Hands over the events the parser still holds for a join (on stop:
@@ -104,19 +131,34 @@ impl Source {
         self.parser.finish(out);
     }
 
-    /// Where this log has been read to, for a checkpoint; `None` before the
-    /// file was ever seen.
-    pub fn row(&self) -> Option<SourceRow> {
+    /// Where this log has been read to and what its parser remembers, for
+    /// a checkpoint: the row, and the messages the parser remembered,
+    /// changed or forgot since the last one. `None` before the file was
+    /// ever seen.
+    pub fn checkpoint(&mut self) -> Option<(SourceRow, Vec<MessageRow>)> {
         let p = self.follower.position()?;
-        Some(SourceRow {
-            path: self.path.display().to_string(),
+        let state = self.parser.save();
+        let source = self.path.display().to_string();
+        let messages = state
+            .messages
+            .into_iter()
+            .map(|m| MessageRow {
+                source: source.clone(),
+                id: m.id,
+                seq: m.seq,
+                info: m.info,
+            })
+            .collect();
+        let row = SourceRow {
+            path: source,
             dev: p.dev,
             inode: p.inode,
             head: p.head,
             offset: p.offset,
             lines: self.lines,
             unparsed: self.unparsed,
-            parser: Vec::new(),
-        })
+            parser: state.core,
+        };
+        Some((row, messages))
     }
 }

@@ -29,6 +29,13 @@ const MIGRATIONS: &[&str] = &["
         unparsed INTEGER NOT NULL,
         parser BLOB NOT NULL
     );
+    CREATE TABLE parser_messages (
+        source TEXT NOT NULL,
+        id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        info TEXT NOT NULL,
+        PRIMARY KEY (source, id)
+    );
     CREATE TABLE rule_state (rule TEXT PRIMARY KEY, state BLOB NOT NULL);
     CREATE TABLE daemon (key TEXT PRIMARY KEY, value BLOB NOT NULL);
     CREATE TABLE findings (
@@ -106,6 +113,19 @@ pub struct SourceRow {
     pub parser: Vec<u8>,
 }
 
+/// A change to what a log's parser remembers of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    /// The log's path.
+    pub source: String,
+    /// The message id.
+    pub id: String,
+    /// The order the parser forgets in.
+    pub seq: u64,
+    /// What it remembers (opaque); `None`: forgotten.
+    pub info: Option<String>,
+}
+
 /// Everything saved at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Checkpoint {
@@ -119,6 +139,9 @@ pub struct Checkpoint {
     pub rule_states: Vec<(String, Vec<u8>)>,
     /// The policy's open findings (opaque).
     pub policy: Vec<u8>,
+    /// What the parsers' memory of messages gained or lost since the last
+    /// checkpoint (only the changes: it can hold half a million messages).
+    pub messages: Vec<MessageRow>,
 }
 
 /// One stored finding.
@@ -294,6 +317,20 @@ impl Store {
             )
             .map_err(e)?;
         }
+        for m in &cp.messages {
+            match &m.info {
+                Some(info) => tx.execute(
+                    "INSERT OR REPLACE INTO parser_messages (source, id, seq, info) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![m.source, m.id, m.seq as i64, info],
+                ),
+                None => tx.execute(
+                    "DELETE FROM parser_messages WHERE source = ?1 AND id = ?2",
+                    params![m.source, m.id],
+                ),
+            }
+            .map_err(e)?;
+        }
         tx.execute("DELETE FROM rule_state", []).map_err(e)?;
         for (rule, state) in &cp.rule_states {
             tx.execute(
@@ -336,6 +373,25 @@ impl Store {
             .map_err(|e| self.err(e))?;
         cp.policy = self.daemon_value("policy")?.unwrap_or_default();
         Ok(Some(cp))
+    }
+
+    /// What the parser of `source` remembered of messages as of the last
+    /// checkpoint, in the order it forgets them.
+    pub fn parser_messages(&self, source: &str) -> Result<Vec<MessageRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, seq, info FROM parser_messages WHERE source = ?1 ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([source], |r| {
+            Ok(MessageRow {
+                source: source.to_owned(),
+                id: r.get(0)?,
+                seq: r.get::<_, i64>(1)? as u64,
+                info: Some(r.get(2)?),
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
     }
 
     fn daemon_value(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {

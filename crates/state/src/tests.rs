@@ -35,6 +35,7 @@ fn a_checkpoint_round_trips_and_replaces_the_previous_one() {
         sources: vec![source("/var/log/a", 800), source("/var/log/b", 80)],
         rule_states: vec![("r1".into(), vec![1, 2]), ("r2".into(), vec![3])],
         policy: b"policy".to_vec(),
+        messages: Vec::new(),
     };
     store.checkpoint(&first).unwrap();
     assert_eq!(store.load_checkpoint().unwrap(), Some(first));
@@ -44,6 +45,7 @@ fn a_checkpoint_round_trips_and_replaces_the_previous_one() {
         sources: vec![source("/var/log/a", 1600)],
         rule_states: vec![("r1".into(), vec![9])],
         policy: Vec::new(),
+        messages: Vec::new(),
     };
     store.checkpoint(&second).unwrap();
     assert_eq!(
@@ -160,4 +162,31 @@ fn reopening_keeps_the_schema_and_the_data() {
 
 fn fs_write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn parser_messages_keep_only_the_changes_each_checkpoint_brings() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("s.db")).unwrap();
+    let m = |id: &str, seq, info: Option<&str>| MessageRow {
+        source: "/var/log/exim_mainlog".into(),
+        id: id.into(),
+        seq,
+        info: info.map(str::to_owned),
+    };
+    store
+        .checkpoint(&Checkpoint {
+            messages: vec![m("b", 2, Some("B")), m("a", 1, Some("A"))],
+            ..Checkpoint::default()
+        })
+        .unwrap();
+    store
+        .checkpoint(&Checkpoint {
+            messages: vec![m("a", 1, None), m("b", 2, Some("B2")), m("c", 3, Some("C"))],
+            ..Checkpoint::default()
+        })
+        .unwrap();
+    let kept = store.parser_messages("/var/log/exim_mainlog").unwrap();
+    assert_eq!(kept, [m("b", 2, Some("B2")), m("c", 3, Some("C"))]);
+    assert!(store.parser_messages("/other").unwrap().is_empty());
 }

@@ -14,10 +14,13 @@
 
 mod fields;
 mod prefix;
+mod saved;
+
+pub use saved::{ParserState, SavedMessage};
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::LineOutcome;
 use fields::{Host, Scanner, Tok, parse_host, strip_angles, unescape};
@@ -79,6 +82,9 @@ fn message_key(tok: &str) -> Option<MsgKey> {
 struct MsgInfo {
     identity: Identity,
     frozen: bool,
+    /// When it was first seen, counted in messages: a checkpoint rebuilds
+    /// the forgetting order from it.
+    seq: u64,
 }
 
 /// An event waiting in the output queue; `wait` is set while an arrival
@@ -137,6 +143,11 @@ pub struct EximLogParser {
     messages: HashMap<MsgKey, MsgInfo>,
     order: VecDeque<MsgKey>,
     cwd_by_pid: HashMap<u32, Cwd>,
+    /// Messages first seen so far (numbers [`MsgInfo::seq`]).
+    seq: u64,
+    /// Messages remembered, changed or forgotten since the last
+    /// [`EximLogParser::save`].
+    changed: HashSet<MsgKey>,
     /// `cwd=` lines without a pid, oldest first: concurrent scripts
     /// interleave their `cwd=` and `<=` lines, so each arrival takes the
     /// oldest fresh one it can belong to.
@@ -268,7 +279,7 @@ impl EximLogParser {
                 m.identity.owner = home_owner(&cwd).map(Text::owned);
             }
             m.identity.script = Some(cwd.into());
-            if let Some(info) = self.messages.get_mut(&claim.key) {
+            if let Some(info) = self.message_mut(claim.key) {
                 info.identity.owner = m.identity.owner.clone();
                 info.identity.script = m.identity.script.clone();
             }
@@ -322,15 +333,30 @@ impl EximLogParser {
     }
 
     fn remember(&mut self, key: MsgKey) -> &mut MsgInfo {
+        self.changed.insert(key);
         if !self.messages.contains_key(&key) {
             self.order.push_back(key);
+            self.seq += 1;
             if self.order.len() > MAX_TRACKED
                 && let Some(old) = self.order.pop_front()
             {
                 self.messages.remove(&old);
+                self.changed.insert(old);
             }
+            let seq = self.seq;
+            return self.messages.entry(key).or_insert(MsgInfo {
+                seq,
+                ..MsgInfo::default()
+            });
         }
         self.messages.entry(key).or_default()
+    }
+
+    /// A message already remembered, to change.
+    fn message_mut(&mut self, key: MsgKey) -> Option<&mut MsgInfo> {
+        let info = self.messages.get_mut(&key)?;
+        self.changed.insert(key);
+        Some(info)
     }
 
     fn identity_of(&self, key: MsgKey) -> Option<Identity> {
@@ -422,7 +448,7 @@ impl EximLogParser {
             return LineOutcome::Understood;
         }
         if rest.starts_with("Unfrozen") || rest.starts_with("unfrozen") {
-            if let Some(m) = self.messages.get_mut(&key) {
+            if let Some(m) = self.message_mut(key) {
                 m.frozen = false;
             }
             return LineOutcome::Ignored;
@@ -560,7 +586,7 @@ impl EximLogParser {
             {
                 m.identity.owner = Some(Text::owned(user));
             }
-            if let Some(m) = self.messages.get_mut(&key) {
+            if let Some(m) = self.message_mut(key) {
                 m.identity.owner = Some(Text::owned(user));
             }
         }
