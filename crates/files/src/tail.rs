@@ -94,6 +94,8 @@ pub struct PollStats {
     pub truncated: u64,
     /// Rotations, truncations and re-creations seen.
     pub rotations: u64,
+    /// Whether the poll stopped at its byte budget with more to read.
+    pub more: bool,
 }
 
 /// One open file and how far it has been read.
@@ -147,11 +149,21 @@ impl Tailed {
         }
     }
 
-    /// Reads to the end of the file, handing over each complete line.
-    fn drain(&mut self, line: &mut impl FnMut(&[u8]), stats: &mut PollStats) -> io::Result<u64> {
+    /// Reads to the end of the file, or about `budget` bytes, handing over
+    /// each complete line; the bytes read.
+    fn drain(
+        &mut self,
+        line: &mut impl FnMut(&[u8]),
+        stats: &mut PollStats,
+        budget: u64,
+    ) -> io::Result<u64> {
         let mut chunk = vec![0; CHUNK];
         let mut total = 0;
         loop {
+            if total >= budget {
+                stats.more = true;
+                break;
+            }
             let n = match self.file.read(&mut chunk) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -328,6 +340,17 @@ impl Follower {
     /// order, without its newline: first the rest of rotated-away files,
     /// then the file at the path.
     pub fn poll(&mut self, line: &mut impl FnMut(&[u8])) -> io::Result<PollStats> {
+        self.poll_some(u64::MAX, line)
+    }
+
+    /// [`Follower::poll`], stopping once about `budget` bytes were read
+    /// ([`PollStats::more`] says there is more): a long backlog is read in
+    /// pieces, so what it becomes needs not be held all at once.
+    pub fn poll_some(
+        &mut self,
+        budget: u64,
+        line: &mut impl FnMut(&[u8]),
+    ) -> io::Result<PollStats> {
         let mut stats = PollStats::default();
         self.check_rotation(line, &mut stats)?;
         let current_has_data = self
@@ -335,11 +358,14 @@ impl Follower {
             .as_ref()
             .is_some_and(|c| c.file.metadata().is_ok_and(|m| m.len() > c.read_to));
         for r in &mut self.retired {
-            if r.tailed.drain(line, &mut stats)? > 0 {
+            if r.tailed.drain(line, &mut stats, budget)? > 0 {
                 r.idle_polls = 0;
             } else if current_has_data || self.current.as_ref().is_some_and(|c| c.read_to > 0) {
                 r.idle_polls += 1;
             }
+        }
+        if stats.more {
+            return Ok(stats);
         }
         self.retired.retain_mut(|r| {
             let done = r.idle_polls >= RETIRED_IDLE_POLLS;
@@ -348,8 +374,9 @@ impl Follower {
             }
             !done
         });
+        let left = budget.saturating_sub(stats.bytes);
         if let Some(c) = &mut self.current {
-            c.drain(line, &mut stats)?;
+            c.drain(line, &mut stats, left)?;
         }
         Ok(stats)
     }
@@ -397,7 +424,7 @@ impl Follower {
             let saved = current.position();
             if let Some((copy, at)) = self.copy_of(&saved)? {
                 let mut from_copy = Tailed::open(&copy, at).map_err(|e| with_path(&copy, e))?;
-                from_copy.drain(line, stats)?;
+                from_copy.drain(line, stats, u64::MAX)?;
                 from_copy.finish(line, stats);
             }
             let c = self.current.as_mut().expect("checked above");

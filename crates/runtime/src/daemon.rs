@@ -270,9 +270,12 @@ impl Daemon {
         for timer in [&mut poll, &mut flush, &mut checkpoint] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
-        self.read();
+        let mut backlog = self.read();
         loop {
             tokio::select! {
+                // A backlog is read a piece per turn, so timers and signals
+                // are still heard while it lasts.
+                () = std::future::ready(()), if backlog => backlog = self.read(),
                 Some(what) = changed.recv() => {
                     // One read covers every change announced so far.
                     let mut configuration = what == Changed::Configuration;
@@ -283,7 +286,7 @@ impl Daemon {
                         // Editors and `cp` write in steps: wait for quiet.
                         reload_at = Some(tokio::time::Instant::now() + RELOAD_QUIET);
                     } else {
-                        self.read();
+                        backlog = self.read();
                     }
                 }
                 _ = hangup.recv() => {
@@ -299,7 +302,7 @@ impl Daemon {
                     reloading = false;
                     self.finish_reload(result);
                 }
-                _ = poll.tick() => self.read(),
+                _ = poll.tick() => backlog = self.read(),
                 _ = flush.tick() => self.flush(),
                 _ = checkpoint.tick() => self.checkpoint(),
                 _ = terminate.recv() => {
@@ -410,15 +413,19 @@ impl Daemon {
         }
     }
 
-    /// Reads what every log gained and hands the events to the rules.
-    fn read(&mut self) {
+    /// Reads what every log gained, a piece of each, and hands the events
+    /// to the rules; whether more is waiting.
+    fn read(&mut self) -> bool {
         let mut events = Vec::new();
+        let mut more = false;
         for source in &mut self.sources {
-            if let Err(e) = source.read(&mut events) {
-                tracing::warn!(log = %source.path().display(), "cannot read: {e}");
+            match source.read(&mut events) {
+                Ok(m) => more |= m,
+                Err(e) => tracing::warn!(log = %source.path().display(), "cannot read: {e}"),
             }
         }
         self.push(events);
+        more
     }
 
     fn push(&mut self, events: Vec<Event>) {
@@ -527,6 +534,8 @@ impl Daemon {
     /// On a signal: what the parsers still hold for a join goes to the
     /// rules, then everything is saved.
     fn stop(mut self) -> Result<(), DaemonError> {
+        // One more piece: what was written just before the signal. A long
+        // backlog is left for the next start, from the checkpoint.
         self.read();
         let mut held = Vec::new();
         for source in &mut self.sources {

@@ -11,6 +11,9 @@ use spamward_model::{Event, LocalZone, Origin};
 use spamward_pipeline::config::StartAt;
 use spamward_state::{MessageRow, SourceRow};
 
+/// Bytes of log read at a time: about 4,000 lines, a few batches.
+pub const READ_BUDGET: u64 = 512 << 10;
+
 /// A main log being followed.
 pub struct Source {
     path: PathBuf,
@@ -92,9 +95,11 @@ impl Source {
         &self.path
     }
 
-    /// Reads every complete line appended since the last call; the events
-    /// they make are appended to `out`. Returns the lines read.
-    pub fn read(&mut self, out: &mut Vec<Event>) -> io::Result<u64> {
+    /// Reads the complete lines appended since the last call, up to about
+    /// [`READ_BUDGET`] bytes; the events they make are appended to `out`.
+    /// Returns whether more is waiting (a backlog is read in pieces, so
+    /// what it becomes is never held all at once).
+    pub fn read(&mut self, out: &mut Vec<Event>) -> io::Result<bool> {
         let Source {
             file,
             follower,
@@ -104,7 +109,7 @@ impl Source {
             ..
         } = self;
         let before = *lines;
-        follower.poll(&mut |bytes: &[u8]| {
+        let stats = follower.poll_some(READ_BUDGET, &mut |bytes: &[u8]| {
             *lines += 1;
             let text = String::from_utf8_lossy(bytes);
             let origin = Origin {
@@ -117,7 +122,7 @@ impl Source {
             }
         })?;
         self.idle = *lines == before;
-        Ok(*lines - before)
+        Ok(stats.more)
     }
 
     /// Whether the last read found nothing new.

@@ -31,9 +31,28 @@ pub struct Args {
     /// Rounds of each measurement; the best round is reported.
     #[arg(long, default_value_t = 3)]
     rounds: u32,
+    /// Measure the daemon instead (`spamward run` on a file): backlog
+    /// throughput against `scan`, peak memory, line-to-finding latency,
+    /// reload time, events lost.
+    #[arg(long)]
+    daemon: bool,
+    /// With `--daemon`: lines per second appended for the latency run.
+    #[arg(long, default_value_t = 2000, requires = "daemon")]
+    rate: u64,
+    /// With `--daemon`: seconds the latency run lasts.
+    #[arg(long, default_value_t = 60, requires = "daemon")]
+    seconds: u64,
 }
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
+    if args.daemon {
+        return super::bench_daemon::run(&super::bench_daemon::Options {
+            log: args.log.clone(),
+            lines: args.lines,
+            rate: args.rate,
+            seconds: args.seconds,
+        });
+    }
     if let Some(path) = &args.write_log {
         let file = std::fs::File::create(path)
             .with_context(|| format!("cannot create {}", path.display()))?;

@@ -6,6 +6,7 @@
 
 mod audit;
 mod bench;
+mod bench_daemon;
 mod events;
 mod exit;
 mod findings;

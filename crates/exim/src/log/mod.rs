@@ -419,6 +419,9 @@ impl EximLogParser {
             return self.delivery(key, id, outcome, &rest[3..], ctx, out);
         }
         if rest == "Completed" || rest.starts_with("Completed ") {
+            // Nothing more is logged of a completed message: forget it (and
+            // say so to the next save).
+            self.changed.insert(key);
             let identity = self
                 .messages
                 .remove(&key)

@@ -251,4 +251,27 @@ mod tests {
         }
         assert!(EximLogParser::restore(LocalZone::utc(), b"{", []).is_err());
     }
+
+    #[test]
+    fn a_completed_message_is_forgotten_in_the_next_save_too() {
+        let mut p = EximLogParser::new();
+        feed(
+            &mut p,
+            &[
+                "2024-05-01 10:00:00 1kHR5j-2tdk01-01 <= a@b.example H=(x) [192.0.2.1] P=esmtpa A=login:a@b.example S=100",
+                "2024-05-01 10:00:01 1kHR5j-2tdk01-01 => c@d.example R=r T=t",
+            ],
+            1,
+        );
+        let saved = p.save();
+        assert!(saved.messages.iter().any(|m| m.info.is_some()), "{saved:?}");
+        feed(
+            &mut p,
+            &["2024-05-01 10:00:02 1kHR5j-2tdk01-01 Completed"],
+            3,
+        );
+        let saved = p.save();
+        assert_eq!(saved.messages.len(), 1);
+        assert_eq!(saved.messages[0].info, None, "forgotten");
+    }
 }

@@ -266,3 +266,32 @@ fn every_line_arrives_once_in_order_through_every_kind_of_rotation() {
     assert_eq!(seen.len(), expected.len());
     assert!(seen == expected, "every line once, in order");
 }
+
+#[test]
+fn a_backlog_is_read_in_pieces_of_about_the_budget() {
+    let d = Dir::new();
+    let text: String = (0..10_000).map(|i| format!("line {i:05}\n")).collect();
+    d.append("mainlog", &text);
+    let (mut f, _) = open(&d, Start::Beginning);
+    let mut seen = Vec::new();
+    let mut polls = 0;
+    loop {
+        let before = seen.len();
+        let stats = f
+            .poll_some(CHUNK as u64, &mut |l: &[u8]| {
+                seen.push(String::from_utf8_lossy(l).into_owned())
+            })
+            .unwrap();
+        polls += 1;
+        assert!(
+            seen.len() - before <= CHUNK / 11 + 1,
+            "one budget's worth per poll"
+        );
+        if !stats.more {
+            break;
+        }
+    }
+    assert!(polls > 1, "read in {polls} pieces");
+    let expected: Vec<String> = (0..10_000).map(|i| format!("line {i:05}")).collect();
+    assert_eq!(seen, expected);
+}
