@@ -115,15 +115,12 @@ impl Setup {
         }
     }
 
-    /// `status --json` of the state file.
-    fn status(&self) -> serde_json::Value {
+    /// What `spamward <command> --json --state <state>` prints, one JSON
+    /// value a line.
+    fn read_state(&self, command: &str) -> Vec<serde_json::Value> {
+        let state = self.state();
         let out = spamward(
-            &[
-                "status",
-                "--json",
-                "--state",
-                self.state().to_str().unwrap(),
-            ],
+            &[command, "--json", "--state", state.to_str().unwrap()],
             &self.cache(),
         );
         assert!(
@@ -131,26 +128,17 @@ impl Setup {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        json_lines(&out).remove(0)
+        json_lines(&out)
+    }
+
+    /// `status --json` of the state file.
+    fn status(&self) -> serde_json::Value {
+        self.read_state("status").remove(0)
     }
 
     /// What `findings --json` prints, as comparable keys.
     fn findings(&self) -> Vec<String> {
-        let out = spamward(
-            &[
-                "findings",
-                "--json",
-                "--state",
-                self.state().to_str().unwrap(),
-            ],
-            &self.cache(),
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        keys(&json_lines(&out))
+        keys(&self.read_state("findings"))
     }
 
     /// Waits until the daemon has handed `events` events to its rules and

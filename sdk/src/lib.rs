@@ -43,6 +43,8 @@ pub use rule::{Context, Finding, Info, NoSettings, Rule};
 
 /// Version of the `spamward:rule` WIT package this SDK builds rules against.
 pub use spamward_contract::INTERFACE_VERSION;
+/// Local users that are the MTA or the system, never a customer.
+pub use spamward_contract::SYSTEM_USERS;
 
 /// Version of this SDK, reported by every rule in `rule-info.sdk-version`.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");

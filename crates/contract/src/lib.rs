@@ -21,6 +21,19 @@ pub mod rule_info;
 pub mod state;
 pub mod verdict;
 
+/// Local users that submit mail for the MTA or the system rather than for a
+/// customer: never an owning account, never a sender a rule should count
+/// as a customer's (the host's parsers and the bundled rules agree on it).
+pub const SYSTEM_USERS: &[&str] = &[
+    "root",
+    "mailnull",
+    "exim",
+    "Debian-exim",
+    "mail",
+    "mailman",
+    "cpanel",
+];
+
 /// Version of the `spamward:rule` WIT package this contract describes; the
 /// event encoding is part of it.
 pub const INTERFACE_VERSION: &str = "0.2.1";

@@ -16,14 +16,5 @@ pub use clock::{LocalClock, LocalZone, WrittenTime};
 pub use event::*;
 pub use lookups::HostLookups;
 
-/// Local users that submit mail for the MTA or the system rather than for a
-/// customer: never an owning account.
-pub const SYSTEM_USERS: &[&str] = &[
-    "root",
-    "mailnull",
-    "exim",
-    "Debian-exim",
-    "mail",
-    "mailman",
-    "cpanel",
-];
+/// Local users that are the MTA or the system, never an owning account.
+pub use spamward_contract::SYSTEM_USERS;

@@ -35,17 +35,10 @@ impl Default for Settings {
             daily_limit: 1000,
             hourly_limit: 250,
             count_recipients: true,
-            system_users: [
-                "root",
-                "mailnull",
-                "exim",
-                "Debian-exim",
-                "mail",
-                "mailman",
-                "cpanel",
-            ]
-            .map(String::from)
-            .to_vec(),
+            system_users: spamward_sdk::SYSTEM_USERS
+                .iter()
+                .map(|u| (*u).to_owned())
+                .collect(),
         }
     }
 }
