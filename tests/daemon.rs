@@ -463,3 +463,109 @@ fn kill_9_at_any_moment_loses_and_repeats_nothing() {
     assert_eq!(s.findings(), expected, "after {kills} kills");
     assert_eq!(s.status()["events"].as_u64(), Some(events));
 }
+
+/// `bytes` (a component) with a custom section naming `version` appended:
+/// the same rule, another build as far as its content hash goes.
+fn build(bytes: &[u8], version: u32) -> Vec<u8> {
+    let name = b"spamward-test-build";
+    let payload = version.to_le_bytes();
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(&payload);
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section
+    out.push(section.len() as u8); // its size (LEB128, < 128)
+    out.extend_from_slice(&section);
+    out
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin.take().unwrap().write_all(bytes)?;
+            c.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout)[..64].to_owned()
+}
+
+#[test]
+fn twenty_reloads_while_lines_stream_in_give_every_event_to_exactly_one_version() {
+    let s = Setup::new();
+    let text = sample();
+    let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let counter =
+        fs::read(Path::new(spamward_engine::GUEST_WASM_DIR).join("fixture_counter.wasm")).unwrap();
+    fs::create_dir_all(s.rules()).unwrap();
+    fs::write(s.rules().join("counter.wasm"), build(&counter, 0)).unwrap();
+    let daemon = s.start();
+    s.wait_for_status("the counter running", |st| {
+        rule(st, "fixture-counter").is_some_and(|r| r["status"] == "running")
+    });
+    // The sample, over and over, until the reloads are done: lines keep
+    // arriving through every swap however long the swaps take.
+    let reloads_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let log = s.log();
+        let done = reloads_done.clone();
+        std::thread::spawn(move || {
+            loop {
+                for chunk in lines.chunks(10) {
+                    let mut f = OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(&log)
+                        .unwrap();
+                    for line in chunk {
+                        writeln!(f, "{line}").unwrap();
+                    }
+                    drop(f);
+                    std::thread::sleep(Duration::from_millis(30));
+                }
+                if done.load(std::sync::atomic::Ordering::Relaxed) {
+                    break;
+                }
+            }
+        })
+    };
+    for version in 1..=20 {
+        let bytes = build(&counter, version);
+        let hash = sha256_hex(&bytes);
+        // Written beside, then renamed in: the directory never holds half a rule.
+        let staged = s.path("counter.wasm.new");
+        fs::write(&staged, &bytes).unwrap();
+        fs::rename(&staged, s.rules().join("counter.wasm")).unwrap();
+        s.wait_for_status(&format!("version {version}"), |st| {
+            rule(st, "fixture-counter")
+                .is_some_and(|r| r["hash"] == hash.as_str() && r["status"] == "running")
+        });
+    }
+    assert!(!writer.is_finished(), "lines were still being written");
+    reloads_done.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+
+    let events = spamward(
+        &["--timezone", "UTC", "events", s.log().to_str().unwrap()],
+        &s.cache(),
+    );
+    let all = json_lines(&events);
+    let counted = all
+        .iter()
+        .filter(|e| e["kind"] == "message_received" || e["kind"] == "delivery")
+        .count() as u64;
+    s.wait_for_events(all.len() as u64);
+    stop(daemon);
+    let findings = s.read_state("findings");
+    let count = findings
+        .iter()
+        .find(|f| f["rule"] == "fixture-counter")
+        .map(|f| f["count"].as_u64().unwrap());
+    assert_eq!(
+        count,
+        Some(counted),
+        "every event judged by exactly one version"
+    );
+}
