@@ -25,7 +25,7 @@ const RELEASE_AFTER: Duration = Duration::from_secs(1);
 
 /// Quiet after a change to the configuration or the rules directory before
 /// it is reloaded.
-const RELOAD_QUIET: Duration = Duration::from_millis(300);
+const RELOAD_QUIET: Duration = Duration::from_millis(100);
 
 /// The `status` row that says why the last reload was refused.
 const RELOAD_ROW: &str = "(reload)";
@@ -303,7 +303,9 @@ impl Daemon {
                     self.finish_reload(result);
                 }
                 _ = poll.tick() => backlog = self.read(),
-                _ = flush.tick() => self.flush(),
+                // While a backlog is read, full batches keep the rules busy:
+                // waiting for them to catch up would only stall the reading.
+                _ = flush.tick(), if !backlog => self.flush(),
                 _ = checkpoint.tick() => self.checkpoint(),
                 _ = terminate.recv() => {
                     tracing::info!("SIGTERM: finishing and saving");
