@@ -62,6 +62,13 @@ impl Setup {
         self.path("spamward.toml")
     }
 
+    /// Replaces the configuration in one step, as an editor saves.
+    fn set_config(&self, text: &str) {
+        let staged = self.path("spamward.toml.new");
+        fs::write(&staged, text).unwrap();
+        fs::rename(&staged, self.config()).unwrap();
+    }
+
     /// Waits until `status` shows what `shown` looks for.
     fn wait_for_status(
         &self,
@@ -118,17 +125,23 @@ impl Setup {
     /// What `spamward <command> --json --state <state>` prints, one JSON
     /// value a line.
     fn read_state(&self, command: &str) -> Vec<serde_json::Value> {
+        self.try_read_state(command)
+            .unwrap_or_else(|e| panic!("spamward {command}: {e}"))
+    }
+
+    /// [`Setup::read_state`], or what `spamward` said when it could not
+    /// (the daemon may still be creating the file).
+    fn try_read_state(&self, command: &str) -> Result<Vec<serde_json::Value>, String> {
         let state = self.state();
         let out = spamward(
             &[command, "--json", "--state", state.to_str().unwrap()],
             &self.cache(),
         );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        json_lines(&out)
+        if out.status.success() {
+            Ok(json_lines(&out))
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
     }
 
     /// `status --json` of the state file.
@@ -144,28 +157,9 @@ impl Setup {
     /// Waits until the daemon has handed `events` events to its rules and
     /// saved that in a checkpoint.
     fn wait_for_events(&self, events: u64) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if self.state().exists() {
-                let out = spamward(
-                    &[
-                        "status",
-                        "--json",
-                        "--state",
-                        self.state().to_str().unwrap(),
-                    ],
-                    &self.cache(),
-                );
-                if out.status.success() && json_lines(&out)[0]["events"].as_u64() == Some(events) {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the daemon never reached {events} events"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.wait_for_status(&format!("{events} events"), |st| {
+            st["events"].as_u64() == Some(events)
+        });
     }
 }
 
@@ -313,11 +307,7 @@ fn a_restarted_daemon_goes_on_where_it_stopped() {
 impl Setup {
     /// Waits until a first checkpoint was saved.
     fn wait_for_events_at_least_once(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !(self.state().exists() && self.status()["checkpoint_at"].as_i64().is_some()) {
-            assert!(Instant::now() < deadline, "no checkpoint was saved");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        self.wait_for_status("a checkpoint", |st| st["checkpoint_at"].is_i64());
     }
 }
 
@@ -340,17 +330,13 @@ fn configuration_and_rules_reload_while_it_runs_and_mistakes_leave_the_running_r
     s.wait_for_status("a first checkpoint", |st| st["checkpoint_at"].is_i64());
 
     // A rule turned off in the configuration stops.
-    fs::write(
-        s.config(),
-        format!("{good}\n[rules.mailman]\nenabled = false\n"),
-    )
-    .unwrap();
+    s.set_config(&format!("{good}\n[rules.mailman]\nenabled = false\n"));
     s.wait_for_status("mailman off", |st| {
         rule(st, "mailman").is_some_and(|r| r["status"] == "off")
     });
 
     // Invalid TOML: refused, said in status, the rules go on.
-    fs::write(s.config(), "[daemon\nflush_ms = 50\n").unwrap();
+    s.set_config("[daemon\nflush_ms = 50\n");
     let st = s.wait_for_status("the refused reload", |st| rule(st, "(reload)").is_some());
     let refused = rule(&st, "(reload)").unwrap();
     assert!(
@@ -364,8 +350,16 @@ fn configuration_and_rules_reload_while_it_runs_and_mistakes_leave_the_running_r
     s.append(&lines[..1000]);
     s.wait_for_events_seen(1);
 
+    // Truncated, as `>` does before it writes: not taken for the defaults.
+    fs::write(s.config(), "").unwrap();
+    let st = s.wait_for_status("the empty file refused", |st| {
+        rule(st, "(reload)")
+            .is_some_and(|r| r["reason"].as_str().is_some_and(|w| w.contains("is empty")))
+    });
+    assert_eq!(rule(&st, "mailman").unwrap()["status"], "off");
+
     // A third party's rule dropped in starts; a corrupt one is named.
-    fs::write(s.config(), &good).unwrap();
+    s.set_config(&good);
     let wasm = Path::new(spamward_engine::GUEST_WASM_DIR).join("example_auth_failure_burst.wasm");
     fs::copy(&wasm, s.rules().join("auth-failure-burst.wasm")).unwrap();
     fs::write(s.rules().join("broken.wasm"), b"\0asm but not really").unwrap();
@@ -438,11 +432,11 @@ fn kill_9_at_any_moment_loses_and_repeats_nothing() {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
         std::thread::sleep(Duration::from_millis(300 + (seed >> 33) % 900));
         // What the next start resumes from: a checkpoint part way through.
-        if s.state().exists()
-            && s.status()["events"]
+        if s.try_read_state("status").is_ok_and(|st| {
+            st[0]["events"]
                 .as_u64()
                 .is_some_and(|e| e > 0 && e < events)
-        {
+        }) {
             resumed_mid_log += 1;
         }
         // SAFETY: kill(2) on a child this test started and has not reaped.

@@ -330,6 +330,14 @@ impl Daemon {
         std::thread::spawn(move || {
             let result = (|| {
                 let config = match &path {
+                    // An empty file is one being written (`>` truncates
+                    // first): its defaults are not what the admin meant.
+                    Some(path) if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) => {
+                        return Err(format!(
+                            "{} is empty (being written?): not applied",
+                            path.display()
+                        ));
+                    }
                     Some(path) => Config::load(path).map_err(|e| e.to_string())?,
                     None => Config::default(),
                 };

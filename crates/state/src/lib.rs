@@ -72,6 +72,12 @@ pub enum StoreError {
         /// The state file.
         path: PathBuf,
     },
+    /// Created, but its tables not written yet (a daemon is starting).
+    #[error("state file {}: not set up yet (is `spamward run` just starting?)", path.display())]
+    NotReady {
+        /// The state file.
+        path: PathBuf,
+    },
     /// Written by a newer spamward.
     #[error("state file {}: written by a newer spamward (schema {found}; this one knows up to {known})", path.display())]
     Newer {
@@ -242,6 +248,11 @@ impl Store {
         let version = store.version()?;
         if version as usize > MIGRATIONS.len() {
             return Err(store.newer(version));
+        }
+        if version == 0 {
+            return Err(StoreError::NotReady {
+                path: path.to_path_buf(),
+            });
         }
         Ok(store)
     }

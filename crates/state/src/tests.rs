@@ -138,6 +138,14 @@ fn files_that_are_not_ours_are_refused_naming_the_file() {
         .to_string();
     assert!(e.contains("newer spamward"), "{e}");
 
+    let starting = dir.path().join("starting.db");
+    drop(Connection::open(&starting).unwrap());
+    let e = Store::open_read_only(&starting)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("not set up yet"), "{e}");
+
     let nowhere = dir.path().join("no/such/dir/state.db");
     let e = Store::open(&nowhere).err().expect("refused").to_string();
     assert!(e.contains("its directory does not exist"), "{e}");
