@@ -563,3 +563,69 @@ fn twenty_reloads_while_lines_stream_in_give_every_event_to_exactly_one_version(
         "every event judged by exactly one version"
     );
 }
+
+/// Copies the directory tree `from` to `to` (files and directories only).
+fn copy_tree(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_server_state_file_changed_while_it_runs_is_judged_at_once() {
+    let s = Setup::new();
+    copy_tree(&workspace().join("tests/fixtures/servers/good"), &s.root());
+    s.append(&[]);
+    let daemon = s.start();
+    // The well configured server: read once caught up, nothing to say.
+    s.wait_for_status("a checkpoint", |st| st["checkpoint_at"].is_i64());
+    std::thread::sleep(Duration::from_secs(2));
+    let before = s.findings();
+
+    // An admin's typo turns a domain's catch-all into backscatter; cPanel
+    // replaces the file whole. The server is read again (1 s after the
+    // change), not at the 5-minute timer.
+    let aliases = s.root().join("etc/valiases/goodco.example");
+    let staged = s.root().join("etc/valiases/.goodco.example.new");
+    fs::write(
+        &staged,
+        "*: :fail: No Such User Here\nsales@goodco.example: alice@goodco.example\n",
+    )
+    .unwrap();
+    fs::rename(&staged, &aliases).unwrap();
+    let changed = Instant::now();
+    let deadline = changed + Duration::from_secs(30);
+    let found = loop {
+        let findings = s.read_state("findings");
+        if let Some(f) = findings
+            .iter()
+            .find(|f| f["rule"] == "default-address" && f["target"]["value"] == "goodco.example")
+        {
+            break f.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no default-address finding 30 s after the change: {findings:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = stop(daemon);
+    assert!(
+        before.is_empty(),
+        "the good server has findings: {before:?}"
+    );
+    assert!(
+        found["evidence"]["fix"]
+            .as_str()
+            .is_some_and(|f| !f.is_empty()),
+        "{found}"
+    );
+    assert!(log.contains("server state read"), "{log}");
+}

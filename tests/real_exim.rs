@@ -153,6 +153,9 @@ struct LiveRun {
     named_after: Option<Duration>,
     /// How long the traffic ran.
     traffic_secs: f64,
+    /// Whether the frozen messages of the queue it read were stored as a
+    /// queue-health finding (waited for up to 20 s after the freeze).
+    queue_named: bool,
     /// Its exit status after SIGTERM.
     exit: Option<i32>,
     /// Its log.
@@ -169,9 +172,12 @@ impl LiveDaemon {
         fs::write(
             &config,
             format!(
-                "[daemon]\nmainlog = [{:?}]\nstart_at = \"beginning\"\nflush_ms = 100\ncheckpoint_every = \"1s\"\n\n\
-                 [rules.relay-volume]\nhourly_limit = 100\n",
-                root.join("log/mainlog").display().to_string()
+                "[daemon]\nmainlog = [{:?}]\nstart_at = \"beginning\"\nflush_ms = 100\ncheckpoint_every = \"1s\"\n\
+                 spool = {:?}\nqueue_every = \"1s\"\n\n\
+                 [rules.relay-volume]\nhourly_limit = 100\n\n\
+                 # A short run leaves a small queue.\n[rules.queue-health]\nmax_frozen = 2\n",
+                root.join("log/mainlog").display().to_string(),
+                root.join("spool").display().to_string()
             ),
         )
         .unwrap();
@@ -206,6 +212,13 @@ impl LiveDaemon {
     }
 
     fn stop(self, named_after: Option<Duration>, traffic_secs: f64) -> LiveRun {
+        // The queue is read every second: its frozen messages must show.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut queue_named = false;
+        while !queue_named && Instant::now() < deadline {
+            queue_named = self.has_finding("queue-health", "exim:queue");
+            thread::sleep(Duration::from_millis(200));
+        }
         signal(self.child.id(), libc::SIGTERM);
         let LiveDaemon {
             child,
@@ -221,6 +234,7 @@ impl LiveDaemon {
         LiveRun {
             named_after,
             traffic_secs,
+            queue_named,
             exit: out.status.code(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
             findings,
@@ -1394,8 +1408,8 @@ fn compromised_login_is_named_and_the_refused_relay_is_not_an_open_relay() {
 }
 
 /// `spamward run` followed the mainlog while the scenario ran: it named the
-/// stolen login while the abuse was still being sent, stored it, and
-/// stopped cleanly on SIGTERM with everything it read saved.
+/// stolen login while the abuse was still being sent, stored it, read the
+/// queue's frozen messages from the spool, and stopped cleanly on SIGTERM with everything it read saved.
 #[test]
 fn run_names_the_stolen_login_while_the_abuse_is_still_sending() {
     let Some(run) = exim_run() else { return };
@@ -1424,6 +1438,11 @@ fn run_names_the_stolen_login_while_the_abuse_is_still_sending() {
                 && f["target"]["value"] == run.compromised_login.as_str()),
         "{:?}",
         live.findings
+    );
+    assert!(
+        live.queue_named,
+        "the frozen messages in the spool were not stored as a queue-health finding: {:?}\n{}",
+        live.findings, live.stderr
     );
     let source = &live.status["sources"][0];
     assert_eq!(source["path"], run.mainlog.display().to_string());

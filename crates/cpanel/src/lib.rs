@@ -79,6 +79,24 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The files and directories (relative to the server root) whose change
+/// changes what [`read_server_state`] reads, mailboxes aside: those change
+/// with every message delivered, so a daemon reads them on its timer only.
+/// A directory stands for every file in it.
+pub const STATE_PATHS: &[&str] = &[
+    "var/cpanel/cpanel.config",
+    "var/cpanel/users",
+    "etc/email_send_limits",
+    "etc/userdomains",
+    "etc/localdomains",
+    "etc/outgoing_mail_hold_users",
+    "etc/outgoing_mail_suspended_users",
+    "etc/valiases",
+    "etc/cpanel/ea4/php.conf",
+    "etc/apache2/conf.modules.d",
+    "etc/apache2/mods-enabled",
+];
+
 /// Reads everything under `root` (a server root: "/" or a copy of one) into events at time `at`.
 ///
 /// Events are appended to `out` in a stable order (configuration, limits,

@@ -403,6 +403,19 @@ impl Dispatcher {
         })
     }
 
+    /// Between batches, answers subscription filters and the rules' domain
+    /// questions from `lookups` (the server's domains were read again):
+    /// events pushed before were judged with the old answers.
+    pub fn set_lookups(&mut self, sink: &mut impl FnMut(RuleVerdict), lookups: Arc<HostLookups>) {
+        self.lookups = lookups.clone();
+        self.with_lanes(sink, |lanes| {
+            for lane in lanes {
+                lane.lookups = lookups.clone();
+                lane.runner.set_lookups(lookups.clone());
+            }
+        });
+    }
+
     /// Between batches, stops the rule `name`; its runner, if it ran.
     pub fn retire(&mut self, sink: &mut impl FnMut(RuleVerdict), name: &str) -> Option<RuleRunner> {
         self.with_lanes(sink, |lanes| {

@@ -180,6 +180,15 @@ impl RuleRunner {
         Ok(runner)
     }
 
+    /// Answers domain questions from `lookups` from now on (the server's
+    /// domains were read again).
+    pub fn set_lookups(&mut self, lookups: Arc<HostLookups>) {
+        if let Some((store, _)) = &mut self.live {
+            store.data_mut().lookups = lookups.clone();
+        }
+        self.lookups = lookups;
+    }
+
     /// The rule this runner runs.
     pub fn rule(&self) -> &LoadedRule {
         &self.rule

@@ -18,7 +18,7 @@ pub mod log_file;
 pub mod queue;
 pub mod relay_probe;
 
-pub use log::{EximLogParser, ParserState, SavedMessage};
+pub use log::{EximLogParser, SavedMessage};
 
 /// What one input line turned into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

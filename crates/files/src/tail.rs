@@ -112,6 +112,8 @@ struct Tailed {
     partial: Vec<u8>,
     /// Skipping the rest of a line already cut.
     skipping: bool,
+    /// The read buffer (allocated at the first read, then reused).
+    chunk: Vec<u8>,
 }
 
 impl Tailed {
@@ -125,6 +127,7 @@ impl Tailed {
             offset,
             read_to: offset,
             partial: Vec::new(),
+            chunk: Vec::new(),
             skipping: false,
         };
         t.refresh_head()?;
@@ -157,7 +160,8 @@ impl Tailed {
         stats: &mut PollStats,
         budget: u64,
     ) -> io::Result<u64> {
-        let mut chunk = vec![0; CHUNK];
+        let mut chunk = std::mem::take(&mut self.chunk);
+        chunk.resize(CHUNK, 0);
         let mut total = 0;
         loop {
             if total >= budget {
@@ -168,11 +172,15 @@ impl Tailed {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.chunk = chunk;
+                    return Err(e);
+                }
             };
             total += n as u64;
             self.take(&chunk[..n], line, stats);
         }
+        self.chunk = chunk;
         stats.bytes += total;
         if total > 0 {
             self.refresh_head()?;
@@ -183,7 +191,7 @@ impl Tailed {
     /// Splits `bytes` (the next ones of the file) into lines.
     fn take(&mut self, mut bytes: &[u8], line: &mut impl FnMut(&[u8]), stats: &mut PollStats) {
         while !bytes.is_empty() {
-            match bytes.iter().position(|&b| b == b'\n') {
+            match memchr::memchr(b'\n', bytes) {
                 Some(end) => {
                     let (text, rest) = (&bytes[..end], &bytes[end + 1..]);
                     if self.skipping {

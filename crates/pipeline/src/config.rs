@@ -88,6 +88,10 @@ pub struct DaemonConfig {
     /// How often the queue is read.
     #[serde(deserialize_with = "duration")]
     pub queue_every: Duration,
+    /// Exim's spool directory (or its `input/`); none means
+    /// `/var/spool/exim` (cPanel) or `/var/spool/exim4` (Debian), whichever
+    /// exists. When it cannot be read, the queue is asked of `exim -bp`.
+    pub spool: Option<PathBuf>,
     /// How often the server's configuration is read again.
     #[serde(deserialize_with = "duration")]
     pub server_every: Duration,
@@ -117,6 +121,7 @@ impl Default for DaemonConfig {
             flush_ms: 200,
             checkpoint_every: Duration::from_secs(5),
             queue_every: Duration::from_secs(60),
+            spool: None,
             server_every: Duration::from_secs(300),
             forget_after: Duration::from_secs(86_400),
         }
@@ -133,6 +138,18 @@ impl DaemonConfig {
         let usual = ["var/log/exim_mainlog", "var/log/exim4/mainlog"];
         let found = usual.iter().map(|p| root.join(p)).find(|p| p.exists());
         vec![found.unwrap_or_else(|| root.join(usual[0]))]
+    }
+
+    /// Exim's spool: the configured one, else the first of the usual
+    /// places under `root` that exists.
+    pub fn spool(&self, root: &Path) -> Option<PathBuf> {
+        if let Some(spool) = &self.spool {
+            return Some(spool.clone());
+        }
+        ["var/spool/exim", "var/spool/exim4"]
+            .iter()
+            .map(|p| root.join(p))
+            .find(|p| p.is_dir())
     }
 }
 

@@ -357,6 +357,25 @@ impl Pipeline {
         changes
     }
 
+    /// Answers the rules' domain questions from `lookups` from the next
+    /// event on (the server's domains were read again); `observe` hears
+    /// about the verdicts that come back meanwhile. A rule started by a
+    /// later reload gets them too.
+    pub fn set_lookups(
+        &mut self,
+        lookups: Arc<HostLookups>,
+        observe: &mut impl FnMut(Admission<'_>),
+    ) {
+        let Pipeline {
+            dispatcher, policy, ..
+        } = self;
+        dispatcher.set_lookups(
+            &mut |v: RuleVerdict| observe(policy.admit(v)),
+            lookups.clone(),
+        );
+        self.lookups = lookups;
+    }
+
     /// Rules left out because they failed to start, and why.
     pub fn disabled(&self) -> &[(String, RuleFailure)] {
         &self.disabled

@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use spamward_pipeline::Saved;
 use spamward_pipeline::policy::Finding;
-use spamward_state::{Checkpoint, FindingRow, MessageRow, SourceRow};
+use spamward_state::{Checkpoint, FindingRow, SourceRow};
 
 /// Wall-clock seconds since the epoch.
 pub fn now() -> i64 {
@@ -17,22 +17,15 @@ pub fn now() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// The checkpoint of `sources` read to their rows (with their parsers'
-/// message changes), `pipeline` saved at the same moment, after `events`
-/// events.
-pub fn build(
-    sources: Vec<(SourceRow, Vec<MessageRow>)>,
-    pipeline: Saved,
-    events: u64,
-) -> Checkpoint {
-    let (sources, messages): (Vec<_>, Vec<_>) = sources.into_iter().unzip();
+/// The checkpoint of `sources` read to their rows, `pipeline` saved at the
+/// same moment, after `events` events.
+pub fn build(sources: Vec<SourceRow>, pipeline: Saved, events: u64) -> Checkpoint {
     Checkpoint {
         at: now(),
         events,
         sources,
         rule_states: pipeline.rule_states.into_iter().collect(),
         policy: pipeline.policy.unwrap_or_default(),
-        messages: messages.into_iter().flatten().collect(),
     }
 }
 

@@ -19,6 +19,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::checkpoint::{self, finding_row, now};
+use crate::snapshot::{QueueReader, ServerReader, ServerState};
 
 /// Quiet on a log after which its parser gives up waiting for join lines.
 const RELEASE_AFTER: Duration = Duration::from_secs(1);
@@ -26,6 +27,10 @@ const RELEASE_AFTER: Duration = Duration::from_secs(1);
 /// Quiet after a change to the configuration or the rules directory before
 /// it is reloaded.
 const RELOAD_QUIET: Duration = Duration::from_millis(100);
+
+/// Quiet after a change to a server state file before it is read again
+/// (cPanel writes several files for one change).
+const SERVER_QUIET: Duration = Duration::from_secs(1);
 
 /// The `status` row that says why the last reload was refused.
 const RELOAD_ROW: &str = "(reload)";
@@ -37,6 +42,16 @@ enum Changed {
     Logs,
     /// The configuration file or the rules directory.
     Configuration,
+    /// A file of the server's configuration state.
+    Server,
+}
+
+/// A snapshot read off the event path, handed back to the loop.
+enum Snapshot {
+    /// The server state reader, and what it read if that changed.
+    Server(ServerReader, Option<ServerState>),
+    /// The queue, or why it could not be read.
+    Queue(Result<Vec<Event>, String>),
 }
 
 /// Sleeps until `at`, or forever without one.
@@ -101,8 +116,9 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         .build()
         .map_err(|e| DaemonError::Start(format!("tokio: {e}")))?;
     runtime.block_on(async move {
-        let daemon = Daemon::start(options)?;
-        daemon.serve().await
+        let (snapshots_tx, snapshots) = mpsc::unbounded_channel();
+        let daemon = Daemon::start(options, snapshots_tx)?;
+        daemon.serve(snapshots).await
     })
 }
 
@@ -125,10 +141,32 @@ struct Daemon {
     rules: Vec<RuleRow>,
     /// Per source: since when its reads found nothing new.
     quiet_since: Vec<tokio::time::Instant>,
+    /// When the daemon started, and the events it had handled then.
+    started: (std::time::Instant, u64),
+    /// Whether every log has been read to its end once since the start:
+    /// until then the daemon is catching up on a backlog.
+    caught_up: bool,
+    /// The server root.
+    root: PathBuf,
+    /// The server state reader; `None` while it reads.
+    server: Option<ServerReader>,
+    /// A server state file changed: read it again then.
+    server_due: Option<tokio::time::Instant>,
+    /// The queue reader, and whether it is reading.
+    queue: Arc<QueueReader>,
+    queue_reading: bool,
+    /// Why the last snapshot of the queue failed (said once until it
+    /// changes).
+    queue_error: Option<String>,
+    /// Where snapshots read off the event path come back.
+    snapshots: mpsc::UnboundedSender<Snapshot>,
 }
 
 impl Daemon {
-    fn start(options: DaemonOptions) -> Result<Self, DaemonError> {
+    fn start(
+        options: DaemonOptions,
+        snapshots: mpsc::UnboundedSender<Snapshot>,
+    ) -> Result<Self, DaemonError> {
         let DaemonOptions {
             config,
             config_path,
@@ -166,6 +204,17 @@ impl Daemon {
         }
         store.set_rules(&rule_rows)?;
         let zone = config.zone().map_err(PipelineError::from)?;
+        // `exim -bp` only on the live server: a copy's root has no Exim.
+        let exim = (root == Path::new("/"))
+            .then(spamward_exim::relay_probe::find_exim)
+            .flatten();
+        let queue = QueueReader::new(config.daemon.spool(&root), exim, zone.clone());
+        if !queue.is_available() {
+            tracing::info!(
+                "no spool directory found and no Exim binary: the queue is not read (set [daemon] spool)"
+            );
+        }
+        let server = ServerReader::new(root.clone(), zone.clone());
         let mut sources = Vec::new();
         for path in config.daemon.mainlogs(&root) {
             let row = saved.as_ref().and_then(|cp| {
@@ -198,10 +247,25 @@ impl Daemon {
             pending: HashMap::new(),
             rules: rule_rows,
             quiet_since: Vec::new(),
+            started: (
+                std::time::Instant::now(),
+                saved.as_ref().map_or(0, |cp| cp.events),
+            ),
+            caught_up: false,
+            root,
+            server: Some(server),
+            server_due: None,
+            queue: Arc::new(queue),
+            queue_reading: false,
+            queue_error: None,
+            snapshots,
         })
     }
 
-    async fn serve(mut self) -> Result<(), DaemonError> {
+    async fn serve(
+        mut self,
+        mut snapshots: mpsc::UnboundedReceiver<Snapshot>,
+    ) -> Result<(), DaemonError> {
         let start =
             |what: &str, e: &dyn std::fmt::Display| DaemonError::Start(format!("{what}: {e}"));
         let (changed_tx, mut changed) = mpsc::unbounded_channel::<Changed>();
@@ -211,18 +275,32 @@ impl Daemon {
             .chain(&self.config_path)
             .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
             .collect();
+        let server_paths: Vec<PathBuf> = spamward_cpanel::STATE_PATHS
+            .iter()
+            .map(|p| self.root.join(p))
+            .collect();
+        let watched_server = server_paths.clone();
         let mut watcher =
             notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
                 let Ok(event) = event else { return };
-                let configuration = event.paths.iter().any(|p| {
-                    let p = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
-                    reload_paths.iter().any(|r| p.starts_with(r) || p == *r)
-                });
-                let _ = changed_tx.send(if configuration {
+                let under = |roots: &[PathBuf], canonical: bool| {
+                    event.paths.iter().any(|p| {
+                        let p = if canonical {
+                            std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())
+                        } else {
+                            p.clone()
+                        };
+                        roots.iter().any(|r| p.starts_with(r))
+                    })
+                };
+                let what = if under(&reload_paths, true) {
                     Changed::Configuration
+                } else if under(&watched_server, false) {
+                    Changed::Server
                 } else {
                     Changed::Logs
-                });
+                };
+                let _ = changed_tx.send(what);
             })
             .map_err(|e| start("file watcher", &e))?;
         self.quiet_since = vec![tokio::time::Instant::now(); self.sources.len()];
@@ -258,6 +336,24 @@ impl Daemon {
                 tracing::warn!(dir = %dir.display(), "not watched ({e}): reload with SIGHUP");
             }
         }
+        // The server state files: a directory of them is watched itself,
+        // a file through its directory (cPanel replaces files whole).
+        for path in &server_paths {
+            let dir = if path.is_dir() {
+                path.as_path()
+            } else {
+                match path.parent() {
+                    Some(dir) if dir.is_dir() => dir,
+                    _ => continue,
+                }
+            };
+            if !watched.iter().any(|w| w == dir) {
+                if let Err(e) = watcher.watch(dir, notify::RecursiveMode::NonRecursive) {
+                    tracing::debug!(dir = %dir.display(), "not watched ({e}): read every {:?}", self.config.daemon.server_every);
+                }
+                watched.push(dir.to_path_buf());
+            }
+        }
         let (reloaded_tx, mut reloaded) = mpsc::unbounded_channel();
         let mut reload_at: Option<tokio::time::Instant> = None;
         let mut reloading = false;
@@ -267,7 +363,15 @@ impl Daemon {
         let mut poll = tokio::time::interval(SLOW_POLL);
         let mut flush = tokio::time::interval(Duration::from_millis(self.config.daemon.flush_ms));
         let mut checkpoint = tokio::time::interval(self.config.daemon.checkpoint_every);
-        for timer in [&mut poll, &mut flush, &mut checkpoint] {
+        let mut server_tick = tokio::time::interval(self.config.daemon.server_every);
+        let mut queue_tick = tokio::time::interval(self.config.daemon.queue_every);
+        for timer in [
+            &mut poll,
+            &mut flush,
+            &mut checkpoint,
+            &mut server_tick,
+            &mut queue_tick,
+        ] {
             timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         let mut backlog = self.read();
@@ -278,17 +382,27 @@ impl Daemon {
                 () = std::future::ready(()), if backlog => backlog = self.read(),
                 Some(what) = changed.recv() => {
                     // One read covers every change announced so far.
+                    let mut server = what == Changed::Server;
                     let mut configuration = what == Changed::Configuration;
                     while let Ok(what) = changed.try_recv() {
                         configuration |= what == Changed::Configuration;
+                        server |= what == Changed::Server;
                     }
                     if configuration {
                         // Editors and `cp` write in steps: wait for quiet.
                         reload_at = Some(tokio::time::Instant::now() + RELOAD_QUIET);
-                    } else {
-                        backlog = self.read();
                     }
+                    if server {
+                        self.server_due = Some(tokio::time::Instant::now() + SERVER_QUIET);
+                    }
+                    backlog = self.read();
                 }
+                _ = sleep_until(self.server_due), if self.server_due.is_some() && self.caught_up => {
+                    self.read_server();
+                }
+                _ = server_tick.tick(), if self.caught_up => self.read_server(),
+                _ = queue_tick.tick(), if self.caught_up => self.read_queue(),
+                Some(snapshot) = snapshots.recv() => self.take_snapshot(snapshot),
                 _ = hangup.recv() => {
                     tracing::info!("SIGHUP: reloading the configuration and rules");
                     reload_at = Some(tokio::time::Instant::now());
@@ -423,6 +537,78 @@ impl Daemon {
         }
     }
 
+    /// Reads the server state again off the event path (the timer came
+    /// round, or one of its files changed); one read at a time.
+    fn read_server(&mut self) {
+        let Some(mut reader) = self.server.take() else {
+            // A read is under way: one more after it, for what it missed.
+            self.server_due = Some(tokio::time::Instant::now() + SERVER_QUIET);
+            return;
+        };
+        self.server_due = None;
+        let done = self.snapshots.clone();
+        tokio::task::spawn_blocking(move || {
+            let state = reader.read();
+            let _ = done.send(Snapshot::Server(reader, state));
+        });
+    }
+
+    /// Takes a snapshot of the queue off the event path; one at a time.
+    fn read_queue(&mut self) {
+        if self.queue_reading || !self.queue.is_available() {
+            return;
+        }
+        self.queue_reading = true;
+        let queue = self.queue.clone();
+        let done = self.snapshots.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = done.send(Snapshot::Queue(queue.read()));
+        });
+    }
+
+    /// Hands a snapshot's events to the rules, between the log's batches.
+    fn take_snapshot(&mut self, snapshot: Snapshot) {
+        let events = match snapshot {
+            Snapshot::Server(reader, state) => {
+                self.server = Some(reader);
+                let Some(state) = state else { return };
+                tracing::info!(
+                    events = state.events.len(),
+                    "server state read (changed since the last read)"
+                );
+                let Daemon {
+                    pipeline, pending, ..
+                } = self;
+                pipeline.set_lookups(Arc::new(state.lookups), &mut |a| keep(pending, a));
+                state.events
+            }
+            Snapshot::Queue(result) => {
+                self.queue_reading = false;
+                match result {
+                    Ok(events) => {
+                        tracing::debug!(messages = events.len(), "queue read");
+                        self.queue_error = None;
+                        events
+                    }
+                    Err(e) => {
+                        if self.queue_error.as_ref() != Some(&e) {
+                            tracing::warn!("queue not read: {e}");
+                            self.queue_error = Some(e);
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        let Daemon {
+            pipeline, pending, ..
+        } = self;
+        for event in events {
+            pipeline.push_observed(event, &mut |a| keep(pending, a));
+        }
+        self.unflushed += 1;
+    }
+
     /// Reads what every log gained, a piece of each, and hands the events
     /// to the rules; whether more is waiting.
     fn read(&mut self) -> bool {
@@ -435,7 +621,24 @@ impl Daemon {
             }
         }
         self.push(events);
+        if !more && !self.caught_up {
+            self.catch_up();
+        }
         more
+    }
+
+    /// The logs have been read to their end for the first time since the
+    /// start: the rules finish what the backlog gave them, its findings
+    /// are stored, and the log says how long catching up took.
+    fn catch_up(&mut self) {
+        self.caught_up = true;
+        self.flush();
+        let (at, events) = self.started;
+        tracing::info!(
+            events = self.events - events,
+            seconds = format_args!("{:.3}", at.elapsed().as_secs_f64()),
+            "caught up with the logs"
+        );
     }
 
     fn push(&mut self, events: Vec<Event>) {
@@ -499,14 +702,15 @@ impl Daemon {
         let saved = pipeline.checkpoint(&mut |a| keep(pending, a));
         self.unflushed = 0;
         self.store_findings();
-        let rows = self
-            .sources
-            .iter_mut()
-            .filter_map(Source::checkpoint)
-            .collect();
+        let rows = self.sources.iter().filter_map(Source::checkpoint).collect();
         let cp = checkpoint::build(rows, saved, self.events);
-        if let Err(e) = self.store.checkpoint(&cp) {
+        let messages = self.sources.iter_mut().flat_map(Source::changed_messages);
+        if let Err(e) = self.store.checkpoint(&cp, messages) {
             tracing::error!("checkpoint not saved: {e}");
+            // The parsers' changes went with it: save all they remember.
+            for source in &mut self.sources {
+                source.resave_messages();
+            }
         }
         let reports = {
             let Daemon {

@@ -9,13 +9,15 @@
 //!
 //! The loop ([`daemon`]) runs on one thread with tokio: file changes
 //! (inotify through `notify`, with a slow poll for file systems without
-//! it), timers (flush, checkpoint, server state) and signals (SIGTERM and
+//! it), timers (flush, checkpoint, and the snapshots of the server state and
+//! the queue, [`snapshot`]) and signals (SIGTERM and
 //! SIGINT stop it cleanly). Rules run on the engine's worker threads.
 
 #![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod daemon;
+pub mod snapshot;
 pub mod source;
 
 pub use daemon::{DaemonError, DaemonOptions, run};

@@ -74,10 +74,10 @@ impl Source {
                 });
                 EximLogParser::restore(zone.clone(), &row.parser, messages).unwrap_or_else(|e| {
                     tracing::warn!(log = %path.display(), "saved parser state not readable, starting empty: {e}");
-                    EximLogParser::in_zone(zone)
+                    EximLogParser::in_zone(zone).tracking_changes()
                 })
             }
-            _ => EximLogParser::in_zone(zone),
+            _ => EximLogParser::in_zone(zone).tracking_changes(),
         };
         Ok(Source {
             path: path.to_path_buf(),
@@ -111,7 +111,12 @@ impl Source {
         let before = *lines;
         let stats = follower.poll_some(READ_BUDGET, &mut |bytes: &[u8]| {
             *lines += 1;
-            let text = String::from_utf8_lossy(bytes);
+            // Valid UTF-8 is checked at full speed; only a broken line
+            // pays for the replacement characters.
+            let text = match std::str::from_utf8(bytes) {
+                Ok(text) => std::borrow::Cow::Borrowed(text),
+                Err(_) => String::from_utf8_lossy(bytes),
+            };
             let origin = Origin {
                 file: file.clone(),
                 line: *lines,
@@ -136,34 +141,38 @@ impl Source {
         self.parser.finish(out);
     }
 
-    /// Where this log has been read to and what its parser remembers, for
-    /// a checkpoint: the row, and the messages the parser remembered,
-    /// changed or forgot since the last one. `None` before the file was
-    /// ever seen.
-    pub fn checkpoint(&mut self) -> Option<(SourceRow, Vec<MessageRow>)> {
+    /// Where this log has been read to, for a checkpoint (with what its
+    /// parser remembers besides messages). `None` before the file was ever
+    /// seen.
+    pub fn checkpoint(&self) -> Option<SourceRow> {
         let p = self.follower.position()?;
-        let state = self.parser.save();
-        let source = self.path.display().to_string();
-        let messages = state
-            .messages
-            .into_iter()
-            .map(|m| MessageRow {
-                source: source.clone(),
-                id: m.id,
-                seq: m.seq,
-                info: m.info,
-            })
-            .collect();
-        let row = SourceRow {
-            path: source,
+        Some(SourceRow {
+            path: self.path.display().to_string(),
             dev: p.dev,
             inode: p.inode,
             head: p.head,
             offset: p.offset,
             lines: self.lines,
             unparsed: self.unparsed,
-            parser: state.core,
-        };
-        Some((row, messages))
+            parser: self.parser.save_core(),
+        })
+    }
+
+    /// The messages its parser remembered, changed or forgot since the
+    /// last checkpoint, one at a time, to be saved with it.
+    pub fn changed_messages(&mut self) -> impl Iterator<Item = MessageRow> + '_ {
+        let source = self.path.display().to_string();
+        self.parser.drain_changed().map(move |m| MessageRow {
+            source: source.clone(),
+            id: m.id,
+            seq: m.seq,
+            info: m.info,
+        })
+    }
+
+    /// The changes handed over last were not saved: the next checkpoint
+    /// saves every message the parser remembers.
+    pub fn resave_messages(&mut self) {
+        self.parser.mark_all_changed();
     }
 }

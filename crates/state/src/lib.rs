@@ -145,9 +145,18 @@ pub struct Checkpoint {
     pub rule_states: Vec<(String, Vec<u8>)>,
     /// The policy's open findings (opaque).
     pub policy: Vec<u8>,
-    /// What the parsers' memory of messages gained or lost since the last
-    /// checkpoint (only the changes: it can hold half a million messages).
-    pub messages: Vec<MessageRow>,
+}
+
+/// How much a checkpoint keeps: what must stay bounded however long the
+/// daemon runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Kept {
+    /// Every rule's host state, in bytes.
+    pub rule_state_bytes: u64,
+    /// The policy's open findings, in bytes.
+    pub policy_bytes: u64,
+    /// Messages the parsers remember.
+    pub parser_messages: u64,
 }
 
 /// One stored finding.
@@ -305,8 +314,14 @@ impl Store {
     }
 
     /// Saves `cp` in one transaction: its sources, rule states and policy
-    /// replace the previous checkpoint's.
-    pub fn checkpoint(&mut self, cp: &Checkpoint) -> Result<(), StoreError> {
+    /// replace the previous checkpoint's, and `messages` (what the parsers'
+    /// memory gained or lost since the last checkpoint) update what they
+    /// remember. The messages are written as the iterator yields them.
+    pub fn checkpoint(
+        &mut self,
+        cp: &Checkpoint,
+        messages: impl IntoIterator<Item = MessageRow>,
+    ) -> Result<(), StoreError> {
         let path = self.path.clone();
         let e = |e| sqlite(&path, e);
         let tx = self.conn.transaction().map_err(e)?;
@@ -328,19 +343,25 @@ impl Store {
             )
             .map_err(e)?;
         }
-        for m in &cp.messages {
-            match &m.info {
-                Some(info) => tx.execute(
+        {
+            // Half a million rows after a backlog: two statements prepared
+            // once, each row written as it comes.
+            let mut keep = tx
+                .prepare_cached(
                     "INSERT OR REPLACE INTO parser_messages (source, id, seq, info) \
                      VALUES (?1, ?2, ?3, ?4)",
-                    params![m.source, m.id, m.seq as i64, info],
-                ),
-                None => tx.execute(
-                    "DELETE FROM parser_messages WHERE source = ?1 AND id = ?2",
-                    params![m.source, m.id],
-                ),
+                )
+                .map_err(e)?;
+            let mut forget = tx
+                .prepare_cached("DELETE FROM parser_messages WHERE source = ?1 AND id = ?2")
+                .map_err(e)?;
+            for m in messages {
+                match &m.info {
+                    Some(info) => keep.execute(params![m.source, m.id, m.seq as i64, info]),
+                    None => forget.execute(params![m.source, m.id]),
+                }
+                .map_err(e)?;
             }
-            .map_err(e)?;
         }
         tx.execute("DELETE FROM rule_state", []).map_err(e)?;
         for (rule, state) in &cp.rule_states {
@@ -384,6 +405,23 @@ impl Store {
             .map_err(|e| self.err(e))?;
         cp.policy = self.daemon_value("policy")?.unwrap_or_default();
         Ok(Some(cp))
+    }
+
+    /// How much the last checkpoint keeps.
+    pub fn kept(&self) -> Result<Kept, StoreError> {
+        let count = |sql: &str| -> Result<u64, StoreError> {
+            self.conn
+                .query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(|e| self.err(e))
+        };
+        Ok(Kept {
+            rule_state_bytes: count("SELECT COALESCE(SUM(LENGTH(state)), 0) FROM rule_state")?,
+            policy_bytes: count(
+                "SELECT COALESCE(SUM(LENGTH(value)), 0) FROM daemon WHERE key = 'policy'",
+            )?,
+            parser_messages: count("SELECT COUNT(*) FROM parser_messages")?,
+        })
     }
 
     /// What the parser of `source` remembered of messages as of the last

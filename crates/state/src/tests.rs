@@ -35,19 +35,25 @@ fn a_checkpoint_round_trips_and_replaces_the_previous_one() {
         sources: vec![source("/var/log/a", 800), source("/var/log/b", 80)],
         rule_states: vec![("r1".into(), vec![1, 2]), ("r2".into(), vec![3])],
         policy: b"policy".to_vec(),
-        messages: Vec::new(),
     };
-    store.checkpoint(&first).unwrap();
+    store.checkpoint(&first, []).unwrap();
     assert_eq!(store.load_checkpoint().unwrap(), Some(first));
+    assert_eq!(
+        store.kept().unwrap(),
+        Kept {
+            rule_state_bytes: 3,
+            policy_bytes: 6,
+            parser_messages: 0
+        }
+    );
     let second = Checkpoint {
         at: 1_700_000_005,
         events: 20,
         sources: vec![source("/var/log/a", 1600)],
         rule_states: vec![("r1".into(), vec![9])],
         policy: Vec::new(),
-        messages: Vec::new(),
     };
-    store.checkpoint(&second).unwrap();
+    store.checkpoint(&second, []).unwrap();
     assert_eq!(
         store.load_checkpoint().unwrap(),
         Some(second.clone()),
@@ -95,12 +101,15 @@ fn a_reader_sees_what_the_running_writer_committed() {
         }])
         .unwrap();
     writer
-        .checkpoint(&Checkpoint {
-            at: 42,
-            events: 7,
-            sources: vec![source("/var/log/exim_mainlog", 160)],
-            ..Checkpoint::default()
-        })
+        .checkpoint(
+            &Checkpoint {
+                at: 42,
+                events: 7,
+                sources: vec![source("/var/log/exim_mainlog", 160)],
+                ..Checkpoint::default()
+            },
+            [],
+        )
         .unwrap();
     let reader = Store::open_read_only(&path).unwrap();
     let status = reader.status().unwrap();
@@ -183,18 +192,19 @@ fn parser_messages_keep_only_the_changes_each_checkpoint_brings() {
         info: info.map(str::to_owned),
     };
     store
-        .checkpoint(&Checkpoint {
-            messages: vec![m("b", 2, Some("B")), m("a", 1, Some("A"))],
-            ..Checkpoint::default()
-        })
+        .checkpoint(
+            &Checkpoint::default(),
+            [m("b", 2, Some("B")), m("a", 1, Some("A"))],
+        )
         .unwrap();
     store
-        .checkpoint(&Checkpoint {
-            messages: vec![m("a", 1, None), m("b", 2, Some("B2")), m("c", 3, Some("C"))],
-            ..Checkpoint::default()
-        })
+        .checkpoint(
+            &Checkpoint::default(),
+            [m("a", 1, None), m("b", 2, Some("B2")), m("c", 3, Some("C"))],
+        )
         .unwrap();
     let kept = store.parser_messages("/var/log/exim_mainlog").unwrap();
     assert_eq!(kept, [m("b", 2, Some("B2")), m("c", 3, Some("C"))]);
+    assert_eq!(store.kept().unwrap().parser_messages, 2);
     assert!(store.parser_messages("/other").unwrap().is_empty());
 }

@@ -51,6 +51,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             lines: args.lines,
             rate: args.rate,
             seconds: args.seconds,
+            rounds: args.rounds,
         });
     }
     if let Some(path) = &args.write_log {

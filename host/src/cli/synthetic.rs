@@ -11,7 +11,7 @@
 use std::io::{self, Write};
 
 /// Lines per simulated second: the log spans `lines / RATE` seconds.
-const RATE: u64 = 40;
+pub const RATE: u64 = 40;
 
 struct Rng(u64);
 

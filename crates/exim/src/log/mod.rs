@@ -16,7 +16,7 @@ mod fields;
 mod prefix;
 mod saved;
 
-pub use saved::{ParserState, SavedMessage};
+pub use saved::SavedMessage;
 #[cfg(test)]
 mod tests;
 
@@ -85,6 +85,10 @@ struct MsgInfo {
     /// When it was first seen, counted in messages: a checkpoint rebuilds
     /// the forgetting order from it.
     seq: u64,
+    /// Whether a checkpoint holds it: forgetting it must then be saved
+    /// too, while one forgotten before any checkpoint saw it leaves no
+    /// trace to save.
+    saved: bool,
 }
 
 /// An event waiting in the output queue; `wait` is set while an arrival
@@ -141,12 +145,17 @@ pub struct EximLogParser {
     held: VecDeque<Held>,
     waiting: usize,
     messages: HashMap<MsgKey, MsgInfo>,
+    /// The messages in the order they were first seen, to forget the
+    /// oldest past [`MAX_TRACKED`]; completed ones are left in it and
+    /// swept out once they are half of it.
     order: VecDeque<MsgKey>,
     cwd_by_pid: HashMap<u32, Cwd>,
     /// Messages first seen so far (numbers [`MsgInfo::seq`]).
     seq: u64,
+    /// Whether `changed` is kept: only a daemon saves checkpoints.
+    tracking: bool,
     /// Messages remembered, changed or forgotten since the last
-    /// [`EximLogParser::save`].
+    /// [`EximLogParser::drain_changed`].
     changed: HashSet<MsgKey>,
     /// `cwd=` lines without a pid, oldest first: concurrent scripts
     /// interleave their `cwd=` and `<=` lines, so each arrival takes the
@@ -221,6 +230,14 @@ impl EximLogParser {
             clock: LocalClock::new(zone),
             ..Self::default()
         }
+    }
+
+    /// Keeps track of the messages remembered, changed or forgotten, for a
+    /// daemon that saves them with its checkpoints
+    /// ([`EximLogParser::drain_changed`]); a replay has no use for it.
+    pub fn tracking_changes(mut self) -> Self {
+        self.tracking = true;
+        self
     }
 
     /// Feed one line (no trailing newline). Events that are ready are
@@ -332,16 +349,40 @@ impl EximLogParser {
         }
     }
 
+    /// Notes that `key`'s message changed, for the next save.
+    fn mark_changed(&mut self, key: MsgKey) {
+        if self.tracking {
+            self.changed.insert(key);
+        }
+    }
+
+    /// Forgets a message, and notes it for the next save if a save holds
+    /// it.
+    fn forget(&mut self, key: MsgKey) -> Option<MsgInfo> {
+        let info = self.messages.remove(&key);
+        if self.tracking {
+            if info.as_ref().is_some_and(|i| i.saved) {
+                self.changed.insert(key);
+            } else {
+                self.changed.remove(&key);
+            }
+        }
+        info
+    }
+
     fn remember(&mut self, key: MsgKey) -> &mut MsgInfo {
-        self.changed.insert(key);
+        self.mark_changed(key);
         if !self.messages.contains_key(&key) {
             self.order.push_back(key);
             self.seq += 1;
             if self.order.len() > MAX_TRACKED
                 && let Some(old) = self.order.pop_front()
             {
-                self.messages.remove(&old);
-                self.changed.insert(old);
+                self.forget(old);
+            }
+            if self.order.len() > 2 * self.messages.len() + 1024 {
+                let messages = &self.messages;
+                self.order.retain(|k| messages.contains_key(k));
             }
             let seq = self.seq;
             return self.messages.entry(key).or_insert(MsgInfo {
@@ -354,9 +395,10 @@ impl EximLogParser {
 
     /// A message already remembered, to change.
     fn message_mut(&mut self, key: MsgKey) -> Option<&mut MsgInfo> {
-        let info = self.messages.get_mut(&key)?;
-        self.changed.insert(key);
-        Some(info)
+        if self.tracking && self.messages.contains_key(&key) {
+            self.changed.insert(key);
+        }
+        self.messages.get_mut(&key)
     }
 
     fn identity_of(&self, key: MsgKey) -> Option<Identity> {
@@ -421,12 +463,7 @@ impl EximLogParser {
         if rest == "Completed" || rest.starts_with("Completed ") {
             // Nothing more is logged of a completed message: forget it (and
             // say so to the next save).
-            self.changed.insert(key);
-            let identity = self
-                .messages
-                .remove(&key)
-                .map(|m| m.identity)
-                .unwrap_or_default();
+            let identity = self.forget(key).map(|m| m.identity).unwrap_or_default();
             let ev = EventBody::MessageCompleted(MessageState {
                 message_id: Text::owned(id),
                 reason: None,

@@ -14,15 +14,6 @@ use spamward_model::{Identity, LocalClock, LocalZone, SavedEvent};
 
 use super::{Cwd, EximLogParser, Held, MsgInfo, MsgKey, WeakClaim, message_key};
 
-/// What [`EximLogParser::save`] hands over.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParserState {
-    /// Everything but the messages' senders, as bytes.
-    pub core: Vec<u8>,
-    /// The messages remembered, changed or forgotten since the last save.
-    pub messages: Vec<SavedMessage>,
-}
-
 /// One message's sender, as the parser remembers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SavedMessage {
@@ -81,9 +72,10 @@ fn owned<T: Deserialize<'static>>(bytes: &[u8]) -> Result<T, String> {
 }
 
 impl EximLogParser {
-    /// The parser's memory as it is now: the small part whole, the senders
-    /// of the messages changed since the last save (see [`ParserState`]).
-    pub fn save(&mut self) -> ParserState {
+    /// The small part of the parser's memory, whole: everything but the
+    /// messages' senders (those are saved as changes, with
+    /// [`EximLogParser::drain_changed`]).
+    pub fn save_core(&self) -> Vec<u8> {
         let core = Core {
             lines: self.lines,
             clock: self.clock.memory(),
@@ -112,33 +104,42 @@ impl EximLogParser {
                 .collect(),
             seq: self.seq,
         };
-        let messages = self
-            .changed
-            .drain()
-            .map(|k| {
-                let info = self.messages.get(&k);
-                SavedMessage {
-                    id: id(&k),
-                    seq: info.map_or(0, |i| i.seq),
-                    info: info.map(|i| {
-                        serde_json::to_string(&SavedInfo {
-                            identity: i.identity.clone(),
-                            frozen: i.frozen,
-                        })
-                        .expect("an identity always encodes")
-                    }),
-                }
-            })
-            .collect();
-        ParserState {
-            core: serde_json::to_vec(&core).expect("the parser's state always encodes"),
-            messages,
-        }
+        serde_json::to_vec(&core).expect("the parser's state always encodes")
     }
 
-    /// A parser for a log written in `zone` that remembers what a save
-    /// handed over: `core` from the last [`ParserState`], and every message
-    /// kept from all the saves (the latest of each, forgotten ones left
+    /// The messages remembered, changed or forgotten since the last drain,
+    /// one at a time: after a backlog they can be half a million, which a
+    /// caller writes out as they come rather than hold all at once.
+    pub fn drain_changed(&mut self) -> impl Iterator<Item = SavedMessage> + '_ {
+        let messages = &mut self.messages;
+        self.changed.drain().map(move |k| {
+            let info = messages.get_mut(&k).map(|i| {
+                i.saved = true;
+                &*i
+            });
+            SavedMessage {
+                id: id(&k),
+                seq: info.map_or(0, |i| i.seq),
+                info: info.map(|i| {
+                    serde_json::to_string(&SavedInfo {
+                        identity: i.identity.clone(),
+                        frozen: i.frozen,
+                    })
+                    .expect("an identity always encodes")
+                }),
+            }
+        })
+    }
+
+    /// Marks every message remembered as changed, so the next drain hands
+    /// them all over: the changes drained last were not saved.
+    pub fn mark_all_changed(&mut self) {
+        self.changed.extend(self.messages.keys().copied());
+    }
+
+    /// A parser for a log written in `zone` that remembers what was saved:
+    /// `core` from the last [`EximLogParser::save_core`], and every message
+    /// kept from all the drains (the latest of each, forgotten ones left
     /// out).
     pub fn restore(
         zone: LocalZone,
@@ -153,6 +154,7 @@ impl EximLogParser {
             last_line: core.last_line,
             waiting: core.waiting,
             seq: core.seq,
+            tracking: true,
             ..EximLogParser::default()
         };
         for h in core.held {
@@ -190,6 +192,7 @@ impl EximLogParser {
                     identity: saved.identity,
                     frozen: saved.frozen,
                     seq: m.seq,
+                    saved: true,
                 },
             ));
         }
@@ -233,16 +236,16 @@ mod tests {
         whole.finish(&mut all);
 
         for cut in [1, 17, 1000, 2500, lines.len() - 1] {
-            let mut first = EximLogParser::new();
+            let mut first = EximLogParser::new().tracking_changes();
             let mut events = feed(&mut first, &lines[..cut], 1);
             // Two saves: messages carried by the first, changes by the second.
-            let early = first.save();
-            let late = first.save();
-            assert!(late.messages.is_empty(), "nothing changed between saves");
+            let early: Vec<SavedMessage> = first.drain_changed().collect();
+            let late: Vec<SavedMessage> = first.drain_changed().collect();
+            assert!(late.is_empty(), "nothing changed between saves");
             let mut resumed = EximLogParser::restore(
                 LocalZone::utc(),
-                &late.core,
-                early.messages.into_iter().chain(late.messages),
+                &first.save_core(),
+                early.into_iter().chain(late),
             )
             .unwrap();
             events.extend(feed(&mut resumed, &lines[cut..], cut as u64 + 1));
@@ -254,7 +257,7 @@ mod tests {
 
     #[test]
     fn a_completed_message_is_forgotten_in_the_next_save_too() {
-        let mut p = EximLogParser::new();
+        let mut p = EximLogParser::new().tracking_changes();
         feed(
             &mut p,
             &[
@@ -263,15 +266,73 @@ mod tests {
             ],
             1,
         );
-        let saved = p.save();
-        assert!(saved.messages.iter().any(|m| m.info.is_some()), "{saved:?}");
+        let saved: Vec<SavedMessage> = p.drain_changed().collect();
+        assert!(saved.iter().any(|m| m.info.is_some()), "{saved:?}");
         feed(
             &mut p,
             &["2024-05-01 10:00:02 1kHR5j-2tdk01-01 Completed"],
             3,
         );
-        let saved = p.save();
-        assert_eq!(saved.messages.len(), 1);
-        assert_eq!(saved.messages[0].info, None, "forgotten");
+        let saved: Vec<SavedMessage> = p.drain_changed().collect();
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].info, None, "forgotten");
+
+        // A save that failed: the next drain hands over every message.
+        feed(
+            &mut p,
+            &[
+                "2024-05-01 10:00:03 1kHR5k-2tdk01-02 <= e@f.example H=(x) [192.0.2.1] P=esmtp S=100",
+            ],
+            4,
+        );
+        assert_eq!(p.drain_changed().count(), 1);
+        assert_eq!(p.drain_changed().count(), 0);
+        p.mark_all_changed();
+        let again: Vec<SavedMessage> = p.drain_changed().collect();
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].id, "1kHR5k-2tdk01-02");
+        assert!(again[0].info.is_some());
+    }
+
+    #[test]
+    fn a_message_gone_before_any_save_leaves_nothing_to_save() {
+        let arrival = |id: &str| {
+            format!("2024-05-01 10:00:00 {id} <= a@b.example H=(x) [192.0.2.1] P=esmtp S=100")
+        };
+        let completed = |id: &str| format!("2024-05-01 10:00:01 {id} Completed");
+        let mut p = EximLogParser::new().tracking_changes();
+        let a = "1kHR5j-2tdk01-01";
+        let b = "1kHR5k-2tdk01-02";
+        feed(&mut p, &[&arrival(a), &completed(a), &arrival(b)], 1);
+        let saved: Vec<SavedMessage> = p.drain_changed().collect();
+        assert_eq!(saved.len(), 1, "{saved:?}");
+        assert_eq!(saved[0].id, b);
+        feed(&mut p, &[&completed(b)], 4);
+        let saved: Vec<SavedMessage> = p.drain_changed().collect();
+        assert_eq!(
+            (saved.len(), saved[0].info.as_ref()),
+            (1, None),
+            "saved, so its end too"
+        );
+
+        // A replay saves nothing and keeps no list of changes, and the
+        // order it forgets in holds about what it remembers, not every
+        // message it ever saw.
+        let mut replay = EximLogParser::new();
+        for i in 0..20_000u32 {
+            let id = format!("1kHR{:02}-{:06}-01", i % 60, i);
+            feed(
+                &mut replay,
+                &[&arrival(&id), &completed(&id)],
+                2 * u64::from(i) + 1,
+            );
+        }
+        assert_eq!(replay.drain_changed().count(), 0);
+        assert!(replay.changed.is_empty());
+        assert!(
+            replay.order.len() <= 2 * replay.messages.len() + 1025,
+            "{}",
+            replay.order.len()
+        );
     }
 }
