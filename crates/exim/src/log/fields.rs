@@ -272,6 +272,35 @@ pub(super) fn unescape(raw: &str) -> String {
 }
 
 /// `<addr>` → `addr`.
+/// The address at the start of `s` and what follows it. An address is one
+/// word, except that a quoted local part may hold spaces
+/// (`"john smith"@example.com`): a sender chosen by the client must not
+/// lose its domain by quoting.
+pub(super) fn split_address(s: &str) -> (&str, &str) {
+    let s = s.trim_start();
+    let start = usize::from(s.starts_with('<'));
+    let end_of_quote = if s[start..].starts_with('"') {
+        // The closing quote; a backslash escapes the next character.
+        let bytes = s.as_bytes();
+        let mut i = start + 1;
+        loop {
+            match bytes.get(i) {
+                None => break None,
+                Some(b'\\') => i += 2,
+                Some(b'"') => break Some(i + 1),
+                Some(_) => i += 1,
+            }
+        }
+    } else {
+        None
+    };
+    let from = end_of_quote.unwrap_or(0).min(s.len());
+    match s[from..].find(' ') {
+        Some(i) => (&s[..from + i], s[from + i..].trim_start()),
+        None => (s, ""),
+    }
+}
+
 pub(super) fn strip_angles(s: &str) -> &str {
     let s = s.strip_prefix('<').unwrap_or(s);
     s.strip_suffix('>').unwrap_or(s)
@@ -280,6 +309,29 @@ pub(super) fn strip_angles(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_address_with_a_quoted_local_part_is_one_address() {
+        // The first from Exim's test suite (test/log/0084 and kin).
+        assert_eq!(
+            split_address("\"abc@def\"@unknown.domain U=CALLER P=local-smtp S=sss"),
+            ("\"abc@def\"@unknown.domain", "U=CALLER P=local-smtp S=sss")
+        );
+        assert_eq!(
+            split_address("\"john smith\"@example.com H=(x) [192.0.2.1]"),
+            ("\"john smith\"@example.com", "H=(x) [192.0.2.1]")
+        );
+        assert_eq!(
+            split_address("<\"a \\\" b\"@x.example> R=r"),
+            ("<\"a \\\" b\"@x.example>", "R=r")
+        );
+        assert_eq!(
+            split_address("  bob@x.example  R=r"),
+            ("bob@x.example", "R=r")
+        );
+        assert_eq!(split_address("\"unterminated"), ("\"unterminated", ""));
+        assert_eq!(split_address(""), ("", ""));
+    }
 
     fn host(s: &str) -> (Option<&str>, Option<&str>, Option<&str>, usize) {
         let (h, n) = parse_host(s);

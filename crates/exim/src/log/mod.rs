@@ -23,7 +23,7 @@ mod tests;
 use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::LineOutcome;
-use fields::{Host, Scanner, Tok, parse_host, strip_angles, unescape};
+use fields::{Host, Scanner, Tok, parse_host, split_address, strip_angles, unescape};
 use spamward_model::clock::{LocalClock, LocalZone};
 use spamward_model::event::{
     AuthFailure, Delivery, DeliveryOutcome, Event, EventBody, GovernorAction, GovernorLimit,
@@ -472,6 +472,14 @@ impl EximLogParser {
             self.emit(Event::new(ctx.time, ctx.origin, ev), out);
             return LineOutcome::Understood;
         }
+        if rest.starts_with("Message is frozen") {
+            // A queue run passing over a message frozen earlier: no new
+            // freeze, even when the freeze itself was before this log.
+            if let Some(m) = self.message_mut(key) {
+                m.frozen = true;
+            }
+            return LineOutcome::Ignored;
+        }
         if let Some(reason) = frozen_reason(rest) {
             let info = self.remember(key);
             if info.frozen {
@@ -509,7 +517,7 @@ impl EximLogParser {
     }
 
     fn arrival(&mut self, key: MsgKey, id: &str, rest: &str, ctx: &Ctx<'_>) -> LineOutcome {
-        let (sender, fields) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (sender, fields) = split_address(rest);
         let mut m = MessageReceived {
             message_id: Text::owned(id),
             ..Default::default()
@@ -718,11 +726,20 @@ impl EximLogParser {
         ctx: &Ctx<'_>,
         out: &mut Vec<Event>,
     ) -> LineOutcome {
-        let (rcpt, fields) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (mut rcpt, mut fields) = split_address(rest);
+        // A local delivery names the user, file, pipe or `:blackhole:` and
+        // then the address it was for (`=> userx <userx@host.example>`):
+        // that address, with its domain, is the recipient. A remote one
+        // keeps the address it was delivered to.
+        if !rcpt.contains('@') && fields.starts_with('<') {
+            let (original, after) = split_address(fields);
+            (rcpt, fields) = (original, after);
+        }
         let (rcpt, mut error) = match rcpt.strip_suffix(':') {
-            Some(r) => (r, opt(fields.trim())),
-            None => (rcpt, None),
+            Some(r) if outcome != DeliveryOutcome::Delivered => (r, opt(fields.trim())),
+            _ => (rcpt, None),
         };
+
         let mut d = Delivery {
             message_id: Text::owned(id),
             outcome,
@@ -756,6 +773,11 @@ impl EximLogParser {
                     Tok::Word(_) => {}
                 }
             }
+        }
+        if error.as_deref().is_some_and(is_retry_not_due) {
+            // A retry skipped because its time has not come (`-51`..`-54`):
+            // nothing was attempted, so it is no deferral.
+            return LineOutcome::Ignored;
         }
         d.identity = self.identity_of(key).unwrap_or_else(|| {
             let mut i = Identity::default();
@@ -951,36 +973,12 @@ impl EximLogParser {
                         out,
                     );
                 }
-                if let Some(r) = body.strip_prefix("no host name found for IP address ") {
-                    let ip = r.trim();
-                    let h = Host {
-                        ip: Some(ip).filter(|ip| fields::is_ip(ip)),
-                        ..Host::default()
-                    };
-                    return self.reject(
-                        &h,
-                        SmtpStage::Connect,
-                        "no host name found for IP address",
-                        None,
-                        ctx,
-                        out,
-                    );
-                }
-                if let Some(r) = body.strip_prefix("no IP address found for host ") {
-                    let (name, tail) = r.split_once(' ').unwrap_or((r, ""));
-                    let mut h = tail
-                        .find("connection from ")
-                        .map(|i| parse_host(&tail[i + 16..]).0)
-                        .unwrap_or_default();
-                    h.name = Some(name);
-                    return self.reject(
-                        &h,
-                        SmtpStage::Connect,
-                        "no IP address found for host",
-                        None,
-                        ctx,
-                        out,
-                    );
+                if body.starts_with("no host name found for IP address ")
+                    || body.starts_with("no IP address found for host ")
+                {
+                    // A reverse lookup that found nothing: the connection
+                    // goes on, nothing was refused.
+                    return LineOutcome::Ignored;
                 }
             }
             b'C' => {
@@ -1196,6 +1194,14 @@ fn set_client(identity: &mut Identity, h: &Host<'_>) {
 
 /// `Frozen (why)`, `Frozen`, `Message is frozen`, `frozen by <user>`;
 /// `Some(None)` for a freeze without a stated reason.
+/// Whether a deferral's error says the retry was not due: Exim skipped the
+/// address without trying it (`routing defer (-51)`, `defer (-54): retry
+/// time not reached for any host`).
+fn is_retry_not_due(error: &str) -> bool {
+    let error = error.to_ascii_lowercase();
+    error.contains("retry time not reached") || error.contains("retry time not yet reached")
+}
+
 fn frozen_reason(rest: &str) -> Option<Option<&str>> {
     if let Some(r) = rest.strip_prefix("Frozen") {
         let r = r.trim();
@@ -1203,9 +1209,6 @@ fn frozen_reason(rest: &str) -> Option<Option<&str>> {
             .strip_prefix('(')
             .map_or(r, |x| x.strip_suffix(')').unwrap_or(x));
         return Some(Some(r).filter(|r| !r.is_empty()));
-    }
-    if rest.starts_with("Message is frozen") {
-        return Some(None);
     }
     if rest.starts_with("frozen by ") {
         return Some(Some(rest.trim_end()));
@@ -1293,6 +1296,9 @@ const IGNORED_ID_LINES: &[&str] = &[
     "removed by",
     "cancelled by",
     "retry time not reached",
+    // A reverse lookup that found nothing, noted during delivery.
+    "no IP address found for host",
+    "no host name found for IP address",
     "SMTP error from remote",
     "error ignored",
     "routing defer",
@@ -1322,6 +1328,9 @@ const IGNORED_LINES: &[&str] = &[
     "SIGHUP",
     "args:",
     "LOG: ",
+    // cPanel's note beside each outbound message (its domain and
+    // recipient; the delivery line says the same).
+    "SMTP connection outbound ",
 ];
 
 /// Session remarks that are not refusals.

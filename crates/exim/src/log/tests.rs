@@ -471,7 +471,15 @@ fn frozen_is_reported_once_per_message() {
 2026-08-13 20:58:19 1wuZUi-0000000BrCR-0u0H Message is frozen
 2026-08-13 21:11:12 1wuZUi-0000000BrCR-0u0H Message is frozen";
     let (ev, o) = run(text);
-    assert!(o.iter().all(|o| *o == LineOutcome::Understood));
+    assert_eq!(
+        o,
+        [
+            LineOutcome::Understood,
+            LineOutcome::Understood,
+            LineOutcome::Ignored,
+            LineOutcome::Ignored
+        ]
+    );
     assert_eq!(ev.len(), 2, "{ev:#?}");
     assert!(received(&ev[0]).bounce);
     assert_eq!(
@@ -488,10 +496,14 @@ fn frozen_is_reported_once_per_message() {
     }
     assert_eq!(ev[1].time.to_string(), "2026-08-13T20:45:33");
 
-    let (ev, _) = run(
+    // A queue run passing over a message frozen before this log began (or
+    // before a rotation) is no new freeze: counting these raised "50
+    // messages frozen in the last hour" on a quiet server.
+    let (ev, o) = run(
         "2026-08-13 20:58:19 1wuZUi-0000000BrCR-0u0H Message is frozen\n2026-08-13 21:11:12 1wuZUi-0000000BrCR-0u0H Message is frozen",
     );
-    assert_eq!(ev.len(), 1, "first sighting of a frozen message counts");
+    assert!(ev.is_empty(), "{ev:#?}");
+    assert_eq!(o, [LineOutcome::Ignored, LineOutcome::Ignored]);
 }
 
 #[test]
@@ -780,11 +792,21 @@ fn client_ip(e: &Event) -> Option<&str> {
 #[test]
 fn fail2ban_exim_matches_give_host_and_time() {
     let mut checked = 0;
+    let mut lookups = 0;
     for file in ["exim", "exim-spam"] {
         for c in fail2ban_cases(file) {
             let (ev, o) = run(&c.line);
             if !c.matched {
                 assert_ne!(o, [LineOutcome::Unparsed], "{file}: {}", c.line);
+                continue;
+            }
+            if is_reverse_lookup_note(&c.line) {
+                // fail2ban's aggressive mode bans hosts whose reverse
+                // lookup fails; Exim refused nothing, so spamward makes no
+                // rejection of it (a fifth of a busy server's lines).
+                assert_eq!(o, [LineOutcome::Ignored], "{file}: {}", c.line);
+                assert!(ev.is_empty(), "{file}: {}", c.line);
+                lookups += 1;
                 continue;
             }
             checked += 1;
@@ -800,8 +822,19 @@ fn fail2ban_exim_matches_give_host_and_time() {
             }
         }
     }
-    // 48 in `exim` and 8 in `exim-spam` at the pinned fail2ban commit.
-    assert!(checked >= 56, "only {checked} annotated lines found");
+    // 48 in `exim` and 8 in `exim-spam` at the pinned fail2ban commit, of
+    // which reverse-lookup notes are counted apart.
+    assert!(lookups >= 1, "no reverse-lookup note among the cases");
+    assert!(
+        checked - lookups >= 50,
+        "only {checked} annotated lines found ({lookups} reverse-lookup notes)"
+    );
+}
+
+/// A failed reverse lookup, which Exim notes and goes on.
+fn is_reverse_lookup_note(line: &str) -> bool {
+    line.contains("no host name found for IP address")
+        || line.contains("no IP address found for host")
 }
 
 #[test]
@@ -956,4 +989,80 @@ fn account_without_a_script_does_not_take_a_nobody_scripts_cwd() {
         .map(|e| received(e).identity.script.as_deref())
         .collect();
     assert_eq!(scripts, vec![Some("/var/www/html/uploads"), None]);
+}
+
+/// Lines from Exim's own test suite (github.com/Exim/exim, `test/log/`,
+/// GPL-2.0-or-later, at 13835a3c), each typed as what it is.
+#[test]
+fn exim_test_suite_lines_are_typed_as_what_they_are() {
+    // test/log/0099: a retry not yet due is skipped, not attempted.
+    for line in [
+        "1999-03-02 09:44:33 10HmaX-000000005vi-0000 == userx@simple R=all T=smtp defer (-54): retry time not reached for any host for 'simple'",
+        "1999-03-02 09:44:33 10HmaX-000000005vi-0000 == userx@myhost.test.ex routing defer (-52): retry time not reached",
+    ] {
+        let (ev, o) = run(line);
+        assert!(ev.is_empty(), "{line}: {ev:#?}");
+        assert_eq!(o, [LineOutcome::Ignored], "{line}");
+    }
+    // test/log/0015 and 0256: a local delivery's recipient is the address
+    // it was for, with its domain; `:blackhole:` keeps address and router.
+    for (line, recipient, router, transport) in [
+        (
+            "1999-03-02 09:44:33 10HmaX-000000005vi-0000 => :blackhole: <blackhole@the.local.host.name> R=system_aliases",
+            "blackhole@the.local.host.name",
+            Some("system_aliases"),
+            None,
+        ),
+        (
+            "1999-03-02 09:44:33 10HmaX-000000005vi-0000 => userx <page+ux@test.ex> R=localuser T=local_delivery",
+            "page+ux@test.ex",
+            Some("localuser"),
+            Some("local_delivery"),
+        ),
+        (
+            "1999-03-02 09:44:33 10HmaX-000000005vi-0000 => userx <userx@myhost.test.ex> R=userx T=appendfile",
+            "userx@myhost.test.ex",
+            Some("userx"),
+            Some("appendfile"),
+        ),
+    ] {
+        let e = one(line);
+        let EventBody::Delivery(d) = &e.body else {
+            panic!("{line}: {e:#?}")
+        };
+        assert_eq!(d.outcome, DeliveryOutcome::Delivered, "{line}");
+        assert_eq!(d.recipient, recipient, "{line}");
+        assert_eq!(d.router.as_deref(), router, "{line}");
+        assert_eq!(d.transport.as_deref(), transport, "{line}");
+        assert_eq!(d.error, None, "{line}");
+    }
+    // test/log/0094: a quoted local part is part of one sender address.
+    let e = one(
+        "1999-03-02 09:44:33 10HmaZ-000000005vi-0000 <= \"abc@def\"@unknown.domain U=CALLER P=local-smtp S=sss",
+    );
+    assert_eq!(
+        received(&e).identity.sender.as_deref(),
+        Some("\"abc@def\"@unknown.domain")
+    );
+    assert_eq!(received(&e).protocol.as_deref(), Some("local-smtp"));
+    // test/log/0006 and 0099: failed reverse lookups refuse nothing.
+    for line in [
+        "1999-03-02 09:44:33 no host name found for IP address V4NET.11.12.13",
+        "1999-03-02 09:44:33 10HmbC-000000005vi-0000 no IP address found for host nonexist.test.ex",
+    ] {
+        let (ev, o) = run(line);
+        assert!(ev.is_empty(), "{line}: {ev:#?}");
+        assert_eq!(o, [LineOutcome::Ignored], "{line}");
+    }
+}
+
+#[test]
+fn cpanel_outbound_connection_notes_are_read_not_unparsed() {
+    // cPanel writes one per outbound message, in the shape issue 10 quotes
+    // from a production server: `SMTP connection outbound <ts> <id>
+    // <domain> <recipient>`.
+    let line = "2024-05-01 10:00:04 SMTP connection outbound 1714557604 1kHR5j-2tdk01-04 shop.example someone@gmail.example";
+    let (ev, o) = run(line);
+    assert!(ev.is_empty(), "{line}");
+    assert_eq!(o, [LineOutcome::Ignored], "{line}");
 }
