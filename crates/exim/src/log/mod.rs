@@ -406,6 +406,11 @@ impl EximLogParser {
     }
 
     fn parse(&mut self, line: &str, origin: &Origin, out: &mut Vec<Event>) -> LineOutcome {
+        if line.starts_with([' ', '\t']) {
+            // A continuation: Exim writes the further lines of a long
+            // entry indented, without a time. The first line said it.
+            return LineOutcome::Ignored;
+        }
         let Some(p) = prefix::split(line) else {
             return LineOutcome::Unparsed;
         };
@@ -440,7 +445,12 @@ impl EximLogParser {
         ctx: &Ctx<'_>,
         out: &mut Vec<Event>,
     ) -> LineOutcome {
-        if let Some(r) = rest.strip_prefix("<= ") {
+        // `(=` is an arrival Exim accepted while telling the client it
+        // refused it (fakereject): the message is real and is delivered.
+        if let Some(r) = rest
+            .strip_prefix("<= ")
+            .or_else(|| rest.strip_prefix("(= "))
+        {
             return self.arrival(key, id, r, ctx);
         }
         if let Some(r) = rest.strip_prefix("Sender identification ") {
@@ -452,7 +462,8 @@ impl EximLogParser {
         self.release_id(key);
         let marker = rest.get(..3);
         let outcome = match marker {
-            Some("=> " | "-> " | "*> ") => Some(DeliveryOutcome::Delivered),
+            // `>>`: a cutthrough delivery, made while the client waited.
+            Some("=> " | "-> " | "*> " | ">> ") => Some(DeliveryOutcome::Delivered),
             Some("== ") => Some(DeliveryOutcome::Deferred),
             Some("** ") => Some(DeliveryOutcome::Failed),
             _ => None,
@@ -471,6 +482,17 @@ impl EximLogParser {
             });
             self.emit(Event::new(ctx.time, ctx.origin, ev), out);
             return LineOutcome::Understood;
+        }
+        if rest.starts_with('[') && rest.contains("] SSL verify error:") {
+            // A certificate that did not verify, noted on a delivery; the
+            // delivery line says what came of it.
+            return LineOutcome::Ignored;
+        }
+        if rest.ends_with(": error ignored") {
+            // The failure before it had its bounce suppressed
+            // (`errors_to = <>` or an ignored error): a note, not a new
+            // failure.
+            return LineOutcome::Ignored;
         }
         if rest.starts_with("Message is frozen") {
             // A queue run passing over a message frozen earlier: no new
@@ -933,6 +955,30 @@ impl EximLogParser {
             b'H' | b'F' if body.get(1..2) == Some("=") => {
                 return self.session(body, None, ctx, out);
             }
+            b'r' => {
+                if let Some(r) = body
+                    .strip_prefix("rejected EHLO from ")
+                    .or_else(|| body.strip_prefix("rejected HELO from "))
+                {
+                    // `from [ip]: why: the argument` (or `from CALLER:` for
+                    // a local session).
+                    let (host, reason) = r.split_once(": ").unwrap_or((r, ""));
+                    let reason = reason.split(": ").next().unwrap_or(reason);
+                    let (h, _) = parse_host(host);
+                    return self.reject(&h, SmtpStage::Helo, reason, None, ctx, out);
+                }
+            }
+            b'V' => {
+                if let Some(r) = body.strip_prefix("VRFY failed for ") {
+                    // A client probing which addresses exist.
+                    let h = r
+                        .find("H=")
+                        .map(|i| parse_host(&r[i + 2..]).0)
+                        .unwrap_or_default();
+                    return self.reject(&h, SmtpStage::Other, "VRFY failed", None, ctx, out);
+                }
+            }
+            b'[' if body.contains("] SSL verify error:") => return LineOutcome::Ignored,
             b'c' => {
                 if let Some(r) = body.strip_prefix("cwd=") {
                     return self.cwd(r, ctx);
@@ -1165,19 +1211,34 @@ impl EximLogParser {
     ) -> Option<LineOutcome> {
         let (name, after) = body.split_once(' ')?;
         let after = after.strip_prefix("authenticator failed for ")?;
+        // Exim 4.99 writes the host as `H=(helo) [ip]`.
+        let after = after.strip_prefix("H=").unwrap_or(after);
         let (h, n) = parse_host(after);
         let rest = &after[n..];
         let reason = rest.split_once(": ").map_or("", |x| x.1).trim_end();
-        let (reason, set_id) = match reason.rsplit_once(" (set_id=") {
-            Some((r, s)) => (r, Some(s.strip_suffix(')').unwrap_or(s))),
-            None => (reason, None),
+        // `(set_id=x)` ends the reason, or (4.99) sits inside it:
+        // `435 Unable to authenticate at present (set_id=userx): account
+        // suspended`.
+        let (reason, set_id) = match reason.find(" (set_id=") {
+            Some(i) => {
+                let tail = &reason[i + " (set_id=".len()..];
+                let (id, more) = tail.split_once(')').unwrap_or((tail, ""));
+                let more = more.trim_start_matches(':').trim();
+                let reason = if more.is_empty() {
+                    reason[..i].to_owned()
+                } else {
+                    format!("{}: {more}", &reason[..i])
+                };
+                (reason, Some(id))
+            }
+            None => (reason.to_owned(), None),
         };
         let f = AuthFailure {
             client_ip: h.ip_normalized().map(Text::owned),
             client_host: h.label().map(Text::owned),
             authenticator: Text::owned(name),
             set_id: set_id.and_then(opt),
-            reason: opt(reason),
+            reason: opt(&reason),
         };
         self.emit(
             Event::new(ctx.time, ctx.origin, EventBody::AuthFailure(f)),
@@ -1192,8 +1253,6 @@ fn set_client(identity: &mut Identity, h: &Host<'_>) {
     identity.client_ip = h.ip_normalized().map(Text::owned);
 }
 
-/// `Frozen (why)`, `Frozen`, `Message is frozen`, `frozen by <user>`;
-/// `Some(None)` for a freeze without a stated reason.
 /// Whether a deferral's error says the retry was not due: Exim skipped the
 /// address without trying it (`routing defer (-51)`, `defer (-54): retry
 /// time not reached for any host`).
@@ -1202,6 +1261,8 @@ fn is_retry_not_due(error: &str) -> bool {
     error.contains("retry time not reached") || error.contains("retry time not yet reached")
 }
 
+/// `Frozen (why)`, `Frozen`, `frozen by <user>`; `Some(None)` for a freeze
+/// without a stated reason.
 fn frozen_reason(rest: &str) -> Option<Option<&str>> {
     if let Some(r) = rest.strip_prefix("Frozen") {
         let r = r.trim();
@@ -1298,6 +1359,9 @@ const IGNORED_ID_LINES: &[&str] = &[
     "retry time not reached",
     // A reverse lookup that found nothing, noted during delivery.
     "no IP address found for host",
+    // A virus or spam scanner that could not be asked: the ACL goes on.
+    "malware acl condition:",
+    "spam acl condition:",
     "no host name found for IP address",
     "SMTP error from remote",
     "error ignored",

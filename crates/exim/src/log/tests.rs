@@ -1066,3 +1066,77 @@ fn cpanel_outbound_connection_notes_are_read_not_unparsed() {
     assert!(ev.is_empty(), "{line}");
     assert_eq!(o, [LineOutcome::Ignored], "{line}");
 }
+
+/// More lines from Exim's test suite (`test/log/<case>`), read as what
+/// they are rather than left unparsed or misread.
+#[test]
+fn exim_test_suite_notes_arrivals_and_refusals() {
+    // 3400 (Exim 4.99): `H=` before the host, `(set_id=)` inside the reason.
+    let e = one(
+        "1999-03-02 09:44:33 defer authenticator failed for H=(test.host) [10.0.0.1] U=CALLER: 435 Unable to authenticate at present (set_id=userx): account suspended",
+    );
+    let EventBody::AuthFailure(a) = &e.body else {
+        panic!("{e:#?}")
+    };
+    assert_eq!(a.client_ip.as_deref(), Some("10.0.0.1"));
+    assert_eq!(a.client_host.as_deref(), Some("test.host"));
+    assert_eq!(a.set_id.as_deref(), Some("userx"));
+    assert_eq!(
+        a.reason.as_deref(),
+        Some("435 Unable to authenticate at present: account suspended")
+    );
+    let e = one(
+        "1999-03-02 09:44:33 plain authenticator failed for H=(test.host) [10.0.0.1] U=CALLER: 535 Incorrect authentication data (set_id=eserx)",
+    );
+    let EventBody::AuthFailure(a) = &e.body else {
+        panic!("{e:#?}")
+    };
+    assert_eq!(
+        (a.set_id.as_deref(), a.reason.as_deref()),
+        (Some("eserx"), Some("535 Incorrect authentication data"))
+    );
+
+    // 0019: a HELO refused for its syntax.
+    let e = one(
+        "1999-03-02 09:44:33 rejected HELO from CALLER: syntactically invalid argument(s): !@#$%^&*(",
+    );
+    let EventBody::Rejection(r) = &e.body else {
+        panic!("{e:#?}")
+    };
+    assert_eq!(r.stage, SmtpStage::Helo);
+    assert_eq!(r.reason, "syntactically invalid argument(s)");
+    assert_eq!(r.client_host.as_deref(), Some("CALLER"));
+
+    // 0212: an address probe.
+    let e = one("1999-03-02 09:44:33 VRFY failed for <b@test.ex> H=(test) [V4NET.0.0.0] U=CALLER");
+    assert!(matches!(&e.body, EventBody::Rejection(r) if r.reason == "VRFY failed"));
+
+    // 5400: a cutthrough delivery is a delivery; 0612: a fakereject
+    // arrival is an arrival.
+    let e = one(
+        "1999-03-02 09:44:33 10HmaX-000000005vi-0000 >> userx@domain.com P=<CALLER@myhost.test.ex> R=all T=smtp H=127.0.0.1 [127.0.0.1] C=\"250 OK\"",
+    );
+    assert!(
+        matches!(&e.body, EventBody::Delivery(d) if d.outcome == DeliveryOutcome::Delivered
+            && d.recipient == "userx@domain.com"
+            && d.remote_ip.as_deref() == Some("127.0.0.1")),
+        "{e:#?}"
+    );
+    let e = one(
+        "1999-03-02 09:44:33 10HmbC-000000005vi-0000 (= b2@dump.ex H=localhost (myhost.test.ex) [127.0.0.1] P=esmtp S=sss for rmt_fakereject@test.ex",
+    );
+    assert_eq!(received(&e).identity.sender.as_deref(), Some("b2@dump.ex"));
+    assert_eq!(received(&e).recipients, ["rmt_fakereject@test.ex"]);
+
+    // 0135, 2100, 4006 and 2011's indented continuation: notes.
+    for line in [
+        "1999-03-02 09:44:33 10HmbA-000000005vi-0000 b@known.ex: error ignored",
+        "1999-03-02 09:44:33 10HmaX-000000005vi-0000 [127.0.0.1] SSL verify error: depth=0 error=self signed certificate cert=/C=UK/O=The Exim Maintainers/OU=Test Suite/CN=Phil Pennock",
+        "1999-03-02 09:44:33 10HmaX-000000005vi-0000 malware acl condition: clamd TESTSUITE/eximdir/clam_sock : ClamAV returned: scanned_file_name: 666 ERROR",
+        " Suggested action: either install a certificate or change tls_advertise_hosts option",
+    ] {
+        let (ev, o) = run(line);
+        assert!(ev.is_empty(), "{line}: {ev:#?}");
+        assert_eq!(o, [LineOutcome::Ignored], "{line}");
+    }
+}
