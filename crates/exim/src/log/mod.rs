@@ -483,15 +483,24 @@ impl EximLogParser {
             self.emit(Event::new(ctx.time, ctx.origin, ev), out);
             return LineOutcome::Understood;
         }
+        if rest
+            .split_once(' ')
+            .is_some_and(|(_, r)| r.starts_with("authenticator failed H="))
+        {
+            // Exim as a client, refused by the remote server it delivers
+            // to (`<id> plain authenticator failed H=host [ip] 535 ...`):
+            // nobody guessed a password here.
+            return LineOutcome::Ignored;
+        }
         if rest.starts_with('[') && rest.contains("] SSL verify error:") {
             // A certificate that did not verify, noted on a delivery; the
             // delivery line says what came of it.
             return LineOutcome::Ignored;
         }
-        if rest.ends_with(": error ignored") {
-            // The failure before it had its bounce suppressed
-            // (`errors_to = <>` or an ignored error): a note, not a new
-            // failure.
+        if rest.contains(": error ignored") {
+            // `<addr> [<original>]: error ignored[: why]`: the failure
+            // before it had its bounce suppressed (`errors_to = <>`, no
+            // DSN asked for): a note, not a new failure.
             return LineOutcome::Ignored;
         }
         if rest.starts_with("Message is frozen") {
@@ -523,7 +532,7 @@ impl EximLogParser {
             }
             return LineOutcome::Ignored;
         }
-        if rest.starts_with("H=") || rest.starts_with("F=") {
+        if rest.starts_with("H=") || rest.starts_with("F=") || rest.starts_with("U=") {
             return self.session(rest, Some(id), ctx, out);
         }
         if let Some(r) = rest.strip_prefix("SMTP connection from ") {
@@ -952,7 +961,9 @@ impl EximLogParser {
             return LineOutcome::Unparsed;
         };
         match c {
-            b'H' | b'F' if body.get(1..2) == Some("=") => {
+            // `U=` opens a local SMTP session (`exim -bs`, as a script's
+            // mailer may run it): no host, the same refusals.
+            b'H' | b'F' | b'U' if body.get(1..2) == Some("=") => {
                 return self.session(body, None, ctx, out);
             }
             b'r' => {
