@@ -77,16 +77,18 @@ impl Setup {
     ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if self.state().exists() {
-                let status = self.status();
-                if shown(&status) {
-                    return status;
-                }
-                assert!(
-                    Instant::now() < deadline,
-                    "status never showed {what}: {status}"
-                );
+            // The file may exist before the daemon has set it up: `status`
+            // then says so, and the wait goes on.
+            let status = self.try_read_state("status").map(|mut s| s.remove(0));
+            if let Ok(status) = &status
+                && shown(status)
+            {
+                return status.clone();
             }
+            assert!(
+                Instant::now() < deadline,
+                "status never showed {what}: {status:?}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -1,11 +1,15 @@
 //! `compromised-account`: an SMTP login used the way stolen logins are.
 //!
 //! A person sends from one or two places to people they know. A stolen login
-//! is used from many client IPs at once, fans out to many recipient domains,
-//! has most of its deliveries fail (harvested addresses), and often follows a
-//! run of failed password guesses. Each of these is counted per login over
-//! an hour, on event time; one signal is a warning, two or more are critical.
-//! The login is reported once per window, naming every signal.
+//! is used from many client IPs at once and often follows a run of failed
+//! password guesses: that is evidence of theft. Fanning out to many
+//! recipient domains and having most deliveries fail (harvested addresses)
+//! are what stolen logins also do, but so do an honest newsletter and a
+//! stale mailing list: alone they accuse nobody (a failing sender is
+//! `defer-fail-ratio`'s finding) and only make a theft finding more severe.
+//! Each signal is counted per login over an hour, on event time; one theft
+//! signal is a warning, two signals or more are critical. The login is
+//! reported once per window, naming every signal.
 
 use std::borrow::Cow;
 
@@ -97,9 +101,16 @@ impl CompromisedAccount {
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
 
+        // Evidence of theft first; what only makes it worse after.
         let mut signals = Vec::new();
         if ips > s.max_client_ips {
             signals.push(format!("{ips} client IPs"));
+        }
+        if guesses >= u64::from(s.max_auth_failures) {
+            signals.push(format!("{guesses} failed logins before it sent"));
+        }
+        if signals.is_empty() {
+            return;
         }
         if domains > s.max_recipient_domains {
             signals.push(format!("{domains} recipient domains"));
@@ -108,12 +119,6 @@ impl CompromisedAccount {
             && failures * 100 > deliveries * u64::from(s.max_failure_percent)
         {
             signals.push(format!("{failures} of {deliveries} deliveries failed"));
-        }
-        if guesses >= u64::from(s.max_auth_failures) {
-            signals.push(format!("{guesses} failed logins before it sent"));
-        }
-        if signals.is_empty() {
-            return;
         }
         // Report once per window per login, unless it got worse.
         let last = host::kv_get(key.of("reported")).and_then(|v| {
@@ -163,7 +168,7 @@ impl Rule for CompromisedAccount {
     fn info() -> Info {
         Info::new(
             "compromised-account",
-            "SMTP logins used from many IPs, fanning out, failing, or after password guessing",
+            "SMTP logins used from many IPs or after password guessing (fan-out and failures make it worse)",
         )
         .version(env!("CARGO_PKG_VERSION"))
         .subscribe_where(
@@ -356,6 +361,56 @@ mod tests {
             "{}",
             last.summary
         );
+        assert!(
+            last.summary.contains("deliveries failed"),
+            "{}",
+            last.summary
+        );
+    }
+
+    /// Sends of `login` from one IP, each to its own domain, every one of
+    /// them failing: a stale list, or a newsletter to a dead audience.
+    fn failing_list(login: &str, n: i64) -> Vec<(i64, EventBody<'static>)> {
+        let mut events = Vec::new();
+        for i in 0..n {
+            events.push(sent(
+                i,
+                login,
+                "192.0.2.20",
+                &format!("old{i}@gone{i}.example"),
+            ));
+            let mut d = testing::delivery(
+                &format!("m{i}"),
+                login,
+                DeliveryOutcome::Failed,
+                &format!("old{i}@gone{i}.example"),
+            );
+            d.identity.auth_id = Some(testing::text(login));
+            events.push((testing::at(T0) + i * 20, EventBody::Delivery(d)));
+        }
+        events
+    }
+
+    #[test]
+    fn a_stale_list_sent_from_one_place_is_no_stolen_login() {
+        // Fan-out to 60 domains and every delivery failing, from the
+        // login's own office: no theft (defer-fail-ratio says it fails).
+        let mut h = Harness::<CompromisedAccount>::new();
+        let v = h.feed(failing_list("news@club.example", 60));
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn fan_out_and_failures_make_a_theft_critical() {
+        let mut h = Harness::<CompromisedAccount>::new();
+        let login = "news@club.example";
+        let mut events = failing_list(login, 60);
+        // The same login, meanwhile, from six other places.
+        events.extend((0..6).map(|i| sent(100 + i, login, &format!("45.0.2.{i}"), "a@b.example")));
+        let v = h.feed(events);
+        let last = v.last().expect("a theft is reported");
+        assert_eq!(last.severity, Severity::Critical, "{v:?}");
+        assert!(last.summary.contains("client IPs"), "{}", last.summary);
         assert!(
             last.summary.contains("deliveries failed"),
             "{}",

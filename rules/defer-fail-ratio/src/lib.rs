@@ -9,6 +9,10 @@
 //! A forwarder to a full mailbox or one remote site's outage can trip a plain
 //! ratio, so the failures must also span `min_failing_domains` distinct
 //! recipient domains before the rule speaks.
+//!
+//! Attempts and failures count recipients of messages, not log lines: a
+//! deferred recipient is logged again at every retry, and those retries are
+//! not new failures.
 
 use serde::{Deserialize, Serialize};
 use spamward_sdk::prelude::*;
@@ -87,12 +91,23 @@ impl Rule for DeferFailRatio {
         };
         let window = self.settings.window_minutes.max(1) * 60;
         let at = cx.time();
-        let attempts = host::window_add(&format!("attempts:{domain}"), at, window, 1);
+        let recipient = format!("{} {}", d.message_id, d.recipient);
+        let attempts = u64::from(host::distinct_add(
+            &format!("attempts:{domain}"),
+            &recipient,
+            at,
+            window,
+        ));
         let failing = !matches!(d.outcome, DeliveryOutcome::Delivered);
         let (failures, failing_domains) = if failing {
             let rcpt_domain = d.recipient.rsplit_once('@').map_or("", |(_, dom)| dom);
             (
-                host::window_add(&format!("failures:{domain}"), at, window, 1),
+                u64::from(host::distinct_add(
+                    &format!("failures:{domain}"),
+                    &recipient,
+                    at,
+                    window,
+                )),
                 host::distinct_add(
                     &format!("failing-domains:{domain}"),
                     &rcpt_domain.to_ascii_lowercase(),
@@ -164,6 +179,25 @@ mod tests {
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].target, Target::Domain("spam.example".into()));
         assert_eq!(v[0].action, Action::HoldOutgoing);
+    }
+
+    #[test]
+    fn retries_of_the_same_recipients_are_not_new_failures() {
+        // Three recipients of one message at three domains, deferred and
+        // retried ten times each: three failures, below `min_failures`.
+        let mut h = Harness::<DeferFailRatio>::new();
+        let v = h.feed((0..30).map(|i| {
+            let (t, mut body) = attempt(
+                i,
+                DeliveryOutcome::Deferred,
+                &format!("u@d{}.example", i % 3),
+            );
+            if let EventBody::Delivery(d) = &mut body {
+                d.message_id = testing::text("1kHR5j-2tdk01-01");
+            }
+            (t, body)
+        }));
+        assert!(v.is_empty(), "{v:?}");
     }
 
     #[test]
