@@ -1036,6 +1036,16 @@ fn exim_test_suite_lines_are_typed_as_what_they_are() {
         assert_eq!(d.transport.as_deref(), transport, "{line}");
         assert_eq!(d.error, None, "{line}");
     }
+    // A double space after `->` (an extra recipient of the same delivery)
+    // keeps the recipient.
+    let e = one(
+        "1999-03-02 09:44:33 10HmaX-000000005vi-0000 ->  userz@domain.com R=all T=smtp H=127.0.0.1 [127.0.0.1]",
+    );
+    assert!(
+        matches!(&e.body, EventBody::Delivery(d) if d.recipient == "userz@domain.com"
+            && d.router.as_deref() == Some("all")),
+        "{e:#?}"
+    );
     // test/log/0094: a quoted local part is part of one sender address.
     let e = one(
         "1999-03-02 09:44:33 10HmaZ-000000005vi-0000 <= \"abc@def\"@unknown.domain U=CALLER P=local-smtp S=sss",
