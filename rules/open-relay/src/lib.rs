@@ -12,6 +12,10 @@
 //!
 //! The log test needs the server's local domains; when the host doesn't know
 //! them it can't tell relaying from local delivery, and stays silent.
+//!
+//! A relaying server relays thousands of messages an hour: each client IP
+//! is reported once an hour, with how many messages it relayed by then, not
+//! once per message.
 
 use serde::{Deserialize, Serialize};
 use spamward_sdk::prelude::*;
@@ -37,6 +41,9 @@ impl Default for Settings {
 pub struct OpenRelay {
     settings: Settings,
 }
+
+/// The window a client's relaying is reported once in.
+const HOUR: u32 = 3600;
 
 const FIX: &str = "Allow relaying only for authenticated users and localhost (WHM → Exim Configuration Manager: relay_from_hosts / SMTP AUTH); never for the world";
 
@@ -97,6 +104,11 @@ impl Rule for OpenRelay {
         if remote.is_empty() {
             return;
         }
+        let at = cx.time();
+        let relayed = host::window_add(&format!("relayed:{ip}"), at, HOUR, 1);
+        if !host::once_per_window(&format!("reported:{ip}"), at, HOUR) {
+            return;
+        }
         cx.report(
             Finding::new(
                 Severity::Critical,
@@ -111,6 +123,7 @@ impl Rule for OpenRelay {
             .evidence("client_ip", ip)
             .evidence("sender", id.sender.as_deref().unwrap_or("<>"))
             .evidence("remote_recipients", remote.len())
+            .evidence("relayed_messages_in_hour", relayed)
             .evidence("message", &m.message_id)
             .evidence("fix", FIX),
         );
@@ -168,6 +181,33 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].severity, Severity::Critical);
         assert_eq!(v[0].target, Target::Ip("203.0.113.5".into()));
+    }
+
+    #[test]
+    fn a_thousand_relayed_messages_are_one_verdict_an_hour() {
+        // Verdicts in proportion to what is found: one relaying client,
+        // not one verdict per message (it was 100,000 for 100,000).
+        let mut h = Harness::<OpenRelay>::new().local_domain("shop.example");
+        let relayed =
+            (0..1000).map(|i| (i * 3, inbound("203.0.113.5", &format!("v{i}@far.example"))));
+        let later = [(3600 + 10, inbound("203.0.113.5", "again@far.example"))];
+        let other = [(20, inbound("198.51.100.7", "x@far.example"))];
+        let v = h.feed(relayed.chain(other).chain(later));
+        let targets: Vec<&Target> = v.iter().map(|v| &v.target).collect();
+        assert_eq!(
+            targets,
+            [
+                &Target::Ip("203.0.113.5".into()),
+                &Target::Ip("198.51.100.7".into()),
+                &Target::Ip("203.0.113.5".into()),
+            ],
+            "{v:?}"
+        );
+        let again = v[2]
+            .evidence
+            .iter()
+            .find(|(k, _)| k == "relayed_messages_in_hour");
+        assert!(again.is_some(), "{:?}", v[2].evidence);
     }
 
     #[test]
