@@ -100,7 +100,7 @@ pub const STATE_PATHS: &[&str] = &[
 /// Reads everything under `root` (a server root: "/" or a copy of one) into events at time `at`.
 ///
 /// Events are appended to `out` in a stable order (configuration, limits,
-/// domains, aliases, PHP and suEXEC, mailboxes; directory entries sorted by
+/// domains, aliases, suEXEC then the PHP handlers it qualifies, mailboxes; directory entries sorted by
 /// name), so two reads of the same tree give the same list.
 pub fn read_server_state(root: &Path, at: Timestamp, out: &mut Vec<Event>) -> ServerStateReport {
     read_with(root, at, out, |scan| {

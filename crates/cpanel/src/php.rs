@@ -37,9 +37,16 @@ const SUEXEC_BINARY: &str = "usr/sbin/suexec";
 /// Reads the handler table and, when there is one, the suEXEC state that
 /// qualifies it: without PHP handlers to judge, whether suEXEC is there
 /// says nothing (a plain Apache host is not a finding, nor a pass).
+/// The handlers, then whether suEXEC is on: it is read only when there are
+/// handlers, but handed over before them, since a rule judges each handler
+/// by it.
 pub(super) fn read(scan: &mut Scan) {
+    let start = scan.sink.events.len();
     if read_handlers(scan) {
+        let handlers = scan.sink.events.len() - start;
         read_suexec(scan);
+        let suexec = scan.sink.events.len() - start - handlers;
+        scan.sink.events[start..].rotate_right(suexec);
     }
 }
 

@@ -163,19 +163,7 @@ impl LogFile {
         } else if self.buf.last() == Some(&b'\r') {
             self.buf.pop();
         }
-        let text = match std::str::from_utf8(&self.buf) {
-            Ok(s) => s,
-            Err(_) => {
-                self.lossy.clear();
-                for chunk in self.buf.utf8_chunks() {
-                    self.lossy.push_str(chunk.valid());
-                    if !chunk.invalid().is_empty() {
-                        self.lossy.push(char::REPLACEMENT_CHARACTER);
-                    }
-                }
-                &self.lossy
-            }
-        };
+        let text = spamward_files::line::text(&self.buf, &mut self.lossy);
         Ok(Some(Line {
             number: self.line,
             text,

@@ -603,10 +603,10 @@ impl Daemon {
         let Daemon {
             pipeline, pending, ..
         } = self;
+        self.unflushed += events.len() as u64;
         for event in events {
             pipeline.push_observed(event, &mut |a| keep(pending, a));
         }
-        self.unflushed += 1;
     }
 
     /// Reads what every log gained, a piece of each, and hands the events

@@ -32,8 +32,8 @@ pub struct ServerReader {
 /// The server's state as read again, when it changed.
 #[derive(Debug)]
 pub struct ServerState {
-    /// Every event of the read, in the order rules need them (suEXEC
-    /// before the PHP handlers it qualifies).
+    /// Every event of the read, in the reader's order (suEXEC before the
+    /// PHP handlers it qualifies).
     pub events: Vec<Event>,
     /// The domains and owners the read describes.
     pub lookups: HostLookups,
@@ -73,8 +73,6 @@ impl ServerReader {
         }
         self.last = Some(found);
         let lookups = HostLookups::from_events(&events);
-        events
-            .sort_by_key(|e| !matches!(&e.body, EventBody::ServiceState(s) if s.name == "suexec"));
         Some(ServerState { events, lookups })
     }
 }

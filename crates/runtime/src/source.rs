@@ -27,6 +27,8 @@ pub struct Source {
     unparsed: u64,
     /// Whether the last read found nothing new.
     idle: bool,
+    /// Where a line that is not valid UTF-8 is mended (reused).
+    lossy: String,
 }
 
 impl Source {
@@ -87,6 +89,7 @@ impl Source {
             lines: saved.map_or(0, |r| r.lines),
             unparsed: saved.map_or(0, |r| r.unparsed),
             idle: true,
+            lossy: String::new(),
         })
     }
 
@@ -106,17 +109,13 @@ impl Source {
             parser,
             lines,
             unparsed,
+            lossy,
             ..
         } = self;
         let before = *lines;
         let stats = follower.poll_some(READ_BUDGET, &mut |bytes: &[u8]| {
             *lines += 1;
-            // Valid UTF-8 is checked at full speed; only a broken line
-            // pays for the replacement characters.
-            let text = match std::str::from_utf8(bytes) {
-                Ok(text) => std::borrow::Cow::Borrowed(text),
-                Err(_) => String::from_utf8_lossy(bytes),
-            };
+            let text = spamward_files::line::text(bytes, lossy);
             let origin = Origin {
                 file: file.clone(),
                 line: *lines,

@@ -17,8 +17,8 @@ use super::{Cli, Setup, server_root_read, warn};
 use crate::report::terminal;
 use spamward_cpanel::{looked_for, read_server_state};
 use spamward_exim::relay_probe;
+use spamward_model::EventKind;
 use spamward_model::HostLookups;
-use spamward_model::{EventBody, EventKind};
 use spamward_pipeline::policy::{Finding, Severity};
 
 /// `audit` arguments.
@@ -69,8 +69,6 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         ..Outcome::default()
     };
     let lookups = Arc::new(HostLookups::from_events(&events));
-    // The suexec state must reach a rule before the PHP handlers it qualifies.
-    events.sort_by_key(|e| !matches!(&e.body, EventBody::ServiceState(s) if s.name == "suexec"));
 
     let exim = args.exim.clone().or_else(|| {
         // Probe the live Exim only when auditing the live server.
