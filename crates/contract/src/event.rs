@@ -220,7 +220,9 @@ pub struct Identity<'a> {
     /// Envelope sender (`<=`/`F=`); `None` for the null sender `<>`.
     #[serde(borrow)]
     pub sender: Option<Text<'a>>,
-    /// Domain part of `sender`, lower-cased.
+    /// Domain part of `sender`, lower-cased. A bounce (no `sender`) may
+    /// have one too: the domain the server charged it to, where the log
+    /// says (cPanel's `SMTP connection outbound`).
     #[serde(borrow)]
     pub sender_domain: Option<Text<'a>>,
     /// SMTP AUTH id (`A=authenticator:id`, the id part).

@@ -85,8 +85,9 @@ impl Rule for DeferFailRatio {
     }
 
     fn on_delivery(&mut self, cx: &mut Context<'_>, d: &Delivery) {
-        let Some(domain) = &d.identity.sender_domain else {
-            // Bounces (null sender) belong to nobody's sending reputation.
+        // Bounces (null sender) belong to nobody's sending reputation,
+        // even when the log names the domain they were charged to.
+        let (Some(_), Some(domain)) = (&d.identity.sender, &d.identity.sender_domain) else {
             return;
         };
         let window = self.settings.window_minutes.max(1) * 60;

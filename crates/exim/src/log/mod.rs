@@ -503,6 +503,12 @@ impl EximLogParser {
             // DSN asked for): a note, not a new failure.
             return LineOutcome::Ignored;
         }
+        if rest.starts_with("host ") && rest.contains("]: ") {
+            // `<id> host <name> [<ip>]: Connection timed out`: older Exims
+            // note each host that failed before the delivery line, which
+            // says what came of the attempt.
+            return LineOutcome::Ignored;
+        }
         if rest.starts_with("Message is frozen") {
             // A queue run passing over a message frozen earlier: no new
             // freeze, even when the freeze itself was before this log.
@@ -956,6 +962,31 @@ impl EximLogParser {
         LineOutcome::Understood
     }
 
+    /// cPanel's `SMTP connection outbound <unix time> <id> <domain>
+    /// <recipient>`, written as a message leaves for a remote host. The
+    /// domain is the one cPanel charges the message to; a bounce has no
+    /// sender domain of its own, so it takes this one and its deliveries
+    /// name the domain that sent it (backscatter is charged to someone).
+    fn outbound(&mut self, r: &str) -> LineOutcome {
+        let mut fields = r.split(' ');
+        let (Some(_), Some(id), Some(domain)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return LineOutcome::Unparsed;
+        };
+        let Some(key) = message_key(id) else {
+            return LineOutcome::Unparsed;
+        };
+        if domain.is_empty() {
+            return LineOutcome::Unparsed;
+        }
+        if let Some(m) = self.message_mut(key) {
+            if m.identity.sender.is_none() && m.identity.sender_domain.is_none() {
+                m.identity.sender_domain = Some(Text::owned(&domain.to_ascii_lowercase()));
+            }
+        }
+        LineOutcome::Understood
+    }
+
     fn plain_line(&mut self, body: &str, ctx: &Ctx<'_>, out: &mut Vec<Event>) -> LineOutcome {
         let Some(&c) = body.as_bytes().first() else {
             return LineOutcome::Unparsed;
@@ -1007,6 +1038,9 @@ impl EximLogParser {
                         }
                         None => LineOutcome::Ignored,
                     };
+                }
+                if let Some(r) = body.strip_prefix("SMTP connection outbound ") {
+                    return self.outbound(r);
                 }
                 if body.starts_with("SMTP protocol synchronization error") {
                     return self.sync_error(body, ctx, out);
@@ -1403,9 +1437,9 @@ const IGNORED_LINES: &[&str] = &[
     "SIGHUP",
     "args:",
     "LOG: ",
-    // cPanel's note beside each outbound message (its domain and
-    // recipient; the delivery line says the same).
-    "SMTP connection outbound ",
+    // The daemon could not listen on an address (another daemon has it):
+    // a service problem, not mail.
+    "socket bind() failed",
 ];
 
 /// Session remarks that are not refusals.

@@ -1067,14 +1067,51 @@ fn exim_test_suite_lines_are_typed_as_what_they_are() {
 }
 
 #[test]
-fn cpanel_outbound_connection_notes_are_read_not_unparsed() {
+fn cpanel_outbound_connection_names_the_domain_a_bounce_is_charged_to() {
     // cPanel writes one per outbound message, in the shape issue 10 quotes
     // from a production server: `SMTP connection outbound <ts> <id>
-    // <domain> <recipient>`.
-    let line = "2024-05-01 10:00:04 SMTP connection outbound 1714557604 1kHR5j-2tdk01-04 shop.example someone@gmail.example";
-    let (ev, o) = run(line);
-    assert!(ev.is_empty(), "{line}");
-    assert_eq!(o, [LineOutcome::Ignored], "{line}");
+    // <domain> <recipient>`. A bounce has no sender domain of its own.
+    let log = "\
+2024-05-01 10:00:03 1kHR5j-2tdk01-04 <= <> R=1kHR5i-2tdk01-03 U=mailnull P=local S=2000
+2024-05-01 10:00:04 SMTP connection outbound 1714557604 1kHR5j-2tdk01-04 shop.example someone@gmail.example
+2024-05-01 10:00:05 1kHR5j-2tdk01-04 => someone@gmail.example R=dkim_lookuphost T=dkim_remote_smtp H=gmail-smtp-in.l.google.com [192.0.2.25]
+2024-05-01 10:00:06 1kHR5k-2tdk01-05 <= owner@shop.example U=shop P=local S=900
+2024-05-01 10:00:07 SMTP connection outbound 1714557607 1kHR5k-2tdk01-05 other.example buyer@gmail.example
+2024-05-01 10:00:08 1kHR5k-2tdk01-05 => buyer@gmail.example R=dkim_lookuphost T=dkim_remote_smtp H=gmail-smtp-in.l.google.com [192.0.2.25]
+";
+    let (events, outcomes) = run(log);
+    assert_eq!(outcomes[1], LineOutcome::Understood);
+    assert_eq!(outcomes[4], LineOutcome::Understood);
+    let deliveries: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.body {
+            EventBody::Delivery(d) => Some(d),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deliveries.len(), 2);
+    assert_eq!(deliveries[0].identity.sender, None);
+    assert_eq!(
+        deliveries[0].identity.sender_domain.as_deref(),
+        Some("shop.example")
+    );
+    // A sender's own domain stands: the note does not overwrite it.
+    assert_eq!(
+        deliveries[1].identity.sender_domain.as_deref(),
+        Some("shop.example")
+    );
+}
+
+#[test]
+fn per_host_failure_notes_and_bind_failures_are_notes() {
+    for line in [
+        "2024-05-01 10:00:01 1kHR5j-2tdk01-04 host mx.example.com [192.0.2.7]: Connection timed out",
+        "2024-05-01 10:00:02 socket bind() failed for 0.0.0.0 port 25: Address already in use",
+    ] {
+        let (ev, o) = run(line);
+        assert!(ev.is_empty(), "{line}: {ev:#?}");
+        assert_eq!(o, [LineOutcome::Ignored], "{line}");
+    }
 }
 
 /// More lines from Exim's test suite (`test/log/<case>`), read as what
