@@ -31,6 +31,7 @@ extern crate self as spamward_sdk;
 
 mod boundary;
 pub mod host;
+pub mod relay;
 mod rule;
 pub mod testing;
 

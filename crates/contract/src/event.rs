@@ -548,6 +548,25 @@ pub struct Extension<'a> {
     pub fields: Vec<(Text<'a>, Text<'a>)>,
 }
 
+/// The extension kinds the host sends, and their fields. A rule matches
+/// `Extension::kind` against these rather than spelling the names itself.
+pub mod extension_kind {
+    /// The outcome of an offline relay test (`exim -bh` with a relay
+    /// attempt): fields `client_ip`, `recipient`, `response`, `accepted`
+    /// (`true`/`false`).
+    pub const RELAY_PROBE: &str = "relay-probe";
+    /// A redirected address (an alias or forwarder) delivered to a remote
+    /// host, said just before that delivery: fields `message_id`,
+    /// `recipient` (the address delivered to) and `parent` (the address the
+    /// client sent to). Such a delivery is a forward, not a relay.
+    pub const REDIRECT: &str = "redirect";
+    /// The end of a whole-queue snapshot (a spool directory, an `exim -bp`
+    /// listing), after its `queued-message` events and at their time:
+    /// fields `messages`, `frozen`, `bounces` and `frozen_bounces`, so a
+    /// rule can judge a share of the queue once it knows the queue's size.
+    pub const QUEUE_SNAPSHOT: &str = "queue-snapshot";
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -410,7 +410,8 @@ mod tests {
         set_mtime(&bad, 1_700_000_050);
         let (s, ev) = ingest(dir.path());
         assert_eq!(s.kind, "spool-dir");
-        assert_eq!((s.lines, s.events, s.unparsed), (3, 2, 1));
+        // Two messages and the snapshot's tally (`queue-snapshot`).
+        assert_eq!((s.lines, s.events, s.unparsed), (3, 3, 1));
         assert!(ev.iter().all(|e| e.time == Timestamp::naive(1_700_000_200)));
         assert_eq!(s.unparsed_samples[0].0, 1);
         assert!(
@@ -436,8 +437,9 @@ mod tests {
         // And a link to it, which must not be followed into it either.
         std::os::unix::fs::symlink(&fifo, input.join("1hIAih-00H7J4-Lb-H")).unwrap();
         let (s, ev) = ingest(dir.path());
-        assert_eq!((s.events, s.unparsed), (1, 2), "{s:?}");
-        assert!(ev.len() == 1);
+        // The message and the snapshot's tally.
+        assert_eq!((s.events, s.unparsed), (2, 2), "{s:?}");
+        assert!(ev.len() == 2);
         let texts: Vec<&str> = s.unparsed_samples.iter().map(|(_, t)| t.as_str()).collect();
         assert!(
             texts.iter().all(|t| t.contains("not a regular file")),
@@ -475,7 +477,8 @@ mod tests {
         set_mtime(&p, 1_700_000_000);
         let (s, ev) = ingest(&p);
         assert_eq!(s.kind, "queue-listing");
-        assert_eq!((s.lines, s.events, s.unparsed), (4, 1, 1));
+        // The message, then the snapshot's tally (`queue-snapshot`).
+        assert_eq!((s.lines, s.events, s.unparsed), (4, 2, 1));
         assert_eq!(s.unparsed_samples[0].0, 4);
         assert_eq!(ev[0].time, Timestamp::naive(1_700_000_000));
         assert_eq!(ev[0].line, 1);

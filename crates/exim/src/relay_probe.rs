@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use spamward_model::event::extension_kind;
 use spamward_model::{Event, EventBody, Extension, Origin, Timestamp};
 
 /// A documentation address (RFC 5737): never a real client.
@@ -96,7 +97,7 @@ pub fn probe(exim: &Path, config: Option<&Path>, at: Timestamp) -> Result<Event,
         at,
         &origin,
         EventBody::Extension(Extension {
-            kind: "relay-probe".into(),
+            kind: extension_kind::RELAY_PROBE.into(),
             fields: vec![
                 ("client_ip".into(), PROBE_CLIENT.into()),
                 ("sender".into(), PROBE_SENDER.into()),

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use spamward_contract::event as contract;
 
-pub use contract::{DeliveryOutcome, EventKind, GovernorLimit, SmtpStage, Text};
+pub use contract::{DeliveryOutcome, EventKind, GovernorLimit, SmtpStage, Text, extension_kind};
 
 /// When an event happened, and how its source wrote it.
 ///

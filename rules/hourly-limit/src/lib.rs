@@ -12,12 +12,20 @@
 //!   made unlimited while the server has a limit (for information: it may be
 //!   deliberate, for a newsletter sender).
 //!
-//! And from the log: a domain that reaches its hourly limit (the governor's
-//! "has exceeded the max emails per hour" line), once per domain per hour,
-//! asking to hold its outgoing mail.
+//! And from the log alone, once per sender per hour each:
 //!
-//! Only what was seen is judged: a server with no `cpanel.config` or no
-//! `maxemailsperhour` line is not reported.
+//! - a domain that reaches its hourly limit (the governor's "has exceeded
+//!   the max emails per hour" line), asking to hold its outgoing mail;
+//! - a sender Exim's own `ratelimit` ACL refused (`rejected RCPT <..>:
+//!   Sender rate 45.2 / 1h`, "rate limit exceeded"...: the wording is the
+//!   ACL's, so any refusal speaking of a rate and a limit), with its rate;
+//! - a domain sending more than `suggested_max_emails_per_hour` in an hour
+//!   while no server limit is known (cPanel's default is unlimited, and a
+//!   replayed log comes without `cpanel.config`): nothing will stop it, so
+//!   the finding names the domain, its rate and the limit to set.
+//!
+//! Configuration is judged only as far as it was seen: a server with no
+//! `cpanel.config` or no `maxemailsperhour` line is not reported for it.
 
 use serde::{Deserialize, Serialize};
 use spamward_sdk::prelude::*;
@@ -119,6 +127,25 @@ impl Limit {
             }
         }
     }
+}
+
+/// Whether a refusal is an Exim `ratelimit` ACL's. Its words are the
+/// ACL's own, so this looks for a rate and a limit in them.
+fn is_rate_limit(reason: &str) -> bool {
+    (reason.contains("rate") || reason.contains("Rate"))
+        && (reason.contains("limit") || reason.contains("exceed"))
+}
+
+/// The rate an ACL message shows (`Sender rate 45.2 / 1h` → `("45.2",
+/// "1h")`): `$sender_rate / $sender_rate_period`, as most configurations
+/// and Exim's documentation write it.
+fn rate_of(reason: &str) -> Option<(&str, &str)> {
+    let (before, after) = reason.split_once(" / ")?;
+    let rate = before.rsplit(' ').next()?;
+    let period = after.split([' ', '/', ';', ',', ')']).next()?;
+    let is_rate = !rate.is_empty() && rate.bytes().all(|b| b.is_ascii_digit() || b == b'.');
+    let is_period = period.bytes().next().is_some_and(|b| b.is_ascii_digit());
+    (is_rate && is_period).then_some((rate, period))
 }
 
 /// A domain or account with no limit of its own, waiting to learn whether
@@ -307,6 +334,9 @@ impl Rule for HourlyLimit {
         .version(env!("CARGO_PKG_VERSION"))
         .subscribe(EventKind::Setting)
         .subscribe(EventKind::GovernorAction)
+        .subscribe(EventKind::Rejection)
+        // Outgoing mail only: what a local sender submitted.
+        .subscribe_where(EventKind::MessageReceived, filter::local_sender())
         .action(Action::Alert)
         .action(Action::HoldOutgoing)
         .setting(
@@ -349,6 +379,83 @@ impl Rule for HourlyLimit {
             Some(scope) if s.source != "cpanel.config" => self.own_setting(cx, limit, s, scope),
             _ => {}
         }
+    }
+
+    fn on_message_received(&mut self, cx: &mut Context<'_>, m: &MessageReceived) {
+        let Some(domain) = m.identity.sender_domain.as_deref() else {
+            return;
+        };
+        if m.bounce {
+            return;
+        }
+        let n = u32::try_from(m.recipients.len().max(1)).unwrap_or(u32::MAX);
+        let at = cx.time();
+        let sent = host::window_add(&format!("sent:{domain}"), at, HOUR, n);
+        let limit = u64::from(self.settings.suggested_max_emails_per_hour);
+        if sent < limit || sent - u64::from(n) >= limit {
+            // Only the message that crosses the line is looked at further.
+            return;
+        }
+        if Limit::Hourly.server_limit().is_some()
+            || !host::once_per_window(&format!("unlimited-rate:{domain}"), at, HOUR)
+        {
+            // With a limit, the governor speaks when the domain reaches it.
+            return;
+        }
+        cx.report(
+            Finding::new(
+                Severity::Warning,
+                Target::Domain(domain.to_owned()),
+                Action::Alert,
+                format!(
+                    "{domain} sent {sent} emails in the last hour and no hourly limit is known to stop it (cPanel's default is unlimited)"
+                ),
+            )
+            .evidence("emails_in_hour", sent)
+            .evidence("sender", m.identity.sender.as_deref().unwrap_or("<>"))
+            .evidence("sample_message", &m.message_id)
+            .evidence(
+                "fix",
+                format!(
+                    "WHM → Tweak Settings → Mail → Max hourly emails per domain: e.g. {limit}; then find out why {domain} sends {sent} an hour"
+                ),
+            ),
+        );
+    }
+
+    fn on_rejection(&mut self, cx: &mut Context<'_>, r: &Rejection) {
+        if !is_rate_limit(&r.reason) {
+            return;
+        }
+        let sender = r.sender.as_deref().filter(|s| s.contains('@'));
+        let (target, who) = match (sender, r.client_ip.as_deref()) {
+            (Some(s), _) => (Target::Mailbox(s.to_owned()), s),
+            (None, Some(ip)) => (Target::Ip(ip.to_owned()), ip),
+            (None, None) => return,
+        };
+        if !host::once_per_window(&format!("ratelimited:{who}"), cx.time(), HOUR) {
+            return;
+        }
+        let rate = rate_of(&r.reason);
+        let shown = rate.map_or_else(String::new, |(n, period)| format!(" at {n} per {period}"));
+        cx.report(
+            Finding::new(
+                Severity::Warning,
+                target,
+                Action::HoldOutgoing,
+                format!("Exim's rate limit refused mail from {who}{shown}"),
+            )
+            .evidence("client_ip", r.client_ip.as_deref().unwrap_or("?"))
+            .evidence("rate", rate.map_or("?", |(n, _)| n))
+            .evidence("period", rate.map_or("?", |(_, p)| p))
+            .evidence("reason", &r.reason)
+            .evidence(
+                "fix",
+                format!(
+                    "Exim is holding {who} back; find out why it sends so fast (a stolen password, a script) before raising the limit"
+                ),
+            ),
+        );
     }
 
     fn on_governor_action(&mut self, cx: &mut Context<'_>, g: &GovernorAction) {
@@ -779,6 +886,90 @@ mod tests {
             "shop.example reached its hourly limit; further mail is queued and retried"
         );
         assert_eq!(evidence(&v[0], "count"), Some("-"));
+    }
+
+    #[test]
+    fn exim_ratelimit_refusals_name_the_sender_and_its_rate_once_an_hour() {
+        let mut h = Harness::<HourlyLimit>::new();
+        let refused = |reason: &str, sender: Option<&str>| {
+            EventBody::Rejection(Rejection {
+                client_ip: Some("203.0.113.5".into()),
+                client_host: Some("(pc)".into()),
+                sender: sender.map(testing::text),
+                recipient: Some("x@far.example".into()),
+                stage: SmtpStage::RcptTo,
+                reason: testing::text(reason),
+                message_id: None,
+            })
+        };
+        let t = testing::at("2024-05-01 10:00:00");
+        let v = h.feed([
+            (
+                t,
+                refused(
+                    "Sender rate exceeds SMTP limit - 45.2 / 1h",
+                    Some("info@shop.example"),
+                ),
+            ),
+            (
+                t + 60,
+                refused(
+                    "Sender rate exceeds SMTP limit - 46.0 / 1h",
+                    Some("info@shop.example"),
+                ),
+            ),
+            (
+                t + 61,
+                refused(
+                    "Local host ratelimit ( 203.0.113.5 ) exceeds 101.0 emails per 1m",
+                    None,
+                ),
+            ),
+            (
+                t + 62,
+                refused("relay not permitted", Some("other@far.example")),
+            ),
+        ]);
+        assert_eq!(v.len(), 2, "{v:?} {:?}", h.host(|h| h.logs.clone()));
+        assert_eq!(v[0].target, Target::Mailbox("info@shop.example".into()));
+        assert_eq!(evidence(&v[0], "rate"), Some("45.2"));
+        assert_eq!(evidence(&v[0], "period"), Some("1h"));
+        assert!(v[0].summary.contains("45.2 per 1h"), "{}", v[0].summary);
+        assert_eq!(v[1].target, Target::Ip("203.0.113.5".into()));
+        assert_eq!(evidence(&v[1], "rate"), Some("?"));
+    }
+
+    fn sent(domain: &str, i: u32) -> EventBody<'static> {
+        let mut m = testing::received(&format!("1abc{i:02}-000456-AB"), &format!("news@{domain}"));
+        m.identity.auth_id = Some(testing::text(&format!("news@{domain}")));
+        EventBody::MessageReceived(m)
+    }
+
+    #[test]
+    fn a_domain_sending_fast_with_no_limit_known_is_named_with_its_rate() {
+        let mut h =
+            Harness::<HourlyLimit>::with_settings(r#"{"suggested_max_emails_per_hour": 50}"#)
+                .unwrap();
+        let t = testing::at("2024-05-01 10:00:00");
+        let fast = (0..80).map(|i| (t + i64::from(i) * 10, sent("news.example", i)));
+        let slow = (0..49).map(|i| (t + i64::from(i) * 60, sent("quiet.example", i)));
+        let v = h.feed(fast.chain(slow));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].target, Target::Domain("news.example".into()));
+        assert_eq!(evidence(&v[0], "emails_in_hour"), Some("50"));
+        assert!(evidence(&v[0], "fix").unwrap().contains("e.g. 50"));
+    }
+
+    #[test]
+    fn with_a_server_limit_the_governor_speaks_instead() {
+        let mut h =
+            Harness::<HourlyLimit>::with_settings(r#"{"suggested_max_emails_per_hour": 50}"#)
+                .unwrap();
+        let t = testing::at("2024-05-01 10:00:00");
+        let limit = config("maxemailsperhour", Some("100"));
+        let fast = (0..80).map(|i| (t + i64::from(i) * 10, sent("news.example", i)));
+        let v = h.feed(std::iter::once(limit).chain(fast));
+        assert!(v.is_empty(), "{v:?}");
     }
 
     #[test]

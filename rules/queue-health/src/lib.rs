@@ -5,8 +5,18 @@
 //! snapshots (`exim -bp`, the spool) arrive as `queued-message` events that
 //! share the snapshot's time, so a window of one second counts one snapshot.
 //! The mainlog adds `message-frozen` events, counted per hour.
-
+//!
+//! Frozen bounces are judged against the queue's size, so the rule fits a
+//! small VPS as well as a big server: after each whole snapshot the host
+//! sends its tally (a `queue-snapshot` extension), and a queue whose frozen
+//! bounces are at least `min_frozen_bounces` *and* `frozen_bounce_percent`
+//! of its messages is reported (ten frozen bounces in a queue of thirty is
+//! backscatter; ten in a queue of ten thousand is noise).
+//!
+//! The queue is named `exim:queue` under the `setting` target kind until the
+//! interface has a target kind of its own for it.
 use serde::{Deserialize, Serialize};
+use spamward_sdk::event::extension_kind;
 use spamward_sdk::prelude::*;
 
 /// `[rules.queue-health]` settings.
@@ -21,6 +31,10 @@ pub struct Settings {
     pub max_per_sender: u32,
     /// Messages frozen per hour, from the log.
     pub max_frozen_per_hour: u32,
+    /// Frozen bounces a snapshot must hold before their share counts.
+    pub min_frozen_bounces: u32,
+    /// Share of the queue, in percent, the frozen bounces must make up.
+    pub frozen_bounce_percent: u32,
 }
 
 impl Default for Settings {
@@ -30,6 +44,8 @@ impl Default for Settings {
             max_frozen: 50,
             max_per_sender: 200,
             max_frozen_per_hour: 50,
+            min_frozen_bounces: 10,
+            frozen_bounce_percent: 20,
         }
     }
 }
@@ -58,6 +74,7 @@ impl Rule for QueueHealth {
         .version(env!("CARGO_PKG_VERSION"))
         .subscribe(EventKind::QueuedMessage)
         .subscribe(EventKind::MessageFrozen)
+        .subscribe(EventKind::Extension)
         .action(Action::Alert)
         .action(Action::FreezeMessage)
         .setting("max_queued", "messages in one queue snapshot")
@@ -67,11 +84,25 @@ impl Rule for QueueHealth {
             "max_frozen_per_hour",
             "messages frozen per hour, from the log",
         )
+        .setting(
+            "min_frozen_bounces",
+            "frozen bounces a snapshot must hold before their share counts",
+        )
+        .setting(
+            "frozen_bounce_percent",
+            "share of the queue, in percent, frozen bounces must make up",
+        )
     }
 
     fn new(settings: Settings) -> Result<Self, String> {
         if settings.max_queued == 0 || settings.max_frozen == 0 || settings.max_per_sender == 0 {
             return Err("queue limits must be at least 1".into());
+        }
+        if !(1..=100).contains(&settings.frozen_bounce_percent) {
+            return Err(format!(
+                "frozen_bounce_percent must be 1..=100, not {}",
+                settings.frozen_bounce_percent
+            ));
         }
         Ok(QueueHealth { settings })
     }
@@ -154,6 +185,41 @@ impl Rule for QueueHealth {
         }
     }
 
+    fn on_extension(&mut self, cx: &mut Context<'_>, e: &Extension) {
+        if e.kind != extension_kind::QUEUE_SNAPSHOT {
+            return;
+        }
+        let field = |name: &str| {
+            e.fields
+                .iter()
+                .find(|(k, _)| k == name)
+                .and_then(|(_, v)| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        let (messages, frozen_bounces) = (field("messages"), field("frozen_bounces"));
+        let enough = frozen_bounces >= u64::from(self.settings.min_frozen_bounces)
+            && frozen_bounces * 100 >= messages * u64::from(self.settings.frozen_bounce_percent);
+        // A snapshot comes every minute in the daemon: one finding an hour.
+        if !enough || !host::once_per_window("frozen-bounce-share", cx.time(), 3600) {
+            return;
+        }
+        cx.report(
+            Finding::new(
+                Severity::Warning,
+                Target::Setting("exim:queue".into()),
+                Action::Alert,
+                format!(
+                    "{frozen_bounces} of the {messages} messages in the queue are frozen bounces ({}%)",
+                    frozen_bounces * 100 / messages.max(1)
+                ),
+            )
+            .evidence("queued", messages)
+            .evidence("frozen_bounces", frozen_bounces)
+            .evidence("frozen", field("frozen"))
+            .evidence("fix", "Frozen bounces mean backscatter or a dead remote: find whom they were for (exiqgrep -z -f '^<>$'), fix the cause (default addresses :fail: → :blackhole:), then remove them (exiqgrep -z -i | xargs exim -Mrm)"),
+        );
+    }
+
     fn on_message_frozen(&mut self, cx: &mut Context<'_>, m: &MessageState) {
         let n = host::window_add("frozen-log", cx.time(), 3600, 1);
         if crossed(n, self.settings.max_frozen_per_hour) {
@@ -178,6 +244,47 @@ spamward_sdk::export_rule!(QueueHealth);
 mod tests {
     use super::*;
     use spamward_sdk::testing::{self, Harness};
+
+    fn tally(messages: u32, frozen_bounces: u32) -> (i64, EventBody<'static>) {
+        let field = |k: &str, v: u32| (testing::text(k), testing::text(&v.to_string()));
+        (
+            1000,
+            EventBody::Extension(Extension {
+                kind: extension_kind::QUEUE_SNAPSHOT.into(),
+                fields: vec![
+                    field("messages", messages),
+                    field("frozen", frozen_bounces),
+                    field("bounces", frozen_bounces),
+                    field("frozen_bounces", frozen_bounces),
+                ],
+            }),
+        )
+    }
+
+    #[test]
+    fn frozen_bounces_are_judged_against_the_queue_size() {
+        // A small VPS: 12 frozen bounces in a queue of 30.
+        let mut h = Harness::<QueueHealth>::new();
+        let v = h.feed([tally(30, 12)]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(
+            v[0].summary.starts_with("12 of the 30 messages"),
+            "{}",
+            v[0].summary
+        );
+        // The next snapshot a minute later says nothing new.
+        let (t, e) = tally(31, 12);
+        assert!(h.feed([(t + 60, e)]).is_empty());
+
+        // 12 in a queue of 5,000 is noise; 9 in a queue of 10 too few.
+        for (messages, frozen) in [(5000, 12), (10, 9)] {
+            let mut h = Harness::<QueueHealth>::new();
+            assert!(
+                h.feed([tally(messages, frozen)]).is_empty(),
+                "{messages} {frozen}"
+            );
+        }
+    }
 
     fn queued(i: u32, sender: &str, frozen: bool) -> (i64, EventBody<'static>) {
         (

@@ -10,9 +10,16 @@
 //! Outgoing means submitted by someone local: an authenticated login, a local
 //! user or a script. Mail arriving from the Internet for local users and the
 //! MTA's own bounces are not counted.
+//!
+//! An open relay's abusers have no login: mail relayed for an
+//! unauthenticated client is counted under the client's IP, one email per
+//! recipient delivered to a remote host (the SDK's [`relay`] decides what
+//! was relayed, as `open-relay` does; forwards are not). This reads the log
+//! alone; the local domains, when known, only sharpen it.
 
 use serde::{Deserialize, Serialize};
 use spamward_sdk::prelude::*;
+use spamward_sdk::relay;
 
 /// `[rules.relay-volume]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,6 +64,8 @@ enum Counted<'a> {
     Login(&'a str),
     Script(&'a str),
     Account(&'a str),
+    /// An unauthenticated client mail was relayed for.
+    Client(&'a str),
 }
 
 impl<'a> Counted<'a> {
@@ -66,6 +75,7 @@ impl<'a> Counted<'a> {
             Counted::Login(l) => ("login", l),
             Counted::Script(s) => ("script", s),
             Counted::Account(a) => ("account", a),
+            Counted::Client(ip) => ("client", ip),
         }
     }
 
@@ -88,6 +98,7 @@ impl<'a> Counted<'a> {
             Counted::Login(_) => Target::Mailbox(name),
             Counted::Script(_) => Target::Script(name),
             Counted::Account(_) => Target::Account(name),
+            Counted::Client(_) => Target::Ip(name),
         }
     }
 }
@@ -120,6 +131,16 @@ impl Rule for RelayVolume {
         .version(env!("CARGO_PKG_VERSION"))
         // Only mail with a local sending identity is outgoing.
         .subscribe_where(EventKind::MessageReceived, filter::local_sender())
+        // Deliveries only for what may have been relayed for a stranger.
+        .subscribe_matching(
+            filter::all(EventKind::Delivery)
+                .all_of([
+                    filter::outcome(&[DeliveryOutcome::Delivered]),
+                    filter::has(IdentityField::ClientIp),
+                ])
+                .none_of(filter::local_sender()),
+        )
+        .subscribe(EventKind::Extension)
         .action(Action::HoldOutgoing)
         .setting(
             "daily_limit",
@@ -153,37 +174,55 @@ impl Rule for RelayVolume {
             1
         };
         for counted in self.identities(&m.identity) {
-            let key = counted.key();
-            for (window, limit, label) in [
-                (HOUR, self.settings.hourly_limit, "hour"),
-                (DAY, self.settings.daily_limit, "24 h"),
-            ] {
-                let total = host::window_add(&key, cx.time(), window, n);
-                let before = total - u64::from(n);
-                let limit = u64::from(limit);
-                let severity = if before < 2 * limit && total >= 2 * limit {
-                    Severity::Critical
-                } else if before < limit && total >= limit {
-                    Severity::Warning
-                } else {
-                    continue;
-                };
-                cx.report(
-                    Finding::new(
-                        severity,
-                        counted.target(),
-                        Action::HoldOutgoing,
-                        format!(
-                            "{} sent {total} emails in the last {label} (limit {limit})",
-                            counted.describe()
-                        ),
-                    )
-                    .evidence("emails", total)
-                    .evidence("limit", limit)
-                    .evidence("window", label)
-                    .evidence("sample_message", &m.message_id),
-                );
-            }
+            self.count(cx, counted, n, &m.message_id);
+        }
+    }
+
+    fn on_delivery(&mut self, cx: &mut Context<'_>, d: &Delivery) {
+        if let Some(ip) = relay::relayed_for(d, cx.time()) {
+            self.count(cx, Counted::Client(ip), 1, &d.message_id);
+        }
+    }
+
+    fn on_extension(&mut self, cx: &mut Context<'_>, e: &Extension) {
+        relay::note_redirect(e, cx.time());
+    }
+}
+
+impl RelayVolume {
+    /// Adds `n` emails to `counted`'s windows and reports each ceiling the
+    /// addition crosses: a warning at the limit, critical at twice it.
+    fn count(&self, cx: &mut Context<'_>, counted: Counted<'_>, n: u32, message_id: &str) {
+        let key = counted.key();
+        for (window, limit, label) in [
+            (HOUR, self.settings.hourly_limit, "hour"),
+            (DAY, self.settings.daily_limit, "24 h"),
+        ] {
+            let total = host::window_add(&key, cx.time(), window, n);
+            let before = total - u64::from(n);
+            let limit = u64::from(limit);
+            let severity = if before < 2 * limit && total >= 2 * limit {
+                Severity::Critical
+            } else if before < limit && total >= limit {
+                Severity::Warning
+            } else {
+                continue;
+            };
+            cx.report(
+                Finding::new(
+                    severity,
+                    counted.target(),
+                    Action::HoldOutgoing,
+                    format!(
+                        "{} sent {total} emails in the last {label} (limit {limit})",
+                        counted.describe()
+                    ),
+                )
+                .evidence("emails", total)
+                .evidence("limit", limit)
+                .evidence("window", label)
+                .evidence("sample_message", message_id),
+            );
         }
     }
 }
@@ -261,6 +300,39 @@ mod tests {
             (2, EventBody::MessageReceived(mta)),
         ]);
         assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn mail_relayed_for_an_unauthenticated_client_is_counted_by_its_ip() {
+        let mut h = Harness::<RelayVolume>::with_settings(r#"{"hourly_limit": 10}"#).unwrap();
+        let relayed = |i: u32, ip: &str| {
+            let mut d = testing::delivery(
+                &format!("1abc{i:02}-000456-AB"),
+                "x@stranger.example",
+                DeliveryOutcome::Delivered,
+                &format!("v{i}@far.example"),
+            );
+            d.identity.client_ip = Some(testing::text(ip));
+            d.remote_ip = Some("192.0.2.25".into());
+            (i64::from(i), EventBody::Delivery(d))
+        };
+        // Ten relayed for one stranger; ten deliveries from another client
+        // to this machine's own content filter are no relaying.
+        let to_filter = (0..10).map(|i| {
+            let (t, mut e) = relayed(i, "198.51.100.7");
+            if let EventBody::Delivery(d) = &mut e {
+                d.remote_ip = Some("127.0.0.1".into());
+            }
+            (t, e)
+        });
+        let v = h.feed((0..10).map(|i| relayed(i, "203.0.113.5")).chain(to_filter));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].target, Target::Ip("203.0.113.5".into()));
+        assert!(
+            v[0].summary.contains("client 203.0.113.5 sent 10 emails"),
+            "{}",
+            v[0].summary
+        );
     }
 
     #[test]

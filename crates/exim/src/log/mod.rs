@@ -24,10 +24,12 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use crate::LineOutcome;
 use fields::{Host, Scanner, Tok, parse_host, split_address, strip_angles, unescape};
+
 use spamward_model::clock::{LocalClock, LocalZone};
 use spamward_model::event::{
-    AuthFailure, Delivery, DeliveryOutcome, Event, EventBody, GovernorAction, GovernorLimit,
-    Identity, MessageReceived, MessageState, Origin, Rejection, SmtpStage, Text, Timestamp,
+    AuthFailure, Delivery, DeliveryOutcome, Event, EventBody, Extension, GovernorAction,
+    GovernorLimit, Identity, MessageReceived, MessageState, Origin, Rejection, SmtpStage, Text,
+    Timestamp, extension_kind,
 };
 
 /// How many lines an arrival waits for its `Sender identification`.
@@ -161,6 +163,10 @@ pub struct EximLogParser {
     /// interleave their `cwd=` and `<=` lines, so each arrival takes the
     /// oldest fresh one it can belong to.
     pending_cwds: VecDeque<Cwd>,
+    /// The client IP and time of the last refusal: an ACL `drop` logs its
+    /// refusal and then `closed by DROP in ACL` for the same connection,
+    /// which is no second refusal.
+    last_refusal: Option<(Box<str>, i64)>,
 }
 
 fn is_system_user(u: &str) -> bool {
@@ -321,6 +327,12 @@ impl EximLogParser {
 
     /// Queues behind held arrivals so the output keeps log order.
     fn emit(&mut self, event: Event, out: &mut Vec<Event>) {
+        if let EventBody::Rejection(r) = &event.body {
+            self.last_refusal = r
+                .client_ip
+                .as_deref()
+                .map(|ip| (ip.into(), event.time.seconds));
+        }
         if self.held.is_empty() {
             out.push(event);
         } else {
@@ -406,6 +418,9 @@ impl EximLogParser {
     }
 
     fn parse(&mut self, line: &str, origin: &Origin, out: &mut Vec<Event>) -> LineOutcome {
+        // A crash or power loss leaves the file's unwritten tail as NULs,
+        // and the next line Exim writes follows them on the same line.
+        let line = line.trim_start_matches('\0');
         if line.starts_with([' ', '\t']) {
             // A continuation: Exim writes the further lines of a long
             // entry indented, without a time. The first line said it.
@@ -503,10 +518,11 @@ impl EximLogParser {
             // DSN asked for): a note, not a new failure.
             return LineOutcome::Ignored;
         }
-        if rest.starts_with("host ") && rest.contains("]: ") {
-            // `<id> host <name> [<ip>]: Connection timed out`: older Exims
-            // note each host that failed before the delivery line, which
-            // says what came of the attempt.
+        if is_host_failure_note(rest) {
+            // `<id> host <name> [<ip>]: Connection timed out`, `<id> <name>
+            // [<ip>] Network is unreachable`: Exim notes each host that
+            // failed before the delivery line, which says what came of the
+            // attempt.
             return LineOutcome::Ignored;
         }
         if rest.starts_with("Message is frozen") {
@@ -768,9 +784,18 @@ impl EximLogParser {
         // then the address it was for (`=> userx <userx@host.example>`):
         // that address, with its domain, is the recipient. A remote one
         // keeps the address it was delivered to.
-        if !rcpt.contains('@') && fields.starts_with('<') {
+        // A redirected address is delivered under its new name with the
+        // address the client gave after it (`=> fwd@far.example
+        // <alias@shop.example> R=...`): a forward, not a relay.
+        let mut parent = None;
+        if fields.starts_with('<') {
             let (original, after) = split_address(fields);
-            (rcpt, fields) = (original, after);
+            if rcpt.contains('@') {
+                parent = Some(strip_angles(original));
+                fields = after;
+            } else {
+                (rcpt, fields) = (original, after);
+            }
         }
         let (rcpt, mut error) = match rcpt.strip_suffix(':') {
             Some(r) if outcome != DeliveryOutcome::Delivered => (r, opt(fields.trim())),
@@ -837,6 +862,19 @@ impl EximLogParser {
         } else {
             if outcome != DeliveryOutcome::Delivered {
                 d.error = error;
+            }
+            if let Some(parent) = parent.filter(|_| d.remote_ip.is_some()) {
+                // Said before the delivery, so a rule judging relaying
+                // knows the delivery is a forward by the time it sees it.
+                let redirect = EventBody::Extension(Extension {
+                    kind: Text::owned(extension_kind::REDIRECT),
+                    fields: vec![
+                        (Text::owned("message_id"), Text::owned(id)),
+                        (Text::owned("recipient"), d.recipient.clone()),
+                        (Text::owned("parent"), Text::owned(parent)),
+                    ],
+                });
+                self.emit(Event::new(ctx.time, ctx.origin, redirect), out);
             }
             EventBody::Delivery(d)
         };
@@ -979,10 +1017,11 @@ impl EximLogParser {
         if domain.is_empty() {
             return LineOutcome::Unparsed;
         }
-        if let Some(m) = self.message_mut(key) {
-            if m.identity.sender.is_none() && m.identity.sender_domain.is_none() {
-                m.identity.sender_domain = Some(Text::owned(&domain.to_ascii_lowercase()));
-            }
+        if let Some(m) = self.message_mut(key)
+            && m.identity.sender.is_none()
+            && m.identity.sender_domain.is_none()
+        {
+            m.identity.sender_domain = Some(Text::owned(&domain.to_ascii_lowercase()));
         }
         LineOutcome::Understood
     }
@@ -1132,6 +1171,13 @@ impl EximLogParser {
         let (h, n) = parse_host(r);
         let tail = &r[n..];
         let (stage, reason) = if let Some(i) = tail.find("closed by DROP") {
+            let said = self.last_refusal.as_ref().is_some_and(|(ip, t)| {
+                *t == ctx.time.seconds && h.ip_normalized().is_some_and(|h| h == &**ip)
+            });
+            if said {
+                // The drop's own refusal was the line before.
+                return LineOutcome::Ignored;
+            }
             (SmtpStage::Other, &tail[i..])
         } else if let Some(i) = tail.find(" refused") {
             (SmtpStage::Connect, &tail[i + 1..])
@@ -1389,6 +1435,24 @@ fn governor(
     }
 }
 
+/// Whether `rest` (after the message id) is a note on one host that failed
+/// during a delivery: `[host ]<name> [<ip>][:] <error>`.
+fn is_host_failure_note(rest: &str) -> bool {
+    let rest = rest.strip_prefix("host ").unwrap_or(rest);
+    let Some((name, after)) = rest.split_once(" [") else {
+        return false;
+    };
+    let Some((ip, error)) = after.split_once(']') else {
+        return false;
+    };
+    let plain_name = !name.is_empty() && !name.contains(['=', ' ', '<']);
+    let looks_ip = !ip.is_empty()
+        && ip
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+    plain_name && looks_ip && (error.starts_with(' ') || error.starts_with(": "))
+}
+
 /// Message lines that carry nothing the rules need.
 const IGNORED_ID_LINES: &[&str] = &[
     "Spool file is locked",
@@ -1416,6 +1480,15 @@ const IGNORED_ID_LINES: &[&str] = &[
     "Message is locked",
     "SMTP data timeout",
     "SMTP connection lost",
+    // A delivery attempt's remote end failing: the delivery line (or the
+    // retry that follows) says what came of it.
+    "SMTP timeout while connected to ",
+    "Remote host ",
+    // The message's files went away under a queue run, or its bounce
+    // could not be made: the queue run's own notes.
+    "Spool file ",
+    "Error while reading message with no usable sender address",
+    "Process failed (",
 ];
 
 /// Lines without a message id that carry nothing the rules need.
@@ -1437,9 +1510,11 @@ const IGNORED_LINES: &[&str] = &[
     "SIGHUP",
     "args:",
     "LOG: ",
-    // The daemon could not listen on an address (another daemon has it):
-    // a service problem, not mail.
-    "socket bind() failed",
+    // The daemon could not listen on an address (another daemon has it,
+    // no IPv6) or the spool's disk is full: service problems, not mail.
+    "socket bind() ",
+    "IPv6 socket creation failed",
+    "spool directory space check failed",
 ];
 
 /// Session remarks that are not refusals.

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use super::{QueueError, looks_like_message_id, lossy};
+use super::{QueueError, SnapshotTally, looks_like_message_id, lossy};
 use spamward_model::{
     Event, EventBody, MAX_RECIPIENTS, Origin, QueuedMessage, SYSTEM_USERS, Text, Timestamp,
 };
@@ -45,6 +45,7 @@ pub struct ListingParser {
     errors: Vec<QueueError>,
     /// Errors not kept (beyond [`MAX_ERRORS`]).
     more_errors: u64,
+    tally: SnapshotTally,
 }
 
 /// Errors kept one by one; the rest are counted.
@@ -59,6 +60,7 @@ impl ListingParser {
             current: None,
             errors: Vec::new(),
             more_errors: 0,
+            tally: SnapshotTally::default(),
         }
     }
 
@@ -122,14 +124,17 @@ impl ListingParser {
                 file: self.origin_file.clone(),
                 line,
             };
+            self.tally.count(&msg);
             out.push(Event::new(self.now, &origin, EventBody::QueuedMessage(msg)));
         }
     }
 
-    /// Ends the listing: the last message goes to `out`; the lines that
-    /// could not be read are returned.
+    /// Ends the listing: the last message goes to `out`, then the
+    /// `queue-snapshot` event; the lines that could not be read are
+    /// returned.
     pub fn finish(mut self, out: &mut Vec<Event>) -> Vec<QueueError> {
         self.flush(out);
+        out.extend(self.tally.event(self.now, &self.origin_file));
         if self.more_errors > 0 {
             self.errors.push(QueueError::new(
                 &*self.origin_file,

@@ -2,18 +2,13 @@
 //! (`real-lines.md` §2), Exim's own output, and hostile input.
 
 use super::*;
+use crate::queue::messages_and_tally;
 use crate::queue::spool::tests::{exim_binary, private_exim, submit};
 
 fn parse(text: &str) -> (Vec<QueuedMessage>, Vec<Event>, Vec<QueueError>) {
     let mut out = Vec::new();
     let errors = parse_queue_listing(text, "mailq.txt", Timestamp::naive(1_000_000), &mut out);
-    let msgs = out
-        .iter()
-        .map(|e| match &e.body {
-            EventBody::QueuedMessage(q) => q.clone(),
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let msgs = messages_and_tally(&mut out);
     (msgs, out, errors)
 }
 
@@ -224,13 +219,7 @@ fn real_exim_listing() {
     let mut out = Vec::new();
     let errors = run_exim_bp(&wrapper, Timestamp::naive(0), &mut out).unwrap();
     assert!(errors.is_empty(), "{errors:?}");
-    let mut msgs: Vec<QueuedMessage> = out
-        .iter()
-        .map(|e| match &e.body {
-            EventBody::QueuedMessage(q) => q.clone(),
-            other => panic!("{other:?}"),
-        })
-        .collect();
+    let mut msgs = messages_and_tally(&mut out);
     msgs.sort_by(|a, b| a.recipients.cmp(&b.recipients));
     assert_eq!(msgs.len(), 2, "{out:?}");
     assert_eq!(msgs[0].identity.sender.as_deref(), Some("a@x.example"));

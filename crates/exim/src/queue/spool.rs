@@ -17,7 +17,7 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use super::{QueueError, lossy};
+use super::{QueueError, SnapshotTally, lossy};
 use spamward_files::regular_file;
 use spamward_model::{
     Event, EventBody, Identity, MAX_RECIPIENTS, Origin, QueuedMessage, SYSTEM_USERS, Text,
@@ -277,7 +277,8 @@ pub fn parse_header_bytes(
     Ok(Event::new(now, &origin, EventBody::QueuedMessage(msg)))
 }
 
-/// Reads every `*-H` file of a spool as events at snapshot time `now`.
+/// Reads every `*-H` file of a spool as events at snapshot time `now`,
+/// and then a `queue-snapshot` event with what they held ([`SnapshotTally`]).
 ///
 /// `dir` may be the spool root (its `input/` is used), `input/` itself, or
 /// any directory of `-H` files; one level of subdirectories is read too,
@@ -285,15 +286,22 @@ pub fn parse_header_bytes(
 /// parsed is an error in the returned list; the others are still read.
 pub fn read_spool_dir(dir: &Path, now: Timestamp, out: &mut Vec<Event>) -> Vec<QueueError> {
     let (files, mut errors) = list_header_files(dir);
+    let mut tally = SnapshotTally::default();
     for path in files {
         match read_header_file(&path, now) {
-            Ok(event) => out.push(event),
+            Ok(event) => {
+                if let EventBody::QueuedMessage(q) = &event.body {
+                    tally.count(q);
+                }
+                out.push(event);
+            }
             // Delivered and removed between the listing and the read: the
             // message simply left the queue, which is not an error.
             Err(_) if !path.exists() => {}
             Err(e) => errors.push(e),
         }
     }
+    out.extend(tally.event(now, &dir.display().to_string()));
     errors
 }
 

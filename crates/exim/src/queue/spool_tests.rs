@@ -3,6 +3,7 @@
 //! hostile input.
 
 use super::*;
+use crate::queue::messages_and_tally;
 use spamward_model::EventKind;
 
 /// The real-world corpus the repository carries (`tests/corpus/`).
@@ -563,6 +564,9 @@ fn spool_directory_split_and_flat_with_data_size_and_bad_file() {
     for given in [dir.path().to_path_buf(), input.clone()] {
         let mut out = Vec::new();
         let errors = read_spool_dir(&given, now, &mut out);
+        let tally = out.last().map(|e| e.time);
+        messages_and_tally(&mut out);
+        assert_eq!(tally, Some(now), "the tally is at the snapshot's time");
         assert_eq!(errors.len(), 1, "{errors:?}");
         let bad = input.join("L/1hIAiL-00H7J4-Ld-H");
         assert_eq!(errors[0].path, bad.display().to_string());
@@ -669,6 +673,7 @@ fn spool_written_by_real_exim() {
     let mut out = Vec::new();
     let errors = read_spool_dir(&dir.path().join("spool"), now, &mut out);
     assert!(errors.is_empty(), "{errors:?}");
+    messages_and_tally(&mut out);
     assert_eq!(out.len(), 1);
     let m = queued(&out[0]);
     assert_eq!(m.identity.sender.as_deref(), Some("sender@x.example"));
