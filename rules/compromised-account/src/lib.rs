@@ -1,8 +1,12 @@
 //! `compromised-account`: an SMTP login used the way stolen logins are.
 //!
 //! A person sends from one or two places to people they know. A stolen login
-//! is used from many client IPs at once and often follows a run of failed
-//! password guesses: that is evidence of theft. Fanning out to many
+//! is used from many client IPs at once, often follows a run of failed
+//! password guesses, sends far more in an hour than the login ever did
+//! before (a burst over its own baseline of the past week, judged only once
+//! a day of its history is known), or is driven by a spam tool that greets
+//! the server with a tell-tale HELO (`User`, `ylmf-pc`, Windows' default
+//! `WIN-XXXXXXXXXXX`, `localhost` from afar): that is evidence of theft. Fanning out to many
 //! recipient domains and having most deliveries fail (harvested addresses)
 //! are what stolen logins also do, but so do an honest newsletter and a
 //! stale mailing list: alone they accuse nobody (a failing sender is
@@ -34,6 +38,12 @@ pub struct Settings {
     pub min_deliveries: u32,
     /// Failed AUTH attempts for a login before a successful send.
     pub max_auth_failures: u32,
+    /// Messages in the window that may make a burst; below it, any rise
+    /// over the baseline is too small to accuse anyone.
+    pub burst_min_messages: u32,
+    /// How many times its hourly baseline a login must send in the window
+    /// to be a burst.
+    pub burst_factor: u32,
 }
 
 impl Default for Settings {
@@ -46,6 +56,8 @@ impl Default for Settings {
             max_failure_percent: 50,
             min_deliveries: 20,
             max_auth_failures: 10,
+            burst_min_messages: 100,
+            burst_factor: 10,
         }
     }
 }
@@ -74,6 +86,32 @@ impl<'l> Key<'l> {
     }
 }
 
+/// The seconds of history a baseline looks back over, and how much of it
+/// must be known before a burst counts: a new login has no baseline.
+const WEEK: u32 = 7 * 86_400;
+const DAY: i64 = 86_400;
+
+/// The start of the hour `at` is in.
+fn hour_of(at: i64) -> i64 {
+    at - at.rem_euclid(3600)
+}
+
+/// HELO names that spam tools send and mail programs do not: the bot that
+/// drives a stolen login gives itself away. Outlook and Thunderbird send
+/// the computer's own name or address literal, so only names no real
+/// client uses are here.
+fn is_bot_helo(helo: &str) -> bool {
+    let windows_default = helo.len() == 15
+        && helo.starts_with("WIN-")
+        && helo[4..]
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    windows_default
+        || ["User", "ylmf-pc", "localhost", "localhost.localdomain"]
+            .iter()
+            .any(|b| helo.eq_ignore_ascii_case(b))
+}
+
 /// The rule.
 pub struct CompromisedAccount {
     settings: Settings,
@@ -82,6 +120,27 @@ pub struct CompromisedAccount {
 impl CompromisedAccount {
     fn window(&self) -> u32 {
         self.settings.window_minutes.max(1) * 60
+    }
+
+    /// The login's usual messages per window, when `messages` in this
+    /// window is a burst over it: at least `burst_min_messages` and
+    /// `burst_factor` times the average window of the past week, with a
+    /// day of history known.
+    fn burst(&self, key: &mut Key<'_>, messages: u64, at: i64) -> Option<f64> {
+        let s = &self.settings;
+        if messages < u64::from(s.burst_min_messages) {
+            return None;
+        }
+        let first: i64 = host::kv_get(key.of("first"))?.parse().ok()?;
+        let history = at - first;
+        if history < DAY {
+            return None;
+        }
+        let week = host::window_total(key.of("week"), hour_of(at), WEEK);
+        let windows = history.min(i64::from(WEEK)) as f64 / f64::from(self.window());
+        // The past, without the window being judged.
+        let baseline = week.saturating_sub(messages) as f64 / (windows - 1.0).max(1.0);
+        (messages as f64 >= f64::from(s.burst_factor) * baseline.max(1.0)).then_some(baseline)
     }
 
     /// Judges `login` at `at` on everything counted so far.
@@ -100,6 +159,12 @@ impl CompromisedAccount {
         let guesses: u64 = host::kv_get(key.of("guesses"))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
+        let bot_helo = if host::window_total(key.of("bot"), at, w) > 0 {
+            host::kv_get(key.of("bothelo"))
+        } else {
+            None
+        };
+        let burst = self.burst(&mut key, messages, at);
 
         // Evidence of theft first; what only makes it worse after.
         let mut signals = Vec::new();
@@ -108,6 +173,14 @@ impl CompromisedAccount {
         }
         if guesses >= u64::from(s.max_auth_failures) {
             signals.push(format!("{guesses} failed logins before it sent"));
+        }
+        if let Some(baseline) = burst {
+            signals.push(format!(
+                "{messages} messages against its usual {baseline:.1} an hour"
+            ));
+        }
+        if let Some(helo) = &bot_helo {
+            signals.push(format!("a spam tool's HELO \"{helo}\""));
         }
         if signals.is_empty() {
             return;
@@ -154,6 +227,7 @@ impl CompromisedAccount {
             .evidence("deliveries", deliveries)
             .evidence("failed_or_deferred", failures)
             .evidence("auth_failures_before", guesses)
+            .evidence("bot_helo", bot_helo.as_deref().unwrap_or("-"))
             .evidence(
                 "fix",
                 format!("Suspend outgoing mail for {login} and change its password"),
@@ -209,9 +283,20 @@ impl Rule for CompromisedAccount {
             "max_auth_failures",
             "failed AUTH attempts for a login before it sent",
         )
+        .setting(
+            "burst_min_messages",
+            "messages in the window that may make a burst over the login's baseline",
+        )
+        .setting(
+            "burst_factor",
+            "times its hourly baseline a login must send in the window to be a burst",
+        )
     }
 
     fn new(settings: Settings) -> Result<Self, String> {
+        if settings.burst_min_messages == 0 || settings.burst_factor < 2 {
+            return Err("burst_min_messages must be at least 1 and burst_factor at least 2".into());
+        }
         Ok(CompromisedAccount { settings })
     }
 
@@ -224,6 +309,13 @@ impl Rule for CompromisedAccount {
         // one buffer rather than allocating one per counter.
         let mut key = Key::new(login);
         let messages = host::window_add(key.of("msgs"), at, w, 1);
+        // Counted by the hour: a week of a busy login is 168 entries, not
+        // one per message.
+        let week = host::window_add(key.of("week"), hour_of(at), WEEK, 1);
+        if week == 1 {
+            // A login not seen for a week starts its history again.
+            host::kv_set(key.of("first"), Some(&at.to_string()));
+        }
         if messages == 1 {
             // The first message after a run of guesses: remember how many.
             let failed = host::window_total(key.of("authfail"), at, w);
@@ -235,7 +327,19 @@ impl Rule for CompromisedAccount {
         // to the rule (see `info`).
         let n = u32::try_from(m.recipients.len()).unwrap_or(u32::MAX);
         host::window_add(key.of("dlv"), at, w, n);
-        let mut crossed = messages == u64::from(s.min_messages);
+        let mut crossed = messages == u64::from(s.min_messages)
+            // A burst is judged as it grows: at each further
+            // `burst_min_messages` (so a baseline that rose is caught).
+            || (messages >= u64::from(s.burst_min_messages)
+                && messages % u64::from(s.burst_min_messages.max(1)) == 0);
+        if let Some(helo) = m.identity.client_host.as_deref()
+            && is_bot_helo(helo)
+            && host::window_add(key.of("bot"), at, w, 1) == 1
+        {
+            // Named once a window; the count says whether it is recent.
+            host::kv_set(key.of("bothelo"), Some(helo));
+            crossed = true;
+        }
         if let Some(ip) = &m.identity.client_ip {
             let ips = host::distinct_add(key.of("ips"), ip, at, w);
             crossed |= ips == s.max_client_ips + 1;
@@ -299,6 +403,67 @@ mod tests {
         m.identity.client_ip = Some(testing::text(ip));
         m.recipients = vec![testing::text(rcpt)];
         (testing::at(T0) + i * 20, EventBody::MessageReceived(m))
+    }
+
+    #[test]
+    fn a_burst_far_over_the_logins_own_week_is_theft_and_a_steady_sender_is_not() {
+        let mut h = Harness::<CompromisedAccount>::new();
+        let login = "sales@bakery.example";
+        let start = testing::at(T0) - 3 * DAY;
+        // Three days of 5 messages an hour from the office.
+        let usual = (0..72 * 5).map(|i| {
+            let (_, e) = sent(i, login, "192.0.2.10", "a@friend.example");
+            (start + i * 720, e)
+        });
+        // Then 300 in an hour, from the same IP.
+        let burst = (0..300).map(|i| {
+            let (_, e) = sent(1000 + i, login, "192.0.2.10", "a@friend.example");
+            (testing::at(T0) + i * 10, e)
+        });
+        let v = h.feed(usual.chain(burst));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].target, Target::Mailbox(login.into()));
+        assert!(
+            v[0].summary.contains("against its usual"),
+            "{}",
+            v[0].summary
+        );
+
+        // A newsletter sender that always sends 300 an hour is its usual.
+        let mut h = Harness::<CompromisedAccount>::new();
+        let steady = (0..48 * 300).map(|i| {
+            let (_, e) = sent(i, "news@shop.example", "192.0.2.11", "b@far.example");
+            (start + i * 12, e)
+        });
+        assert!(h.feed(steady).is_empty());
+
+        // A new login has no baseline: its first busy hour accuses nobody.
+        let mut h = Harness::<CompromisedAccount>::new();
+        let fresh = (0..300).map(|i| sent(i, "new@shop.example", "192.0.2.12", "c@far.example"));
+        assert!(h.feed(fresh).is_empty());
+    }
+
+    #[test]
+    fn a_spam_tools_helo_is_theft_and_an_office_pc_name_is_not() {
+        let with_helo = |i: i64, login: &str, helo: &str| {
+            let (t, mut e) = sent(i, login, "45.1.2.3", "a@friend.example");
+            if let EventBody::MessageReceived(m) = &mut e {
+                m.identity.client_host = Some(testing::text(helo));
+            }
+            (t, e)
+        };
+        let mut h = Harness::<CompromisedAccount>::new();
+        let v = h.feed((0..12).map(|i| with_helo(i, "info@shop.example", "User")));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert!(v[0].summary.contains("HELO \"User\""), "{}", v[0].summary);
+        assert_eq!(testing::evidence(&v[0], "bot_helo"), Some("User"));
+
+        let mut h = Harness::<CompromisedAccount>::new();
+        let office = (0..12).map(|i| with_helo(i, "staff@shop.example", "DESKTOP-7H2K9QL"));
+        let windows = (0..12).map(|i| with_helo(i, "boss@shop.example", "WIN-CLJ1B0GQ6JP"));
+        let v = h.feed(office.chain(windows));
+        let targets: Vec<_> = v.iter().map(|v| v.target.clone()).collect();
+        assert_eq!(targets, [Target::Mailbox("boss@shop.example".into())]);
     }
 
     #[test]
