@@ -331,7 +331,7 @@ impl Rule for CompromisedAccount {
             // A burst is judged as it grows: at each further
             // `burst_min_messages` (so a baseline that rose is caught).
             || (messages >= u64::from(s.burst_min_messages)
-                && messages % u64::from(s.burst_min_messages.max(1)) == 0);
+                && messages.is_multiple_of(u64::from(s.burst_min_messages.max(1))));
         if let Some(helo) = m.identity.client_host.as_deref()
             && is_bot_helo(helo)
             && host::window_add(key.of("bot"), at, w, 1) == 1
