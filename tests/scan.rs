@@ -8,22 +8,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Output;
 
-use common::{assert_ok, finding_keys, json_lines, spamward, workspace};
-
-fn key(rule: &str, kind: &str, value: &str) -> (String, String, String) {
-    (rule.into(), kind.into(), value.into())
-}
-
-/// `HH:MM:SS` for `second` seconds after 10:00:00.
-fn clock(second: u32) -> String {
-    let s = 10 * 3600 + second;
-    format!(
-        "2024-05-01 {:02}:{:02}:{:02}",
-        s / 3600,
-        (s / 60) % 60,
-        s % 60
-    )
-}
+use common::{assert_ok, clock, finding_keys, json_lines, key, spamward, workspace};
 
 /// A log with one clear case of abuse per rule, amid normal traffic.
 fn abuse_log() -> String {

@@ -8,7 +8,8 @@
 //! and went to another machine. It was not, though it looks the same, when
 //! the address was a forwarder's (the host says so with a `redirect`
 //! extension just before the delivery: feed it to [`note_redirect`]), when
-//! it went back to this machine (a content filter on loopback), when the
+//! it was handed to a content filter on this machine (loopback, by a
+//! transport other than Exim's Internet one, `remote_smtp`), when the
 //! recipient's domain is local, or when Exim routed it as a domain it
 //! relays for on purpose (Debian's `*relay_to_domains` routers).
 
@@ -22,6 +23,19 @@ const REDIRECT_WINDOW: u32 = 3600;
 /// Whether `ip` is this machine.
 pub fn is_loopback(ip: &str) -> bool {
     ip.starts_with("127.") || ip == "::1"
+}
+
+/// Whether a delivery to `remote_ip` handed the message to a content filter
+/// or daemon on this machine (amavis, a spam scanner, LMTP) rather than
+/// sending it on: loopback, by a transport that is not Exim's Internet
+/// transport (`remote_smtp`, cPanel's `dkim_remote_smtp`, Debian's
+/// `remote_smtp_smarthost`), which a smarthost on loopback would use.
+fn is_filter_handoff(d: &Delivery<'_>, remote_ip: &str) -> bool {
+    is_loopback(remote_ip)
+        && !d
+            .transport
+            .as_deref()
+            .is_some_and(|t| t.contains("remote_smtp"))
 }
 
 /// Remembers a `redirect` extension for the delivery it precedes; false
@@ -48,7 +62,7 @@ pub fn relayed_for<'d>(d: &'d Delivery<'_>, at: i64) -> Option<&'d str> {
     {
         return None;
     }
-    if is_loopback(d.remote_ip.as_deref().filter(|r| !r.is_empty())?)
+    if is_filter_handoff(d, d.remote_ip.as_deref().filter(|r| !r.is_empty())?)
         || d.router
             .as_deref()
             .is_some_and(|r| r.contains("relay_to_domains"))

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod labelled;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -54,6 +56,23 @@ pub fn finding_keys(findings: &[serde_json::Value]) -> Vec<(String, String, Stri
         .collect();
     keys.sort();
     keys
+}
+
+/// A finding's key, as [`finding_keys`] gives them.
+pub fn key(rule: &str, kind: &str, value: &str) -> (String, String, String) {
+    (rule.into(), kind.into(), value.into())
+}
+
+/// The time a generated log line writes, `second` seconds after
+/// 2024-05-01 10:00:00.
+pub fn clock(second: u32) -> String {
+    let s = 10 * 3600 + second;
+    format!(
+        "2024-05-01 {:02}:{:02}:{:02}",
+        s / 3600,
+        (s / 60) % 60,
+        s % 60
+    )
 }
 
 /// Asserts the process succeeded, showing its stderr if not.

@@ -458,6 +458,15 @@ mod tests {
         if let EventBody::Delivery(d) = &mut backup {
             d.router = Some("dnslookup_relay_to_domains".into());
         }
+        let mut filter = relayed(
+            "1abc23-000457-AB",
+            "203.0.113.6",
+            "x@far.example",
+            "127.0.0.1",
+        );
+        if let EventBody::Delivery(d) = &mut filter {
+            d.transport = Some("amavis".into());
+        }
         let mut authed = relayed(
             "1abc23-000459-AB",
             "203.0.113.8",
@@ -487,15 +496,7 @@ mod tests {
                 ),
             ),
             // Handed to a content filter on this machine.
-            (
-                1,
-                relayed(
-                    "1abc23-000457-AB",
-                    "203.0.113.6",
-                    "x@far.example",
-                    "127.0.0.1",
-                ),
-            ),
+            (1, filter),
             // Backup MX for a client's domain, by setting and by router.
             (
                 2,
@@ -510,6 +511,24 @@ mod tests {
             (4, authed),
         ]);
         assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
+    fn a_smarthost_or_test_network_on_loopback_still_relays() {
+        // Exim's Internet transport to a loopback address: a smarthost on
+        // this machine, or a test's Internet (the real-Exim harness).
+        let mut h = Harness::<OpenRelay>::new();
+        let v = h.feed([(
+            0,
+            relayed(
+                "1abc23-000456-AB",
+                "127.0.0.77",
+                "x@far.example",
+                "127.0.0.1",
+            ),
+        )]);
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].target, Target::Ip("127.0.0.77".into()));
     }
 
     #[test]

@@ -322,6 +322,7 @@ mod tests {
             let (t, mut e) = relayed(i, "198.51.100.7");
             if let EventBody::Delivery(d) = &mut e {
                 d.remote_ip = Some("127.0.0.1".into());
+                d.transport = Some("amavis".into());
             }
             (t, e)
         });
