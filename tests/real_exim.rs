@@ -1216,6 +1216,8 @@ enum Expect {
     RcptRefused,
     /// Accepted or refused at RCPT: a rate limit decides which.
     SuccessOrRcptRefused,
+    /// swaks's exit code when the server refuses the password.
+    AuthRefused,
 }
 
 /// One command of the traffic.
@@ -1249,6 +1251,7 @@ fn run_jobs(jobs: Vec<Job>, width: usize) {
                                     Expect::SuccessOrRcptRefused => {
                                         status.success() || status.code() == Some(24)
                                     }
+                                    Expect::AuthRefused => status.code() == Some(28),
                                 };
                                 (!ok).then(|| format!("{} ({status}):\n{output}", job.label))
                             }
@@ -1555,6 +1558,176 @@ fn queue_and_spool_give_queue_health_and_script_sender_findings() {
                 && value.contains("contact/send.php")),
         "{keys:?}\n{err}"
     );
+}
+
+/// Writes the benchmark log `spamward bench --log` measures
+/// (`tests/bench/busy-day.log.gz`, README): a busy server's traffic through
+/// the real Exim, about 100,000 lines. Run by hand, it takes minutes:
+/// `SPAMWARD_BUSY_DAY=<file> cargo test -p spamward --test real_exim --
+/// --ignored write_busy_day_log` (then gzip `<file>`).
+#[test]
+#[ignore = "writes the committed benchmark log; minutes of traffic, run by hand"]
+fn write_busy_day_log() {
+    let Some(out) = std::env::var_os("SPAMWARD_BUSY_DAY") else {
+        say("write_busy_day_log: set SPAMWARD_BUSY_DAY=<file> to write the log");
+        return;
+    };
+    if let Some(why) = missing_prerequisite() {
+        panic!("write_busy_day_log: {why}");
+    }
+    let started = Instant::now();
+    let root = make_root();
+    let (main_port, sink_port) = free_ports();
+    ensure_script_user();
+    let layout = Layout::write(&root, sink_port);
+    // Hundreds of customers: 60 domains, five logins each, with mailboxes.
+    let logins: Vec<(String, String)> = (0..300)
+        .map(|k| (format!("user{k}@d{}.example", k % 60), format!("pw-{k}")))
+        .collect();
+    let append = |file: &str, text: String| {
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .open(root.join(file))
+            .unwrap();
+        f.write_all(text.as_bytes()).unwrap();
+    };
+    append(
+        "etc/localdomains",
+        (0..60).map(|d| format!("d{d}.example\n")).collect(),
+    );
+    append(
+        "etc/userdomains",
+        (0..60).map(|d| format!("d{d}.example: u{d}\n")).collect(),
+    );
+    append(
+        "etc/smtp_passwords",
+        logins.iter().map(|(l, p)| format!("{l}: {p}\n")).collect(),
+    );
+    append(
+        "etc/mailboxes",
+        logins
+            .iter()
+            .map(|(l, _)| {
+                let (local, domain) = l.split_once('@').unwrap();
+                format!("{l}: {domain}/{local}\n")
+            })
+            .collect(),
+    );
+    let mut daemons = Daemons::new(&root);
+    daemons.start(&layout.sink_conf_dir, sink_port);
+    daemons.start(&layout.main_conf_dir, main_port);
+    let smtp = Smtp { port: main_port };
+    let mut jobs = Vec::new();
+    // Customers' mail: 40 messages per login, 1 in 20 deferred and 1 in 20
+    // refused by the recipient's server.
+    for (k, (login, password)) in logins.iter().enumerate() {
+        for i in 0..40 {
+            let local = match (k + i) % 20 {
+                3 => "defer-c",
+                7 => "reject-c",
+                _ => "c",
+            };
+            jobs.push(smtp.send(
+                &format!("customer-{k}-{i}"),
+                &format!("127.0.2.{}", k % 250 + 1),
+                Some((login, password)),
+                login,
+                &format!("{local}{i}@partner{}.example", (k * 7 + i) % 50),
+                "Re: our order",
+            ));
+        }
+    }
+    // Mail from the Internet for the customers, and for unknown users of
+    // the `:fail:` domain (bounced to the senders: backscatter).
+    for i in 0..4500 {
+        let (login, _) = &logins[i * 13 % logins.len()];
+        let to = if i % 10 == 0 {
+            format!("gone{i}@{BACKSCATTER_DOMAIN}")
+        } else {
+            login.clone()
+        };
+        jobs.push(smtp.send(
+            &format!("inbound-{i}"),
+            &format!("127.0.1.{}", i % 150 + 1),
+            None,
+            &format!("s{i}@remote{}.example", i % 80),
+            &to,
+            "Hello",
+        ));
+    }
+    // Two stolen logins, each used from 50 IPs.
+    for (n, (login, password)) in logins[..2].iter().enumerate() {
+        for i in 0..400 {
+            jobs.push(smtp.send(
+                &format!("stolen-{n}-{i}"),
+                &format!("127.0.{}.{}", 3 + n, i % 50 + 1),
+                Some((login, password)),
+                login,
+                &format!("lead{i}@target{}.example", i % 30),
+                "Invoice",
+            ));
+        }
+    }
+    // Password guessing and relay attempts.
+    for i in 0..300 {
+        let (login, _) = &logins[i % 40];
+        let mut job = smtp.send(
+            &format!("guess-{i}"),
+            &format!("127.0.5.{}", i % 20 + 1),
+            Some((login, "wrong-password")),
+            login,
+            "x@partner0.example",
+            "x",
+        );
+        job.expect = Expect::AuthRefused;
+        jobs.push(job);
+    }
+    for i in 0..200 {
+        let mut job = smtp.send(
+            &format!("relay-{i}"),
+            &format!("127.0.6.{}", i % 10 + 1),
+            None,
+            "promo@spam.example",
+            &format!("someone{i}@elsewhere.example"),
+            "Cheap pills",
+        );
+        job.expect = Expect::RcptRefused;
+        jobs.push(job);
+    }
+    say(&format!("write_busy_day_log: {} SMTP jobs", jobs.len()));
+    run_jobs(jobs, SWAKS_PARALLEL);
+    let mut scripts = Vec::new();
+    for i in 0..150 {
+        let (dir, user) = if i % 3 == 0 {
+            (&layout.nobody_script_dir, ("nobody", "nogroup"))
+        } else {
+            (&layout.user_script_dir, (SCRIPT_USER, SCRIPT_USER))
+        };
+        scripts.push(script_job(
+            &layout,
+            &format!("script-{i}"),
+            dir,
+            user,
+            &format!(
+                "To: client{i}@bank-customers{}.example\nSubject: Notice\n\nHello\n",
+                i % 4
+            ),
+        ));
+    }
+    run_jobs(scripts, 4);
+    daemons.wait_until_idle(Duration::from_secs(120));
+    run_ok(
+        exim_command(&layout.main_conf_dir, None, EXIM, &["-qf"]),
+        "queue-run",
+    );
+    daemons.wait_until_idle(Duration::from_secs(120));
+    daemons.stop();
+    fs::copy(root.join("log/mainlog"), &out).unwrap();
+    say(&format!(
+        "write_busy_day_log: {} written in {:.0}s",
+        PathBuf::from(&out).display(),
+        started.elapsed().as_secs_f64()
+    ));
 }
 
 /// The labelled scenario: every finding and silence of

@@ -81,6 +81,21 @@ pub struct Health {
     /// Time spent inside the rule.
     #[serde(serialize_with = "micros")]
     pub busy: Duration,
+    /// CPU time of the thread while inside the rule: `busy` without the
+    /// time the thread waited for a CPU on a loaded machine.
+    #[serde(serialize_with = "micros")]
+    pub cpu: Duration,
+}
+
+/// CPU time the calling thread has used.
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime only writes the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
 }
 
 fn micros<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -321,11 +336,12 @@ impl RuleRunner {
         let data = store.data_mut();
         data.judging = None;
         data.dropped = 0;
-        let started = Instant::now();
+        let (started, cpu_started) = (Instant::now(), thread_cpu());
         let result = instance
             .spamward_rule_guest()
             .call_on_events(&mut *store, batch.from(from));
         self.health.busy += started.elapsed();
+        self.health.cpu += thread_cpu().saturating_sub(cpu_started);
         let data = store.data_mut();
         let room = MAX_VERDICTS_PER_BATCH.saturating_sub(outcome.verdicts.len());
         let reported = std::mem::take(&mut data.reported);

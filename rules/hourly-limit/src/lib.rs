@@ -19,7 +19,7 @@
 //! - a sender Exim's own `ratelimit` ACL refused (`rejected RCPT <..>:
 //!   Sender rate 45.2 / 1h`, "rate limit exceeded"...: the wording is the
 //!   ACL's, so any refusal speaking of a rate and a limit), with its rate;
-//! - a domain sending more than `suggested_max_emails_per_hour` in an hour
+//! - a domain sending more than `report_rate_above` (500) in an hour
 //!   while no server limit is known (cPanel's default is unlimited, and a
 //!   replayed log comes without `cpanel.config`): nothing will stop it, so
 //!   the finding names the domain, its rate and the limit to set.
@@ -41,6 +41,10 @@ pub struct Settings {
     /// Report domains and accounts made unlimited while the server has a
     /// limit (severity info).
     pub report_unlimited_domains: bool,
+    /// Emails a domain must send in an hour, while no server limit is
+    /// known, to be reported: well above the suggested limit, so a busy
+    /// honest domain is not named for what is the configuration's gap.
+    pub report_rate_above: u32,
 }
 
 impl Default for Settings {
@@ -49,6 +53,7 @@ impl Default for Settings {
             suggested_max_emails_per_hour: 200,
             suggested_max_defer_fail_percentage: 25,
             report_unlimited_domains: true,
+            report_rate_above: 500,
         }
     }
 }
@@ -348,14 +353,20 @@ impl Rule for HourlyLimit {
             "failed or deferred percentage the fix suggests",
         )
         .setting(
+            "report_rate_above",
+            "emails per hour a domain must send, with no server limit known, to be reported",
+        )
+        .setting(
             "report_unlimited_domains",
             "report domains and accounts made unlimited while the server has a limit (info)",
         )
     }
 
     fn new(settings: Settings) -> Result<Self, String> {
-        if settings.suggested_max_emails_per_hour == 0 {
-            return Err("suggested_max_emails_per_hour must be at least 1".into());
+        if settings.suggested_max_emails_per_hour == 0 || settings.report_rate_above == 0 {
+            return Err(
+                "suggested_max_emails_per_hour and report_rate_above must be at least 1".into(),
+            );
         }
         if !(1..100).contains(&settings.suggested_max_defer_fail_percentage) {
             return Err(format!(
@@ -391,7 +402,7 @@ impl Rule for HourlyLimit {
         let n = u32::try_from(m.recipients.len().max(1)).unwrap_or(u32::MAX);
         let at = cx.time();
         let sent = host::window_add(&format!("sent:{domain}"), at, HOUR, n);
-        let limit = u64::from(self.settings.suggested_max_emails_per_hour);
+        let limit = u64::from(self.settings.report_rate_above);
         if sent < limit || sent - u64::from(n) >= limit {
             // Only the message that crosses the line is looked at further.
             return;
@@ -417,7 +428,8 @@ impl Rule for HourlyLimit {
             .evidence(
                 "fix",
                 format!(
-                    "WHM → Tweak Settings → Mail → Max hourly emails per domain: e.g. {limit}; then find out why {domain} sends {sent} an hour"
+                    "WHM → Tweak Settings → Mail → Max hourly emails per domain: e.g. {}; then find out why {domain} sends {sent} an hour",
+                    self.settings.suggested_max_emails_per_hour
                 ),
             ),
         );
@@ -947,9 +959,7 @@ mod tests {
 
     #[test]
     fn a_domain_sending_fast_with_no_limit_known_is_named_with_its_rate() {
-        let mut h =
-            Harness::<HourlyLimit>::with_settings(r#"{"suggested_max_emails_per_hour": 50}"#)
-                .unwrap();
+        let mut h = Harness::<HourlyLimit>::with_settings(r#"{"report_rate_above": 50}"#).unwrap();
         let t = testing::at("2024-05-01 10:00:00");
         let fast = (0..80).map(|i| (t + i64::from(i) * 10, sent("news.example", i)));
         let slow = (0..49).map(|i| (t + i64::from(i) * 60, sent("quiet.example", i)));
@@ -957,14 +967,12 @@ mod tests {
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].target, Target::Domain("news.example".into()));
         assert_eq!(evidence(&v[0], "emails_in_hour"), Some("50"));
-        assert!(evidence(&v[0], "fix").unwrap().contains("e.g. 50"));
+        assert!(evidence(&v[0], "fix").unwrap().contains("e.g. 200"));
     }
 
     #[test]
     fn with_a_server_limit_the_governor_speaks_instead() {
-        let mut h =
-            Harness::<HourlyLimit>::with_settings(r#"{"suggested_max_emails_per_hour": 50}"#)
-                .unwrap();
+        let mut h = Harness::<HourlyLimit>::with_settings(r#"{"report_rate_above": 50}"#).unwrap();
         let t = testing::at("2024-05-01 10:00:00");
         let limit = config("maxemailsperhour", Some("100"));
         let fast = (0..80).map(|i| (t + i64::from(i) * 10, sent("news.example", i)));
