@@ -593,6 +593,18 @@ fn run_exim_scenario() -> Option<EximRun> {
             "Re: your account",
         ));
     }
+    // ... and a spam run's worth more, each bounce delivered to the forged
+    // sender's server: backscatter the log alone shows.
+    for i in 0..8 {
+        jobs.push(smtp.send(
+            &format!("forged-run-{i}"),
+            FORGER_IP,
+            None,
+            &format!("victim{i}@forged{}.example", 4 + i % 3),
+            &format!("guess{i}@{BACKSCATTER_DOMAIN}"),
+            "Your parcel",
+        ));
+    }
     // 5. Relay attempts from an outside client, refused at RCPT.
     for i in 0..3 {
         let mut job = smtp.send(
