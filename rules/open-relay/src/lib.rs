@@ -26,7 +26,9 @@
 //!
 //! A relaying server relays thousands of messages an hour: each client IP
 //! is reported once an hour, with how many messages it relayed by then, not
-//! once per message.
+//! once per message, and only once its relayed mail reached two recipient
+//! domains (`min_recipient_domains`): an abuser writes to the world, a
+//! backup MX nobody listed in `relay_domains` to its one customer.
 
 use serde::{Deserialize, Serialize};
 use spamward_sdk::event::extension_kind;
@@ -47,6 +49,10 @@ pub struct Settings {
     /// hour before it is reported as a prober. One refusal is a
     /// misconfigured client; a probe tries several.
     pub probe_min_recipients: u32,
+    /// Distinct recipient domains a client's relayed mail must reach in an
+    /// hour before it is reported: a backup MX nobody listed relays for
+    /// one domain, an abuser for many.
+    pub min_recipient_domains: u32,
 }
 
 impl Default for Settings {
@@ -55,6 +61,7 @@ impl Default for Settings {
             trusted_clients: vec!["127.0.0.1".into(), "::1".into()],
             relay_domains: Vec::new(),
             probe_min_recipients: 5,
+            min_recipient_domains: 2,
         }
     }
 }
@@ -113,10 +120,28 @@ impl OpenRelay {
 
     /// Counts a relayed message for `ip` and reports it at most once an
     /// hour, whichever evidence (arrival or delivery) showed it first.
-    fn relayed(&self, cx: &mut Context<'_>, ip: &str, finding: impl FnOnce(u64) -> Finding) {
+    ///
+    /// A client relayed for is reported once its mail went to
+    /// `min_recipient_domains` domains in the hour: an abuser sends to the
+    /// world, while a backup MX or smarthost nobody listed in
+    /// `relay_domains` relays for its one customer's domain.
+    fn relayed<'d>(
+        &self,
+        cx: &mut Context<'_>,
+        ip: &str,
+        domains: impl IntoIterator<Item = &'d str>,
+        finding: impl FnOnce(u64) -> Finding,
+    ) {
         let at = cx.time();
         let relayed = host::window_add(&format!("relayed:{ip}"), at, HOUR, 1);
-        if host::once_per_window(&format!("reported:{ip}"), at, HOUR) {
+        let key = format!("relayed-domains:{ip}");
+        let mut spread = 0;
+        for domain in domains {
+            spread = host::distinct_add(&key, &domain.to_ascii_lowercase(), at, HOUR);
+        }
+        if spread >= self.settings.min_recipient_domains
+            && host::once_per_window(&format!("reported:{ip}"), at, HOUR)
+        {
             cx.report(finding(relayed));
         }
     }
@@ -173,14 +198,18 @@ impl Rule for OpenRelay {
             "domains this server relays for on purpose (backup MX, smarthost)",
         )
         .setting(
+            "min_recipient_domains",
+            "distinct recipient domains a client's relayed mail must reach in an hour",
+        )
+        .setting(
             "probe_min_recipients",
             "refused relay recipients from one client in an hour that make it a prober",
         )
     }
 
     fn new(settings: Settings) -> Result<Self, String> {
-        if settings.probe_min_recipients == 0 {
-            return Err("probe_min_recipients must be at least 1".into());
+        if settings.probe_min_recipients == 0 || settings.min_recipient_domains == 0 {
+            return Err("probe_min_recipients and min_recipient_domains must be at least 1".into());
         }
         Ok(OpenRelay { settings })
     }
@@ -207,7 +236,7 @@ impl Rule for OpenRelay {
         if remote.is_empty() {
             return;
         }
-        self.relayed(cx, ip, |relayed| {
+        self.relayed(cx, ip, remote.iter().map(|r| domain_of(r)), |relayed| {
             Finding::new(
                 Self::severity(ip),
                 Target::Ip(ip.to_owned()),
@@ -239,7 +268,7 @@ impl Rule for OpenRelay {
             .as_deref()
             .or(d.remote_ip.as_deref())
             .unwrap_or("?");
-        self.relayed(cx, ip, |relayed| {
+        self.relayed(cx, ip, [domain_of(&d.recipient)], |relayed| {
             Finding::new(
                 Self::severity(ip),
                 Target::Ip(ip.to_owned()),
@@ -347,7 +376,10 @@ mod tests {
     #[test]
     fn stranger_relayed_to_a_remote_domain_is_critical() {
         let mut h = Harness::<OpenRelay>::new().local_domain("shop.example");
-        let v = h.feed([(0, inbound("203.0.113.5", "victim@far.example"))]);
+        let v = h.feed([
+            (0, inbound("203.0.113.5", "victim@far.example")),
+            (1, inbound("203.0.113.5", "victim@far2.example")),
+        ]);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].severity, Severity::Critical);
         assert_eq!(v[0].target, Target::Ip("203.0.113.5".into()));
@@ -358,10 +390,18 @@ mod tests {
         // Verdicts in proportion to what is found: one relaying client,
         // not one verdict per message (it was 100,000 for 100,000).
         let mut h = Harness::<OpenRelay>::new().local_domain("shop.example");
-        let relayed =
-            (0..1000).map(|i| (i * 3, inbound("203.0.113.5", &format!("v{i}@far.example"))));
-        let later = [(3600 + 10, inbound("203.0.113.5", "again@far.example"))];
-        let other = [(20, inbound("198.51.100.7", "x@far.example"))];
+        let relayed = (0..1000).map(|i| {
+            let rcpt = format!("v{i}@far{}.example", i % 7);
+            (i * 3, inbound("203.0.113.5", &rcpt))
+        });
+        let later = [
+            (3600 + 10, inbound("203.0.113.5", "again@far.example")),
+            (3600 + 11, inbound("203.0.113.5", "again@far2.example")),
+        ];
+        let other = [
+            (20, inbound("198.51.100.7", "x@far.example")),
+            (21, inbound("198.51.100.7", "y@far3.example")),
+        ];
         let v = h.feed(relayed.chain(other).chain(later));
         let targets: Vec<&Target> = v.iter().map(|v| &v.target).collect();
         assert_eq!(
@@ -427,21 +467,32 @@ mod tests {
     #[test]
     fn without_local_domains_a_remote_delivery_for_a_stranger_is_relaying() {
         let mut h = Harness::<OpenRelay>::new();
-        let v = h.feed([(
-            0,
-            relayed(
-                "1abc23-000456-AB",
-                "203.0.113.5",
-                "victim@far.example",
-                "192.0.2.25",
+        let v = h.feed([
+            (
+                0,
+                relayed(
+                    "1abc23-000456-AB",
+                    "203.0.113.5",
+                    "victim@far.example",
+                    "192.0.2.25",
+                ),
             ),
-        )]);
+            (
+                1,
+                relayed(
+                    "1abc23-000457-AB",
+                    "203.0.113.5",
+                    "other@far9.example",
+                    "192.0.2.25",
+                ),
+            ),
+        ]);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].severity, Severity::Critical);
         assert_eq!(v[0].target, Target::Ip("203.0.113.5".into()));
         assert_eq!(
             testing::evidence(&v[0], "recipient"),
-            Some("victim@far.example")
+            Some("other@far9.example")
         );
     }
 
@@ -518,31 +569,68 @@ mod tests {
         // Exim's Internet transport to a loopback address: a smarthost on
         // this machine, or a test's Internet (the real-Exim harness).
         let mut h = Harness::<OpenRelay>::new();
-        let v = h.feed([(
-            0,
-            relayed(
-                "1abc23-000456-AB",
-                "127.0.0.77",
-                "x@far.example",
-                "127.0.0.1",
+        let v = h.feed([
+            (
+                0,
+                relayed(
+                    "1abc23-000456-AB",
+                    "127.0.0.77",
+                    "x@far.example",
+                    "127.0.0.1",
+                ),
             ),
-        )]);
+            (
+                1,
+                relayed(
+                    "1abc23-000457-AB",
+                    "127.0.0.77",
+                    "other@far9.example",
+                    "127.0.0.1",
+                ),
+            ),
+        ]);
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].target, Target::Ip("127.0.0.77".into()));
     }
 
     #[test]
+    fn an_unlisted_backup_mx_relaying_for_one_domain_is_not_reported() {
+        // Strangers' mail for one customer's domain, passed on to its
+        // primary MX: a backup MX nobody listed in relay_domains.
+        let mut h = Harness::<OpenRelay>::new();
+        let v = h.feed((0..50).map(|i| {
+            let id = format!("1abc{i:02}-000456-AB");
+            (
+                i,
+                relayed(&id, "203.0.113.5", "staff@customer.example", "192.0.2.25"),
+            )
+        }));
+        assert!(v.is_empty(), "{v:?}");
+    }
+
+    #[test]
     fn a_lan_client_relaying_is_a_warning() {
         let mut h = Harness::<OpenRelay>::new();
-        let v = h.feed([(
-            0,
-            relayed(
-                "1abc23-000456-AB",
-                "192.168.1.20",
-                "x@far.example",
-                "192.0.2.25",
+        let v = h.feed([
+            (
+                0,
+                relayed(
+                    "1abc23-000456-AB",
+                    "192.168.1.20",
+                    "x@far.example",
+                    "192.0.2.25",
+                ),
             ),
-        )]);
+            (
+                1,
+                relayed(
+                    "1abc23-000457-AB",
+                    "192.168.1.20",
+                    "other@far9.example",
+                    "192.0.2.25",
+                ),
+            ),
+        ]);
         assert_eq!(v.len(), 1);
         assert_eq!(v[0].severity, Severity::Warning);
     }
