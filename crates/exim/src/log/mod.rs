@@ -1510,6 +1510,9 @@ const IGNORED_LINES: &[&str] = &[
     "SIGHUP",
     "args:",
     "LOG: ",
+    // cPanel's note of who an SMTP session authenticated as: the arrival
+    // and its `Sender identification` line say it for each message.
+    "SMTP connection identification ",
     // The daemon could not listen on an address (another daemon has it,
     // no IPv6) or the spool's disk is full: service problems, not mail.
     "socket bind() ",

@@ -1399,6 +1399,9 @@ fn production_service_and_host_notes_are_notes() {
         "2013-12-02 01:23:52 IPv6 socket creation failed: Address family not supported by protocol",
         "2016-11-24 07:13:23 socket bind() to port 25 for address 127.0.0.1 failed: Address already in use: waiting 30s before trying again (9 more tries)",
         "2021-08-18 22:07:34 spool directory space check failed: space=0 inodes=6052041",
+        // cPanel's session identity note (issue 10 §1's form); the
+        // message lines carry the identity.
+        "2024-05-01 10:00:01 SMTP connection identification H=(pc) [192.0.2.10]:5000 U=shop D=shop.example S=staff@shop.example",
         // axray-dreamplug.log: NUL padding left by a power loss.
         "\0\0\0\x002000-04-09 10:48:04 exim 4.69 daemon started: pid=1234, -q30m, listening for SMTP on port 25 (IPv4)",
     ] {
