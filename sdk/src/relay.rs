@@ -17,7 +17,8 @@ use crate::event::{Delivery, Extension, extension_kind};
 use crate::host;
 
 /// How long a redirect is remembered for its delivery, which follows at
-/// once; the window forgets it without a delete.
+/// once; the window forgets it without a delete. Also the window over
+/// which a client's recipient domains are counted.
 const REDIRECT_WINDOW: u32 = 3600;
 
 /// Whether `ip` is this machine.
@@ -36,6 +37,20 @@ fn is_filter_handoff(d: &Delivery<'_>, remote_ip: &str) -> bool {
             .transport
             .as_deref()
             .is_some_and(|t| t.contains("remote_smtp"))
+}
+
+/// Notes that mail relayed for `ip` at `at` went to `domain`; returns how
+/// many distinct recipient domains the client's relayed mail reached in
+/// the hour. An abuser of an open relay writes to the world; a backup MX
+/// or smarthost nobody configured as such relays for one customer's
+/// domain, so a rule accuses a client only past one domain.
+pub fn domains_reached(ip: &str, domain: &str, at: i64) -> u32 {
+    host::distinct_add(
+        &format!("relay-domains:{ip}"),
+        &domain.to_ascii_lowercase(),
+        at,
+        REDIRECT_WINDOW,
+    )
 }
 
 /// Remembers a `redirect` extension for the delivery it precedes; false

@@ -134,10 +134,9 @@ impl OpenRelay {
     ) {
         let at = cx.time();
         let relayed = host::window_add(&format!("relayed:{ip}"), at, HOUR, 1);
-        let key = format!("relayed-domains:{ip}");
         let mut spread = 0;
         for domain in domains {
-            spread = host::distinct_add(&key, &domain.to_ascii_lowercase(), at, HOUR);
+            spread = relay::domains_reached(ip, domain, at);
         }
         if spread >= self.settings.min_recipient_domains
             && host::once_per_window(&format!("reported:{ip}"), at, HOUR)

@@ -14,8 +14,10 @@
 //! An open relay's abusers have no login: mail relayed for an
 //! unauthenticated client is counted under the client's IP, one email per
 //! recipient delivered to a remote host (the SDK's [`relay`] decides what
-//! was relayed, as `open-relay` does; forwards are not). This reads the log
-//! alone; the local domains, when known, only sharpen it.
+//! was relayed, as `open-relay` does; forwards are not). A client whose
+//! relayed mail went to one domain only (a backup MX's or smarthost's work)
+//! is counted but not reported. This reads the log alone; the local
+//! domains, when known, only sharpen it.
 
 use serde::{Deserialize, Serialize};
 use spamward_sdk::prelude::*;
@@ -174,14 +176,20 @@ impl Rule for RelayVolume {
             1
         };
         for counted in self.identities(&m.identity) {
-            self.count(cx, counted, n, &m.message_id);
+            self.count(cx, counted, n, &m.message_id, true);
         }
     }
 
     fn on_delivery(&mut self, cx: &mut Context<'_>, d: &Delivery) {
-        if let Some(ip) = relay::relayed_for(d, cx.time()) {
-            self.count(cx, Counted::Client(ip), 1, &d.message_id);
-        }
+        let at = cx.time();
+        let Some(ip) = relay::relayed_for(d, at) else {
+            return;
+        };
+        let domain = d.recipient.rsplit_once('@').map_or("", |(_, dom)| dom);
+        // Mail for one domain only is a backup MX's or smarthost's work
+        // (as `open-relay` judges it): counted, never reported.
+        let spread = relay::domains_reached(ip, domain, at);
+        self.count(cx, Counted::Client(ip), 1, &d.message_id, spread >= 2);
     }
 
     fn on_extension(&mut self, cx: &mut Context<'_>, e: &Extension) {
@@ -190,9 +198,17 @@ impl Rule for RelayVolume {
 }
 
 impl RelayVolume {
-    /// Adds `n` emails to `counted`'s windows and reports each ceiling the
-    /// addition crosses: a warning at the limit, critical at twice it.
-    fn count(&self, cx: &mut Context<'_>, counted: Counted<'_>, n: u32, message_id: &str) {
+    /// Adds `n` emails to `counted`'s windows and, when `may_report`,
+    /// reports each ceiling the addition crosses: a warning at the limit,
+    /// critical at twice it.
+    fn count(
+        &self,
+        cx: &mut Context<'_>,
+        counted: Counted<'_>,
+        n: u32,
+        message_id: &str,
+        may_report: bool,
+    ) {
         let key = counted.key();
         for (window, limit, label) in [
             (HOUR, self.settings.hourly_limit, "hour"),
@@ -201,6 +217,9 @@ impl RelayVolume {
             let total = host::window_add(&key, cx.time(), window, n);
             let before = total - u64::from(n);
             let limit = u64::from(limit);
+            if !may_report {
+                continue;
+            }
             let severity = if before < 2 * limit && total >= 2 * limit {
                 Severity::Critical
             } else if before < limit && total >= limit {
@@ -310,7 +329,7 @@ mod tests {
                 &format!("1abc{i:02}-000456-AB"),
                 "x@stranger.example",
                 DeliveryOutcome::Delivered,
-                &format!("v{i}@far.example"),
+                &format!("v{i}@far{}.example", i % 3),
             );
             d.identity.client_ip = Some(testing::text(ip));
             d.remote_ip = Some("192.0.2.25".into());
@@ -334,6 +353,26 @@ mod tests {
             "{}",
             v[0].summary
         );
+    }
+
+    #[test]
+    fn a_backup_mx_relaying_much_for_one_domain_names_no_client() {
+        // The big sender of a customer whose mail this unlisted backup MX
+        // passes on: 50 messages, one domain.
+        let mut h = Harness::<RelayVolume>::with_settings(r#"{"hourly_limit": 10}"#).unwrap();
+        let v = h.feed((0..50).map(|i| {
+            let mut d = testing::delivery(
+                &format!("1abc{i:02}-000456-AB"),
+                "news@big-sender.example",
+                DeliveryOutcome::Delivered,
+                &format!("staff{i}@customer.example"),
+            );
+            d.identity.client_ip = Some("209.85.220.41".into());
+            d.transport = Some("remote_smtp".into());
+            d.remote_ip = Some("192.0.2.25".into());
+            (i64::from(i), EventBody::Delivery(d))
+        }));
+        assert!(v.is_empty(), "{v:?}");
     }
 
     #[test]
