@@ -59,8 +59,7 @@ pub fn note_redirect(e: &Extension<'_>, at: i64) -> bool {
     if e.kind != extension_kind::REDIRECT {
         return false;
     }
-    let field = |name: &str| e.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    if let (Some(id), Some(rcpt)) = (field("message_id"), field("recipient")) {
+    if let (Some(id), Some(rcpt)) = (e.field("message_id"), e.field("recipient")) {
         host::window_add(&format!("redirect:{id} {rcpt}"), at, REDIRECT_WINDOW, 1);
     }
     true

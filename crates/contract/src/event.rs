@@ -548,6 +548,16 @@ pub struct Extension<'a> {
     pub fields: Vec<(Text<'a>, Text<'a>)>,
 }
 
+impl Extension<'_> {
+    /// The value of field `name`, if the event has it.
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// The extension kinds the host sends, and their fields. A rule matches
 /// `Extension::kind` against these rather than spelling the names itself.
 pub mod extension_kind {

@@ -325,21 +325,15 @@ impl Rule for OpenRelay {
     }
 
     fn on_extension(&mut self, cx: &mut Context<'_>, e: &Extension) {
-        let field = |name: &str| {
-            e.fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.as_str())
-        };
         if relay::note_redirect(e, cx.time()) {
             return;
         }
         if e.kind != extension_kind::RELAY_PROBE {
             return;
         }
-        let ip = field("client_ip").unwrap_or("?");
-        let response = field("response").unwrap_or("");
-        if field("accepted") == Some("true") {
+        let ip = e.field("client_ip").unwrap_or("?");
+        let response = e.field("response").unwrap_or("");
+        if e.field("accepted") == Some("true") {
             cx.report(
                 Finding::new(
                     Severity::Critical,
@@ -347,7 +341,7 @@ impl Rule for OpenRelay {
                     Action::Alert,
                     format!(
                         "Exim accepts relaying for a stranger: {ip} → {} answered \"{response}\"",
-                        field("recipient").unwrap_or("?")
+                        e.field("recipient").unwrap_or("?")
                     ),
                 )
                 .evidence("probe_client", ip)

@@ -190,10 +190,8 @@ impl Rule for QueueHealth {
             return;
         }
         let field = |name: &str| {
-            e.fields
-                .iter()
-                .find(|(k, _)| k == name)
-                .and_then(|(_, v)| v.parse::<u64>().ok())
+            e.field(name)
+                .and_then(|v| v.parse::<u64>().ok())
                 .unwrap_or(0)
         };
         let (messages, frozen_bounces) = (field("messages"), field("frozen_bounces"));

@@ -166,7 +166,9 @@ pub struct EximLogParser {
     /// The client IP and time of the last refusal: an ACL `drop` logs its
     /// refusal and then `closed by DROP in ACL` for the same connection,
     /// which is no second refusal.
-    last_refusal: Option<(Box<str>, i64)>,
+    /// (The IP is kept in a reused buffer: brute-force logs are mostly
+    /// refusals.)
+    last_refusal: (String, Option<i64>),
 }
 
 fn is_system_user(u: &str) -> bool {
@@ -328,10 +330,10 @@ impl EximLogParser {
     /// Queues behind held arrivals so the output keeps log order.
     fn emit(&mut self, event: Event, out: &mut Vec<Event>) {
         if let EventBody::Rejection(r) = &event.body {
-            self.last_refusal = r
-                .client_ip
-                .as_deref()
-                .map(|ip| (ip.into(), event.time.seconds));
+            let (ip, at) = &mut self.last_refusal;
+            ip.clear();
+            ip.push_str(r.client_ip.as_deref().unwrap_or(""));
+            *at = r.client_ip.is_some().then_some(event.time.seconds);
         }
         if self.held.is_empty() {
             out.push(event);
@@ -1171,9 +1173,8 @@ impl EximLogParser {
         let (h, n) = parse_host(r);
         let tail = &r[n..];
         let (stage, reason) = if let Some(i) = tail.find("closed by DROP") {
-            let said = self.last_refusal.as_ref().is_some_and(|(ip, t)| {
-                *t == ctx.time.seconds && h.ip_normalized().is_some_and(|h| h == &**ip)
-            });
+            let (ip, at) = &self.last_refusal;
+            let said = *at == Some(ctx.time.seconds) && h.ip_normalized() == Some(ip.as_str());
             if said {
                 // The drop's own refusal was the line before.
                 return LineOutcome::Ignored;
