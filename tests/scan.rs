@@ -299,9 +299,27 @@ fn rules_list_json_describes_the_bundled_rules() {
     for r in &rules {
         assert_eq!(r["source"], "bundled");
         assert!(!r["summary"].as_str().unwrap().is_empty());
-        assert!(!r["subscriptions"].as_array().unwrap().is_empty());
+        // A rule hears of events it subscribed to or of its counters'
+        // crossings: one of the two, or it would never speak.
+        assert!(
+            !r["subscriptions"].as_array().unwrap().is_empty()
+                || !r["counters"].as_array().unwrap().is_empty(),
+            "{r}"
+        );
         assert!(!r["actions"].as_array().unwrap().is_empty());
     }
+    let ratio = rules
+        .iter()
+        .find(|r| r["name"] == "defer-fail-ratio")
+        .unwrap();
+    assert_eq!(
+        ratio["counters"],
+        serde_json::json!([
+            "delivery:attempts per SenderDomain",
+            "delivery:failing-domains per SenderDomain",
+            "delivery:failures per SenderDomain"
+        ])
+    );
     let relay = rules.iter().find(|r| r["name"] == "relay-volume").unwrap();
     let daily = relay["settings"]
         .as_array()

@@ -2,6 +2,7 @@
 //! the ones wit-bindgen generated from `wit/rule.wit`, which are what the
 //! component exports and imports carry.
 
+use spamward_contract::counter::{CountOf, CounterSpec};
 use spamward_contract::event::{DeliveryOutcome, EventKind};
 use spamward_contract::filter::{EventFilter, FieldValues, IdentityField, Subscription};
 use spamward_contract::rule_info::{RuleInfo, SettingSpec};
@@ -64,6 +65,26 @@ fn action(a: Action) -> wit::Action {
         Action::FreezeMessage => wit::Action::FreezeMessage,
         Action::BlockIp => wit::Action::BlockIp,
         Action::ResetPassword => wit::Action::ResetPassword,
+    }
+}
+
+/// A counter as the `declare-counter` import takes it.
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+pub(crate) fn counter_spec(s: &CounterSpec) -> wit::CounterSpec {
+    wit::CounterSpec {
+        name: s.name.clone(),
+        events: subscription(s.events.clone()),
+        per: identity_field(s.per),
+        count: match s.count {
+            CountOf::Events => wit::CountOf::Events,
+            CountOf::Recipients => wit::CountOf::Recipients,
+            CountOf::DistinctIdentity(f) => wit::CountOf::DistinctIdentity(identity_field(f)),
+            CountOf::DistinctRecipientDomains => wit::CountOf::DistinctRecipientDomains,
+            CountOf::DistinctMessageRecipients => wit::CountOf::DistinctMessageRecipients,
+        },
+        window_seconds: s.window_seconds,
+        thresholds: s.thresholds.clone(),
+        then_every: s.then_every,
     }
 }
 

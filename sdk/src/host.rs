@@ -117,3 +117,18 @@ impl ::log::Log for HostLogger {
 
     fn flush(&self) {}
 }
+
+/// Asks the host to keep `spec` (the runtime declares
+/// [`crate::Rule::counters`] at `init`).
+pub(crate) fn declare_counter(spec: &crate::counter::CounterSpec) -> Result<(), String> {
+    #[cfg(target_arch = "wasm32")]
+    return imports::declare_counter(&crate::boundary::counter_spec(spec));
+    #[cfg(not(target_arch = "wasm32"))]
+    imports::declare_counter(spec)
+}
+
+/// Counter `name`'s total for `key` over its window ending at `at`
+/// ([`crate::counter::total`]).
+pub(crate) fn counter_total(name: &str, key: &str, at: i64) -> u64 {
+    imports::counter_total(name, key, at)
+}

@@ -30,10 +30,12 @@
 extern crate self as spamward_sdk;
 
 mod boundary;
+pub mod counter;
 pub mod host;
 pub mod relay;
 mod rule;
 pub mod testing;
+pub mod text;
 
 pub use spamward_contract::{event, filter, state};
 
@@ -56,7 +58,7 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod bindings {
     wit_bindgen::generate!({
         world: "rule",
-        path: "../wit/v0.2.1",
+        path: "../wit/v0.2.2",
         pub_export_macro: true,
         export_macro_name: "__export_spamward_rule",
         default_bindings_module: "::spamward_sdk::bindings",
@@ -82,6 +84,7 @@ pub mod types {
 
 /// Everything a rule author usually needs.
 pub mod prelude {
+    pub use crate::counter::{self, CountOf, Counter, Crossing};
     pub use crate::filter;
     pub use crate::host::{self, LogLevel};
     pub use crate::types::*;

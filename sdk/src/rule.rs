@@ -7,6 +7,7 @@ use std::fmt::Display;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::counter::{Counter, Crossing};
 use crate::types::{
     Action, AuthFailure, Delivery, Event, EventBody, EventFilter, EventKind, Extension,
     GovernorAction, MailAlias, MailboxStats, MessageReceived, MessageState, QueuedMessage,
@@ -47,9 +48,23 @@ pub trait Rule: Sized + 'static {
             EventBody::MailAlias(a) => self.on_mail_alias(cx, a),
             EventBody::MailboxStats(m) => self.on_mailbox_stats(cx, m),
             EventBody::ServiceState(s) => self.on_service_state(cx, s),
-            EventBody::Extension(e) => self.on_extension(cx, e),
+            EventBody::Extension(e) => match Crossing::from_extension(e) {
+                Some(crossing) => self.on_counter(cx, &crossing),
+                None => self.on_extension(cx, e),
+            },
         }
     }
+
+    /// The counters the host keeps for the rule, declared at each `init`
+    /// (so settings may set their thresholds). Their crossings come to
+    /// [`Rule::on_counter`]; the events they count need no subscription.
+    fn counters(&self) -> Vec<Counter> {
+        Vec::new()
+    }
+
+    /// One of the rule's [`Rule::counters`] reached its threshold (or a
+    /// further step) on the event `cx` names.
+    fn on_counter(&mut self, _cx: &mut Context<'_>, _crossing: &Crossing) {}
 
     /// A message was accepted.
     fn on_message_received(&mut self, _cx: &mut Context<'_>, _m: &MessageReceived<'_>) {}

@@ -75,6 +75,10 @@ pub fn init<R: Rule>(settings_json: &str) -> Result<(), String> {
         }
     })?;
     let rule = R::new(settings)?;
+    for counter in rule.counters() {
+        crate::host::declare_counter(counter.spec())
+            .map_err(|e| format!("counter {:?}: {e}", counter.spec().name))?;
+    }
     RULE.with(|cell| *cell.borrow_mut() = Some(Box::new(rule)));
     Ok(())
 }

@@ -26,6 +26,7 @@ use crate::types::{
     Delivery, DeliveryOutcome, Event, EventBody, Identity, MessageReceived, Setting, Text,
     Timestamp, Verdict,
 };
+use spamward_contract::counter::Counters;
 
 /// The in-memory host of one test thread.
 #[derive(Debug, Default)]
@@ -44,6 +45,18 @@ pub struct MemoryHost {
     pub judging: Option<u64>,
     /// Verdicts reported and not yet returned by [`Harness::feed`].
     pub reported: Vec<Verdict>,
+    /// The counters the rule declared at its last `init`.
+    pub counters: Counters,
+}
+
+/// `is-local-domain` as the host answers it, from the harness's answers.
+fn is_local(
+    local_domains: &HashSet<String>,
+    domain_owners: &HashMap<String, String>,
+    domain: &str,
+) -> Option<bool> {
+    (!local_domains.is_empty() || !domain_owners.is_empty())
+        .then(|| local_domains.contains(&domain.to_ascii_lowercase()))
 }
 
 thread_local! {
@@ -104,15 +117,18 @@ impl<R: Rule> Harness<R> {
 
     /// Feed events `(time, body)` as one batch; returns the verdicts. Events
     /// the rule did not subscribe to are dropped, as the host drops them
-    /// (they still take an id). The rest are encoded and decoded as they
-    /// are across the wasm boundary.
+    /// (they still take an id), after its counters counted them; a counter
+    /// crossing is handed over right after its event and ends a call, as in
+    /// the host. The rest are encoded and decoded as they are across the
+    /// wasm boundary.
     pub fn feed<'a>(
         &mut self,
         events: impl IntoIterator<Item = (Timestamp, EventBody<'a>)>,
     ) -> Vec<Verdict> {
-        // Filter as the host does, with the same code.
+        // Filter and count as the host does, with the same code.
         let subscriptions = R::info().subscriptions;
         let mut batch = Vec::new();
+        let mut crossings = Vec::new();
         for (time, body) in events {
             let id = self.next_id;
             self.next_id += 1;
@@ -120,6 +136,34 @@ impl<R: Rule> Harness<R> {
             if crate::filter::wants(&subscriptions, &event.body, crate::host::is_local_domain) {
                 crate::event::encode(&event, &mut batch);
             }
+            with_host(|h| {
+                let MemoryHost {
+                    counters,
+                    state,
+                    local_domains,
+                    domain_owners,
+                    ..
+                } = h;
+                let local = |d: &str| is_local(local_domains, domain_owners, d);
+                counters
+                    .observe(state, &event.body, time, local, |c| crossings.push(c))
+                    .unwrap_or_else(|e| panic!("the rule's host state is full: {e}"))
+            });
+            if crossings.is_empty() {
+                continue;
+            }
+            for crossing in crossings.drain(..) {
+                crate::event::encode(
+                    &Event {
+                        id,
+                        time,
+                        body: crossing.to_event(),
+                    },
+                    &mut batch,
+                );
+            }
+            runtime::on_events::<R>(&batch);
+            batch.clear();
         }
         runtime::on_events::<R>(&batch);
         with_host(|h| std::mem::take(&mut h.reported))
@@ -129,7 +173,10 @@ impl<R: Rule> Harness<R> {
     /// change or a new version: guest memory starts over, host state stays.
     pub fn reload(&mut self, settings_json: &str) -> Result<(), String> {
         let settings = merged_settings::<R>(settings_json)?;
-        with_host(|h| h.settings = settings);
+        with_host(|h| {
+            h.settings = settings;
+            h.counters = Counters::new();
+        });
         runtime::reset();
         runtime::init::<R>(settings_json)
     }
@@ -307,10 +354,13 @@ pub mod native {
         with_host(|h| h.domain_owners.get(&domain.to_ascii_lowercase()).cloned())
     }
     pub fn is_local_domain(domain: &str) -> Option<bool> {
-        with_host(|h| {
-            (!h.local_domains.is_empty() || !h.domain_owners.is_empty())
-                .then(|| h.local_domains.contains(&domain.to_ascii_lowercase()))
-        })
+        with_host(|h| super::is_local(&h.local_domains, &h.domain_owners, domain))
+    }
+    pub fn declare_counter(spec: &crate::counter::CounterSpec) -> Result<(), String> {
+        with_host(|h| h.counters.declare(spec.clone()).map_err(|e| e.to_string()))
+    }
+    pub fn counter_total(name: &str, key: &str, at: i64) -> u64 {
+        with_host(|h| h.counters.total(&mut h.state, name, key, at))
     }
 }
 

@@ -575,6 +575,13 @@ pub mod extension_kind {
     /// fields `messages`, `frozen`, `bounces` and `frozen_bounces`, so a
     /// rule can judge a share of the queue once it knows the queue's size.
     pub const QUEUE_SNAPSHOT: &str = "queue-snapshot";
+    /// A total of one of the rule's own counters reached its threshold or a
+    /// further step (interface 0.2.2), said right after the event that took
+    /// it there: fields `counter`, `key`, `total`, `threshold`,
+    /// `window_seconds`, and `message_id`, `sender` and (a delivery's)
+    /// `error` when that event had them. Read it with
+    /// [`crate::counter::Crossing::from_extension`].
+    pub const COUNTER: &str = "counter";
 }
 
 /// What happened.

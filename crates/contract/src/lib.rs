@@ -3,6 +3,7 @@
 //!
 //! - [`event`]: the events a rule receives and the batch encoding they cross in;
 //! - [`filter`]: subscriptions, and the one implementation of their matching;
+//! - [`counter`]: counters the host keeps for a rule, and when they tell it;
 //! - [`state`]: the semantics of a rule's windows, distinct sets and key/value
 //!   pairs;
 //! - [`verdict`]: what a rule answers: severity, target, requested action;
@@ -15,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod counter;
 pub mod event;
 pub mod filter;
 pub mod rule_info;
@@ -36,4 +38,4 @@ pub const SYSTEM_USERS: &[&str] = &[
 
 /// Version of the `spamward:rule` WIT package this contract describes; the
 /// event encoding is part of it.
-pub const INTERFACE_VERSION: &str = "0.2.1";
+pub const INTERFACE_VERSION: &str = "0.2.2";

@@ -1,15 +1,16 @@
-//! Host-side bindings generated from `wit/v0.2.1/rule.wit` (`spamward:rule@0.2.1`).
+//! Host-side bindings generated from `wit/v0.2.2/rule.wit` (`spamward:rule@0.2.2`).
 //!
 //! Only the engine sees these types; it converts them to the contract's
 //! (`spamward-contract`) at the boundary.
 //!
-//! 0.2.1 only adds host functions to 0.2.0, so one set of bindings serves
-//! both: the component linker satisfies a 0.2.0 import with the 0.2.1
-//! definition, and finds a 0.2.0 export when asked for the 0.2.1 one.
+//! 0.2.1 and 0.2.2 only add host functions (and the types they take) to
+//! 0.2.0, so one set of bindings serves all three: the component linker
+//! satisfies an older import with the newest definition, and finds an older
+//! export when asked for the newest one.
 
 wasmtime::component::bindgen!({
     world: "rule",
-    path: "../../wit/v0.2.1",
+    path: "../../wit/v0.2.2",
     // Arguments borrow: an encoded event batch is lowered straight from the
     // host's buffer.
     ownership: Borrowing {
@@ -26,10 +27,10 @@ wasmtime::component::bindgen!({
 pub use self::spamward::rule::types as wit;
 
 /// The WIT package version this host's bindings are generated from.
-pub const INTERFACE_VERSION: &str = "0.2.1";
+pub const INTERFACE_VERSION: &str = "0.2.2";
 
 /// Every interface version this host runs rules of.
-pub const SERVED_VERSIONS: [&str; 2] = ["0.2.0", "0.2.1"];
+pub const SERVED_VERSIONS: [&str; 3] = ["0.2.0", "0.2.1", "0.2.2"];
 
 #[cfg(test)]
 mod tests {
@@ -40,7 +41,7 @@ mod tests {
     /// Each released interface as it was released: rules built against it
     /// exist, so its file must never change. A change goes into a new
     /// folder, with a new line here.
-    const FROZEN: [(&str, &str); 2] = [
+    const FROZEN: [(&str, &str); 3] = [
         (
             "0.2.0",
             "14eb7faa0d5bddb85add637db3898e0c3392b4874bd0a168c752fc1f4ed7c5bf",
@@ -48,6 +49,10 @@ mod tests {
         (
             "0.2.1",
             "17ec53b915b8ba2a62178c6dca66324dd22f957732abfe79f32b0a7391f073dd",
+        ),
+        (
+            "0.2.2",
+            "51fd8b8330e0f6b3beeca032bc6881769b9b17b2979c699221b3c6699830df97",
         ),
     ];
 

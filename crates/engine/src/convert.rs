@@ -3,6 +3,7 @@
 //! verdicts) from the types wasmtime generated for `wit/rule.wit` into the
 //! contract's.
 
+use spamward_contract::counter::{CountOf, CounterSpec};
 use spamward_contract::event::{self as contract, DeliveryOutcome, EventKind};
 use spamward_contract::filter::{EventFilter, FieldValues, IdentityField, Subscription};
 use spamward_contract::verdict::{Action, Severity, Target, Verdict};
@@ -38,16 +39,7 @@ pub fn kind(kind: wit::EventKind) -> EventKind {
 /// The contract's subscription for a WIT one, so the host filters with
 /// the contract's matching (the code the SDK's harness runs).
 pub fn subscription(s: &wit::Subscription) -> Subscription {
-    let field = |f: wit::IdentityField| match f {
-        wit::IdentityField::Sender => IdentityField::Sender,
-        wit::IdentityField::SenderLocalPart => IdentityField::SenderLocalPart,
-        wit::IdentityField::SenderDomain => IdentityField::SenderDomain,
-        wit::IdentityField::AuthId => IdentityField::AuthId,
-        wit::IdentityField::LocalUser => IdentityField::LocalUser,
-        wit::IdentityField::Owner => IdentityField::Owner,
-        wit::IdentityField::Script => IdentityField::Script,
-        wit::IdentityField::ClientIp => IdentityField::ClientIp,
-    };
+    let field = identity_field;
     let outcome = |o: &wit::DeliveryOutcome| match o {
         wit::DeliveryOutcome::Delivered => DeliveryOutcome::Delivered,
         wit::DeliveryOutcome::Deferred => DeliveryOutcome::Deferred,
@@ -67,6 +59,39 @@ pub fn subscription(s: &wit::Subscription) -> Subscription {
         any_of: s.any_of.iter().map(filter).collect(),
         all_of: s.all_of.iter().map(filter).collect(),
         none_of: s.none_of.iter().map(filter).collect(),
+    }
+}
+
+/// The contract's identity field for a WIT one.
+fn identity_field(f: wit::IdentityField) -> IdentityField {
+    match f {
+        wit::IdentityField::Sender => IdentityField::Sender,
+        wit::IdentityField::SenderLocalPart => IdentityField::SenderLocalPart,
+        wit::IdentityField::SenderDomain => IdentityField::SenderDomain,
+        wit::IdentityField::AuthId => IdentityField::AuthId,
+        wit::IdentityField::LocalUser => IdentityField::LocalUser,
+        wit::IdentityField::Owner => IdentityField::Owner,
+        wit::IdentityField::Script => IdentityField::Script,
+        wit::IdentityField::ClientIp => IdentityField::ClientIp,
+    }
+}
+
+/// The contract's counter for a WIT counter spec (0.2.2).
+pub fn counter_spec(s: &wit::CounterSpec) -> CounterSpec {
+    CounterSpec {
+        name: s.name.clone(),
+        events: subscription(&s.events),
+        per: identity_field(s.per),
+        count: match s.count {
+            wit::CountOf::Events => CountOf::Events,
+            wit::CountOf::Recipients => CountOf::Recipients,
+            wit::CountOf::DistinctIdentity(f) => CountOf::DistinctIdentity(identity_field(f)),
+            wit::CountOf::DistinctRecipientDomains => CountOf::DistinctRecipientDomains,
+            wit::CountOf::DistinctMessageRecipients => CountOf::DistinctMessageRecipients,
+        },
+        window_seconds: s.window_seconds,
+        thresholds: s.thresholds.clone(),
+        then_every: s.then_every,
     }
 }
 

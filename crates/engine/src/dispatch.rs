@@ -169,6 +169,10 @@ struct RuleLane {
     lookups: Arc<HostLookups>,
     /// The rule's share of the current batch, encoded (reused).
     batch: RuleBatch,
+    /// Crossings of the rule's counters on the event being counted, and
+    /// the encoding of one (both reused).
+    crossings: Vec<spamward_contract::event::EventBody<'static>>,
+    scratch: Vec<u8>,
     /// `(first id, sources)` of recent batches, at most `CITABLE` events.
     recent: VecDeque<(u64, Arc<[Source]>)>,
     recent_events: usize,
@@ -180,33 +184,55 @@ impl Lane for RuleLane {
     type Interest = u32;
 
     fn interest(&self) -> u32 {
-        self.runner.rule().subscriptions
+        self.runner.rule().subscriptions | self.runner.counted_kinds()
     }
 
     fn wants(mask: &u32, batch: &Batch) -> bool {
         mask & batch.kinds != 0
     }
 
+    /// Hands the rule its share of `batch`: the events it subscribed to,
+    /// and a crossing right after each event that took one of its counters
+    /// over a threshold. A crossing ends a call, so the counter totals the
+    /// rule reads while judging it are those of the event that crossed.
     fn run(&mut self, batch: &Batch) -> Vec<RuleVerdict> {
-        let rule = self.runner.rule();
+        let rule = self.runner.shared_rule();
+        let counted = self.runner.counted_kinds();
+        let mut verdicts = Vec::new();
+        let mut remembered = false;
         self.batch.clear();
         for (index, event) in batch.events.iter().enumerate() {
-            if rule.subscriptions & event.kind().bit() != 0
+            let id = batch.first_id + index as u64;
+            let bit = event.kind().bit();
+            if rule.subscriptions & bit != 0
                 && (!rule.filtered
                     || spamward_contract::filter::wants(&rule.filters, &event.body, |d| {
                         self.lookups.is_local_domain(d)
                     }))
             {
-                self.batch
-                    .push(batch.first_id + index as u64, batch.encoded.event(index));
+                self.batch.push(id, batch.encoded.event(index));
             }
+            if counted & bit == 0 {
+                continue;
+            }
+            let at = event.time.seconds;
+            let crossings = &mut self.crossings;
+            self.runner
+                .count(&event.body, at, |c| crossings.push(c.to_event()));
+            if self.crossings.is_empty() {
+                continue;
+            }
+            for body in self.crossings.drain(..) {
+                self.scratch.clear();
+                spamward_contract::event::encode_parts(id, at, &body, &mut self.scratch);
+                self.batch.push(id, &self.scratch);
+            }
+            self.call(batch, &mut remembered, &mut verdicts);
         }
-        if self.batch.is_empty() {
-            return Vec::new();
+        if !self.batch.is_empty() {
+            self.call(batch, &mut remembered, &mut verdicts);
         }
-        self.remember(batch);
-        let outcome = self.runner.run_batch(batch.no, &self.batch);
-        outcome.verdicts.into_iter().map(|v| self.cite(v)).collect()
+        verdicts
     }
 }
 
@@ -217,9 +243,22 @@ impl RuleLane {
             runner,
             lookups,
             batch: RuleBatch::default(),
+            crossings: Vec::new(),
+            scratch: Vec::new(),
             recent: VecDeque::new(),
             recent_events: 0,
         }
+    }
+
+    /// Runs the events gathered in `self.batch` (of `batch`) and empties it.
+    fn call(&mut self, batch: &Batch, remembered: &mut bool, verdicts: &mut Vec<RuleVerdict>) {
+        if !*remembered {
+            self.remember(batch);
+            *remembered = true;
+        }
+        let outcome = self.runner.run_batch(batch.no, &self.batch);
+        self.batch.clear();
+        verdicts.extend(outcome.verdicts.into_iter().map(|v| self.cite(v)));
     }
 
     fn report(&self) -> RuleReport {

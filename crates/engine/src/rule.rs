@@ -119,7 +119,7 @@ pub enum LoadError {
     /// Built against another interface version.
     #[error(
         "{origin}: this rule needs spamward interface {needed}; this spamward serves {} (rebuild it with a matching spamward-sdk, or upgrade spamward)",
-        SERVED_VERSIONS.join(" and ")
+        served_versions()
     )]
     Version {
         /// Where it came from.
@@ -156,6 +156,15 @@ impl LoadError {
             | LoadError::Link { origin, .. }
             | LoadError::Describe { origin, .. } => origin,
         }
+    }
+}
+
+/// The served versions in words: `0.2.0, 0.2.1 and 0.2.2`.
+fn served_versions() -> String {
+    match SERVED_VERSIONS.split_last() {
+        Some((last, [])) => (*last).to_owned(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
     }
 }
 

@@ -26,6 +26,8 @@ use crate::convert::verdict;
 use crate::failure::RuleFailure;
 use crate::rule::LoadedRule;
 use crate::sandbox::{Limits, MAX_VERDICTS_PER_BATCH, StoreData};
+use spamward_contract::counter::Crossing;
+use spamward_contract::event::EventBody;
 use spamward_contract::state::RuleState;
 use spamward_contract::verdict::Verdict;
 use spamward_model::HostLookups;
@@ -47,6 +49,9 @@ pub struct RuleRunner {
     live: Option<(Store<StoreData>, Rule)>,
     /// Held here while no instance is live.
     parked_state: Option<RuleState>,
+    /// [`spamward_contract::event::EventKind::bit`]s of the kinds the
+    /// rule's counters count (declared by its last `init`).
+    counted_kinds: u32,
     health: Health,
 }
 
@@ -71,6 +76,9 @@ pub struct Health {
     /// Verdicts dropped because a batch handed over more than
     /// [`MAX_VERDICTS_PER_BATCH`].
     pub dropped_verdicts: u64,
+    /// Events the rule's counters could not count: its host state was
+    /// full.
+    pub uncounted_events: u64,
     /// Batch number until which the rule is skipped.
     #[serde(skip)]
     pub quarantined_until: Option<u64>,
@@ -189,6 +197,7 @@ impl RuleRunner {
             limits,
             live: None,
             parked_state: Some(state),
+            counted_kinds: 0,
             health: Health::default(),
         };
         runner.revive()?;
@@ -207,6 +216,11 @@ impl RuleRunner {
     /// The rule this runner runs.
     pub fn rule(&self) -> &LoadedRule {
         &self.rule
+    }
+
+    /// The rule this runner runs, shared.
+    pub fn shared_rule(&self) -> Arc<LoadedRule> {
+        self.rule.clone()
     }
 
     /// How the rule has fared.
@@ -245,6 +259,7 @@ impl RuleRunner {
             });
         match outcome {
             Ok(instance) => {
+                self.counted_kinds = store.data().counters.kinds();
                 self.live = Some((store, instance));
                 Ok(())
             }
@@ -252,6 +267,50 @@ impl RuleRunner {
                 self.parked_state = Some(store.into_data().into_state());
                 Err(e)
             }
+        }
+    }
+
+    /// [`spamward_contract::event::EventKind::bit`]s of the kinds of event
+    /// the rule's counters count: the host counts these even where the
+    /// rule did not subscribe.
+    pub fn counted_kinds(&self) -> u32 {
+        self.counted_kinds
+    }
+
+    /// The counters the rule declared when it started (none while it
+    /// cannot start).
+    pub fn counters(&self) -> Vec<spamward_contract::counter::CounterSpec> {
+        self.live
+            .as_ref()
+            .map(|(store, _)| store.data().counters.specs().to_vec())
+            .unwrap_or_default()
+    }
+
+    /// Counts `body` at `at` in the rule's counters, handing each total
+    /// that crossed its threshold to `crossed`. A rule that cannot start
+    /// counts nothing (its failure is reported by the next batch).
+    pub fn count(&mut self, body: &EventBody<'_>, at: i64, crossed: impl FnMut(Crossing)) {
+        if self.counted_kinds & body.kind().bit() == 0
+            || (self.live.is_none() && self.revive().is_err())
+        {
+            return;
+        }
+        let (store, _) = self.live.as_mut().expect("revived above");
+        let StoreData {
+            counters,
+            state,
+            lookups,
+            ..
+        } = store.data_mut();
+        let counted = counters.observe(state, body, at, |d| lookups.is_local_domain(d), crossed);
+        if let Err(full) = counted {
+            if self.health.uncounted_events == 0 {
+                tracing::warn!(
+                    rule = %self.rule.meta.name,
+                    "its counters stop counting while its host state is full: {full} (said once)"
+                );
+            }
+            self.health.uncounted_events += 1;
         }
     }
 
@@ -297,8 +356,11 @@ impl RuleRunner {
                         outcome.skipped += n - next;
                         break;
                     }
+                    // A counter crossing carries the id of the event that
+                    // made it and comes right after it: a trap on either
+                    // skips both, never judging the event twice.
                     let at_fault = judging
-                        .and_then(|id| batch.ids[next..].iter().position(|&i| i == id))
+                        .and_then(|id| batch.ids[next..].iter().rposition(|&i| i == id))
                         .map_or(next, |i| next + i);
                     outcome.skipped += 1;
                     self.health.events += (at_fault - next) as u64;

@@ -15,6 +15,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{self, Rule};
+use spamward_contract::counter::Counters;
 use spamward_contract::state::RuleState;
 use spamward_contract::verdict::Verdict;
 use spamward_model::HostLookups;
@@ -149,6 +150,9 @@ pub struct StoreData {
     pub(crate) reported: Vec<Verdict>,
     /// Verdicts beyond the cap, this call.
     pub(crate) dropped: u64,
+    /// The counters the rule declared in `init` (their totals are in
+    /// `state`).
+    pub(crate) counters: Counters,
 }
 
 impl StoreData {
@@ -188,6 +192,7 @@ impl StoreData {
             judging: None,
             reported: Vec::new(),
             dropped: 0,
+            counters: Counters::new(),
         }
     }
 
@@ -280,6 +285,19 @@ impl bindings::spamward::rule::host::Host for StoreData {
 
     fn is_local_domain(&mut self, domain: String) -> Option<bool> {
         self.lookups.is_local_domain(&domain)
+    }
+
+    fn declare_counter(
+        &mut self,
+        spec: bindings::spamward::rule::types::CounterSpec,
+    ) -> Result<(), String> {
+        self.counters
+            .declare(crate::convert::counter_spec(&spec))
+            .map_err(|e| e.to_string())
+    }
+
+    fn counter_total(&mut self, name: String, key: String, at: i64) -> u64 {
+        self.counters.total(&mut self.state, &name, &key, at)
     }
 }
 

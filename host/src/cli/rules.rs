@@ -4,7 +4,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::{Cli, Setup};
-use spamward_engine::RuleMeta;
+use std::sync::Arc;
+
+use spamward_contract::counter::CounterSpec;
+use spamward_engine::{LoadedRule, RuleMeta, RuleRunner};
 
 /// `rules` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -29,7 +32,9 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::List { json: true } => {
             for rule in setup.rules.all().values() {
-                serde_json::to_writer(&mut out, &rule.meta)?;
+                let mut value = serde_json::to_value(&rule.meta)?;
+                value["counters"] = counted(&setup, rule).into();
+                serde_json::to_writer(&mut out, &value)?;
                 out.write_all(b"\n")?;
             }
         }
@@ -51,7 +56,11 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<ExitCode> {
                     } else {
                         "file"
                     },
-                    subscriptions(m),
+                    [subscriptions(m), counted_kinds(&setup, rule)]
+                        .into_iter()
+                        .filter(|s| !s.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" "),
                     m.summary
                 )?;
             }
@@ -76,6 +85,7 @@ pub fn run(cli: &Cli, cmd: &Command) -> anyhow::Result<ExitCode> {
                 m.name, m.version, m.source, m.summary
             )?;
             writeln!(out, "subscribes to: {}", subscriptions(m))?;
+            writeln!(out, "counts:        {}", counted(&setup, rule).join(", "))?;
             writeln!(
                 out,
                 "may request:   {}",
@@ -104,4 +114,40 @@ fn subscriptions(m: &RuleMeta) -> String {
         .map(|k| k.name())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The counters the host keeps for `rule`. A rule declares them when it
+/// starts, from its settings, so it is started here with the configured
+/// ones; a rule that cannot start counts nothing.
+fn counters(setup: &Setup, rule: &Arc<LoadedRule>) -> Vec<CounterSpec> {
+    let Ok(config) = setup.config.rule(&rule.meta) else {
+        return Vec::new();
+    };
+    let limits = setup.config.engine.limits();
+    RuleRunner::new(rule.clone(), config.settings, Arc::default(), limits)
+        .map(|runner| runner.counters())
+        .unwrap_or_default()
+}
+
+/// Each of `rule`'s counters in words: `delivery:attempts per SenderDomain`.
+fn counted(setup: &Setup, rule: &Arc<LoadedRule>) -> Vec<String> {
+    counters(setup, rule)
+        .iter()
+        .map(|c| format!("{}:{} per {:?}", c.events.kind.name(), c.name, c.per))
+        .collect()
+}
+
+/// The kinds `rule`'s counters count, for the list (`counts:delivery`).
+fn counted_kinds(setup: &Setup, rule: &Arc<LoadedRule>) -> String {
+    let mut kinds: Vec<&str> = counters(setup, rule)
+        .iter()
+        .map(|c| c.events.kind.name())
+        .collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    if kinds.is_empty() {
+        String::new()
+    } else {
+        format!("counts:{}", kinds.join(","))
+    }
 }

@@ -42,6 +42,7 @@ use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
 use spamward_sdk::prelude::*;
+use spamward_sdk::text;
 
 /// `[rules.bounce-bloat]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -119,13 +120,6 @@ fn human_size(bytes: u64) -> String {
     format!("{size:.1} {}", UNITS[unit])
 }
 
-/// Whether `haystack` contains `needle` (given in lower case), ignoring
-/// ASCII case, without allocating.
-fn contains_ci(haystack: &str, needle: &str) -> bool {
-    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-    h.len() >= n.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
-}
-
 /// How the mail servers say a mailbox is over its quota, in lower case:
 /// Exim's appendfile (`mailbox is full (MTA-imposed quota exceeded ...)`),
 /// cPanel (`Mailbox quota exceeded`), Dovecot (`Quota exceeded (mailbox for
@@ -142,9 +136,9 @@ const FULL_WORDS: [&str; 6] = [
 
 /// Whether a deferral's or failure's error says the mailbox is full.
 fn says_full(error: &str) -> bool {
-    FULL_WORDS.iter().any(|w| contains_ci(error, w))
+    text::contains_any(error, &FULL_WORDS)
         // A remote server's answer is about a mailbox elsewhere.
-        && !contains_ci(error, "smtp error from remote")
+        && !text::contains(error, "smtp error from remote")
 }
 
 /// Whether a null-sender arrival's subject is a quota warning ("Mailbox
@@ -152,8 +146,8 @@ fn says_full(error: &str) -> bool {
 /// now 90% full"), not a bounce ("Mail delivery failed: ...") or a delay
 /// warning ("Warning: message ... delayed 24 hours").
 fn is_quota_warning(subject: &str) -> bool {
-    contains_ci(subject, "quota")
-        || (contains_ci(subject, "mailbox") && contains_ci(subject, "full"))
+    text::contains(subject, "quota")
+        || (text::contains(subject, "mailbox") && text::contains(subject, "full"))
 }
 
 /// The first address (`user@domain`) a subject names, without the quotes

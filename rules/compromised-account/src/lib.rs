@@ -15,8 +15,6 @@
 //! signal is a warning, two signals or more are critical. The login is
 //! reported once per window, naming every signal.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 use spamward_sdk::prelude::*;
 
@@ -86,6 +84,13 @@ impl<'l> Key<'l> {
     }
 }
 
+/// The host counters, per login: messages, recipients (delivery
+/// attempts), distinct client IPs and distinct recipient domains.
+const MESSAGES: &str = "msgs";
+const DELIVERIES: &str = "dlv";
+const CLIENT_IPS: &str = "ips";
+const RECIPIENT_DOMAINS: &str = "doms";
+
 /// The seconds of history a baseline looks back over, and how much of it
 /// must be known before a burst counts: a new login has no baseline.
 const WEEK: u32 = 7 * 86_400;
@@ -148,13 +153,13 @@ impl CompromisedAccount {
         let w = self.window();
         let s = &self.settings;
         let mut key = Key::new(login);
-        let messages = host::window_total(key.of("msgs"), at, w);
+        let messages = counter::total(MESSAGES, login, at);
         if messages < u64::from(s.min_messages) {
             return;
         }
-        let ips = host::distinct_count(key.of("ips"), at, w);
-        let domains = host::distinct_count(key.of("doms"), at, w);
-        let deliveries = host::window_total(key.of("dlv"), at, w);
+        let ips = counter::total(CLIENT_IPS, login, at);
+        let domains = counter::total(RECIPIENT_DOMAINS, login, at);
+        let deliveries = counter::total(DELIVERIES, login, at);
         let failures = host::window_total(key.of("fail"), at, w);
         let guesses: u64 = host::kv_get(key.of("guesses"))
             .and_then(|v| v.parse().ok())
@@ -168,7 +173,7 @@ impl CompromisedAccount {
 
         // Evidence of theft first; what only makes it worse after.
         let mut signals = Vec::new();
-        if ips > s.max_client_ips {
+        if ips > u64::from(s.max_client_ips) {
             signals.push(format!("{ips} client IPs"));
         }
         if guesses >= u64::from(s.max_auth_failures) {
@@ -185,7 +190,7 @@ impl CompromisedAccount {
         if signals.is_empty() {
             return;
         }
-        if domains > s.max_recipient_domains {
+        if domains > u64::from(s.max_recipient_domains) {
             signals.push(format!("{domains} recipient domains"));
         }
         if deliveries >= u64::from(s.min_deliveries)
@@ -300,15 +305,68 @@ impl Rule for CompromisedAccount {
         Ok(CompromisedAccount { settings })
     }
 
+    /// What a login sends, counted by the host: messages (the rule hears
+    /// at `min_messages` and at each `burst_min_messages`), recipients,
+    /// client IPs and recipient domains (heard when one passes its
+    /// limit).
+    fn counters(&self) -> Vec<Counter> {
+        let (s, w) = (&self.settings, self.window());
+        let sent =
+            || filter::all(EventKind::MessageReceived).all_of([filter::has(IdentityField::AuthId)]);
+        let login = IdentityField::AuthId;
+        // The first message of a window too: the guesses before it count.
+        let mut lines = vec![
+            1,
+            u64::from(s.min_messages),
+            u64::from(s.burst_min_messages),
+        ];
+        lines.sort_unstable();
+        lines.dedup();
+        let mut messages = counter::of(MESSAGES, sent(), login)
+            .window(w)
+            .then_every(u64::from(s.burst_min_messages));
+        for line in lines.into_iter().filter(|&l| l > 0) {
+            messages = messages.threshold(line);
+        }
+        vec![
+            messages,
+            counter::of(DELIVERIES, sent(), login)
+                .count(CountOf::Recipients)
+                .window(w),
+            counter::of(CLIENT_IPS, sent(), login)
+                .count(CountOf::DistinctIdentity(IdentityField::ClientIp))
+                .window(w)
+                .threshold(u64::from(s.max_client_ips) + 1),
+            counter::of(RECIPIENT_DOMAINS, sent(), login)
+                .count(CountOf::DistinctRecipientDomains)
+                .window(w)
+                .threshold(u64::from(s.max_recipient_domains) + 1),
+        ]
+    }
+
+    fn on_counter(&mut self, cx: &mut Context<'_>, c: &Crossing) {
+        let (at, login) = (cx.time(), c.key.as_str());
+        if c.counter == MESSAGES && c.threshold == 1 {
+            // The first message after a run of guesses: remember how many.
+            let mut key = Key::new(login);
+            let failed = host::window_total(key.of("authfail"), at, self.window());
+            if failed > 0 {
+                host::kv_set(key.of("guesses"), Some(&failed.to_string()));
+            }
+        }
+        // A burst is judged as it grows (at each further
+        // `burst_min_messages`), so a baseline that rose is caught.
+        if [MESSAGES, CLIENT_IPS, RECIPIENT_DOMAINS].contains(&c.counter.as_str()) {
+            self.judge(cx, login, at);
+        }
+    }
+
     fn on_message_received(&mut self, cx: &mut Context<'_>, m: &MessageReceived) {
         let Some(login) = m.identity.auth_id.as_deref() else {
             return;
         };
         let (at, w, s) = (cx.time(), self.window(), &self.settings);
-        // Every authenticated message comes through here: build the keys in
-        // one buffer rather than allocating one per counter.
         let mut key = Key::new(login);
-        let messages = host::window_add(key.of("msgs"), at, w, 1);
         // Counted by the hour: a week of a busy login is 168 entries, not
         // one per message.
         let week = host::window_add(key.of("week"), hour_of(at), WEEK, 1);
@@ -316,48 +374,15 @@ impl Rule for CompromisedAccount {
             // A login not seen for a week starts its history again.
             host::kv_set(key.of("first"), Some(&at.to_string()));
         }
-        if messages == 1 {
-            // The first message after a run of guesses: remember how many.
-            let failed = host::window_total(key.of("authfail"), at, w);
-            if failed > 0 {
-                host::kv_set(key.of("guesses"), Some(&failed.to_string()));
-            }
-        }
-        // Each recipient is a delivery attempt; only failures are delivered
-        // to the rule (see `info`).
-        let n = u32::try_from(m.recipients.len()).unwrap_or(u32::MAX);
-        host::window_add(key.of("dlv"), at, w, n);
-        let mut crossed = messages == u64::from(s.min_messages)
-            // A burst is judged as it grows: at each further
-            // `burst_min_messages` (so a baseline that rose is caught).
-            || (messages >= u64::from(s.burst_min_messages)
-                && messages.is_multiple_of(u64::from(s.burst_min_messages.max(1))));
         if let Some(helo) = m.identity.client_host.as_deref()
             && is_bot_helo(helo)
             && host::window_add(key.of("bot"), at, w, 1) == 1
         {
             // Named once a window; the count says whether it is recent.
             host::kv_set(key.of("bothelo"), Some(helo));
-            crossed = true;
-        }
-        if let Some(ip) = &m.identity.client_ip {
-            let ips = host::distinct_add(key.of("ips"), ip, at, w);
-            crossed |= ips == s.max_client_ips + 1;
-        }
-        for rcpt in &m.recipients {
-            let domain = rcpt.rsplit_once('@').map_or("", |(_, d)| d);
-            let domain = if domain.bytes().any(|b| b.is_ascii_uppercase()) {
-                Cow::Owned(domain.to_ascii_lowercase())
-            } else {
-                Cow::Borrowed(domain)
-            };
-            let domains = host::distinct_add(key.of("doms"), &domain, at, w);
-            crossed |= domains == s.max_recipient_domains + 1;
-        }
-        // Judging reads every figure back from the host: do it only when one
-        // of them has just crossed its threshold, not on every message.
-        if crossed && messages >= u64::from(s.min_messages) {
-            self.judge(cx, login, at);
+            if counter::total(MESSAGES, login, at) >= u64::from(s.min_messages) {
+                self.judge(cx, login, at);
+            }
         }
     }
 
@@ -371,7 +396,7 @@ impl Rule for CompromisedAccount {
         let (at, w, s) = (cx.time(), self.window(), &self.settings);
         let mut key = Key::new(login);
         let failures = host::window_add(key.of("fail"), at, w, 1);
-        let attempts = host::window_total(key.of("dlv"), at, w);
+        let attempts = counter::total(DELIVERIES, login, at);
         let tripped = attempts >= u64::from(s.min_deliveries)
             && failures * 100 > attempts * u64::from(s.max_failure_percent);
         // Judge when the ratio first trips in a window, not on each failure.

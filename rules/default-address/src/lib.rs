@@ -50,6 +50,7 @@ use std::collections::{HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use spamward_sdk::prelude::*;
+use spamward_sdk::text;
 
 /// `[rules.default-address]` settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -123,16 +124,9 @@ const BACKSCATTER_FIX: &str = "refuse unknown recipients during SMTP instead of 
 
 const REFUSED_FIX: &str = "nothing to fix for the domain: the server refused every guess at RCPT; block the clients if they keep trying (fail2ban's exim jail, cPanel's dictionary attack protection)";
 
-/// Whether `haystack` contains `needle` (given in lower case), ignoring
-/// ASCII case, without allocating.
-fn contains_ci(haystack: &str, needle: &str) -> bool {
-    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
-    h.len() >= n.len() && h.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
-}
-
 /// Whether an error or refusal says the recipient has no user here.
-fn is_unknown_user(text: &str) -> bool {
-    UNKNOWN_USER.iter().any(|n| contains_ci(text, n))
+fn is_unknown_user(error: &str) -> bool {
+    text::contains_any(error, &UNKNOWN_USER)
 }
 
 /// `(local part, domain)` of an address, both non-empty.
@@ -232,7 +226,7 @@ impl DefaultAddress {
         let remote = d.remote_ip.is_some()
             || d.transport
                 .as_deref()
-                .is_some_and(|t| contains_ci(t, "smtp"));
+                .is_some_and(|t| text::contains(t, "smtp"));
         if !remote {
             // Delivered to a mailbox here: the sender is local, and no
             // stranger got it. A routing deferral is no attempt yet.

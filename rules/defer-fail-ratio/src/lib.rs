@@ -56,8 +56,6 @@ impl Rule for DeferFailRatio {
             "Sender domains whose failed + deferred deliveries pass the governor's ratio",
         )
         .version(env!("CARGO_PKG_VERSION"))
-        // Only mail with a local sending identity is outgoing.
-        .subscribe_where(EventKind::Delivery, filter::local_sender())
         .action(Action::HoldOutgoing)
         .setting(
             "max_percent",
@@ -84,49 +82,50 @@ impl Rule for DeferFailRatio {
         Ok(DeferFailRatio { settings })
     }
 
-    fn on_delivery(&mut self, cx: &mut Context<'_>, d: &Delivery) {
-        // Bounces (null sender) belong to nobody's sending reputation,
-        // even when the log names the domain they were charged to.
-        let (Some(_), Some(domain)) = (&d.identity.sender, &d.identity.sender_domain) else {
-            return;
-        };
-        let window = self.settings.window_minutes.max(1) * 60;
-        let at = cx.time();
-        let recipient = format!("{} {}", d.message_id, d.recipient);
-        let attempts = u64::from(host::distinct_add(
-            &format!("attempts:{domain}"),
-            &recipient,
-            at,
-            window,
-        ));
-        let failing = !matches!(d.outcome, DeliveryOutcome::Delivered);
-        let (failures, failing_domains) = if failing {
-            let rcpt_domain = d.recipient.rsplit_once('@').map_or("", |(_, dom)| dom);
-            (
-                u64::from(host::distinct_add(
-                    &format!("failures:{domain}"),
-                    &recipient,
-                    at,
-                    window,
-                )),
-                host::distinct_add(
-                    &format!("failing-domains:{domain}"),
-                    &rcpt_domain.to_ascii_lowercase(),
-                    at,
-                    window,
-                ),
-            )
-        } else {
-            return;
-        };
-        let tripped = failures >= u64::from(self.settings.min_failures)
-            && failing_domains >= self.settings.min_failing_domains
-            && failures * 100 > attempts * u64::from(self.settings.max_percent);
-        if !tripped {
+    /// Attempts, failures and failing recipient domains per sender domain,
+    /// all counted by the host: the rule hears of a domain at each new
+    /// failure once it has `min_failures`, and judges the ratio then.
+    fn counters(&self) -> Vec<Counter> {
+        let window = self.window();
+        // Outgoing mail with a sender: bounces (null sender) belong to
+        // nobody's sending reputation, even when the log names the domain
+        // they were charged to.
+        let deliveries = filter::all(EventKind::Delivery)
+            .any_of(filter::local_sender())
+            .all_of([filter::has(IdentityField::Sender)]);
+        let failing = deliveries.clone().all_of([filter::outcome(&[
+            DeliveryOutcome::Failed,
+            DeliveryOutcome::Deferred,
+        ])]);
+        let per = IdentityField::SenderDomain;
+        vec![
+            counter::of(ATTEMPTS, deliveries, per)
+                .count(CountOf::DistinctMessageRecipients)
+                .window(window),
+            counter::of(FAILING_DOMAINS, failing.clone(), per)
+                .count(CountOf::DistinctRecipientDomains)
+                .window(window),
+            // Declared last, so the other two have counted the failure
+            // when it is judged.
+            counter::of(FAILURES, failing, per)
+                .count(CountOf::DistinctMessageRecipients)
+                .window(window)
+                .threshold(u64::from(self.settings.min_failures.max(1)))
+                .then_every(1),
+        ]
+    }
+
+    fn on_counter(&mut self, cx: &mut Context<'_>, c: &Crossing) {
+        if c.counter != FAILURES {
             return;
         }
+        let (domain, failures, at, window) = (c.key.as_str(), c.total, cx.time(), self.window());
+        let attempts = counter::total(ATTEMPTS, domain, at);
+        let failing_domains = counter::total(FAILING_DOMAINS, domain, at);
+        let tripped = failing_domains >= u64::from(self.settings.min_failing_domains)
+            && failures * 100 > attempts * u64::from(self.settings.max_percent);
         // One report per domain per window: remember when we last spoke.
-        if !host::once_per_window(&format!("reported:{domain}"), at, window) {
+        if !tripped || !host::once_per_window(&format!("reported:{domain}"), at, window) {
             return;
         }
         let percent = failures * 100 / attempts.max(1);
@@ -145,10 +144,22 @@ impl Rule for DeferFailRatio {
             .evidence("failed_or_deferred", failures)
             .evidence("percent", percent)
             .evidence("failing_recipient_domains", failing_domains)
-            .evidence("last_error", d.error.as_deref().unwrap_or("-")),
+            .evidence("last_error", c.error.as_deref().unwrap_or("-")),
         );
     }
 }
+
+impl DeferFailRatio {
+    fn window(&self) -> u32 {
+        self.settings.window_minutes.max(1) * 60
+    }
+}
+
+/// The host counters, per sender domain: recipients attempted, recipients
+/// failed or deferred, and the recipient domains of those failures.
+const ATTEMPTS: &str = "attempts";
+const FAILURES: &str = "failures";
+const FAILING_DOMAINS: &str = "failing-domains";
 
 spamward_sdk::export_rule!(DeferFailRatio);
 

@@ -59,6 +59,8 @@ impl Default for Settings {
 }
 
 const HOUR: u32 = 3600;
+/// The counter of emails a sending domain sent in the last hour.
+const SENT: &str = "sent";
 
 /// Most per-domain findings kept waiting for the server's limit to be seen.
 const MAX_PENDING: usize = 10_000;
@@ -340,8 +342,6 @@ impl Rule for HourlyLimit {
         .subscribe(EventKind::Setting)
         .subscribe(EventKind::GovernorAction)
         .subscribe(EventKind::Rejection)
-        // Outgoing mail only: what a local sender submitted.
-        .subscribe_where(EventKind::MessageReceived, filter::local_sender())
         .action(Action::Alert)
         .action(Action::HoldOutgoing)
         .setting(
@@ -392,21 +392,30 @@ impl Rule for HourlyLimit {
         }
     }
 
-    fn on_message_received(&mut self, cx: &mut Context<'_>, m: &MessageReceived) {
-        let Some(domain) = m.identity.sender_domain.as_deref() else {
-            return;
-        };
-        if m.bounce {
+    /// Outgoing mail per sending domain, counted by the host: the rule
+    /// hears of a domain only when its hour reaches `report_rate_above`.
+    fn counters(&self) -> Vec<Counter> {
+        vec![
+            counter::of(
+                SENT,
+                // What a local sender submitted; a bounce (null sender) is
+                // nobody's sending, even when charged to a domain.
+                filter::all(EventKind::MessageReceived)
+                    .any_of(filter::local_sender())
+                    .all_of([filter::has(IdentityField::Sender)]),
+                IdentityField::SenderDomain,
+            )
+            .count(CountOf::Recipients)
+            .window(HOUR)
+            .threshold(u64::from(self.settings.report_rate_above)),
+        ]
+    }
+
+    fn on_counter(&mut self, cx: &mut Context<'_>, c: &Crossing) {
+        if c.counter != SENT {
             return;
         }
-        let n = u32::try_from(m.recipients.len().max(1)).unwrap_or(u32::MAX);
-        let at = cx.time();
-        let sent = host::window_add(&format!("sent:{domain}"), at, HOUR, n);
-        let limit = u64::from(self.settings.report_rate_above);
-        if sent < limit || sent - u64::from(n) >= limit {
-            // Only the message that crosses the line is looked at further.
-            return;
-        }
+        let (domain, sent, at) = (c.key.as_str(), c.total, cx.time());
         if Limit::Hourly.server_limit().is_some()
             || !host::once_per_window(&format!("unlimited-rate:{domain}"), at, HOUR)
         {
@@ -423,8 +432,8 @@ impl Rule for HourlyLimit {
                 ),
             )
             .evidence("emails_in_hour", sent)
-            .evidence("sender", m.identity.sender.as_deref().unwrap_or("<>"))
-            .evidence("sample_message", &m.message_id)
+            .evidence("sender", c.sender.as_deref().unwrap_or("<>"))
+            .evidence("sample_message", c.message_id.as_deref().unwrap_or("-"))
             .evidence(
                 "fix",
                 format!(

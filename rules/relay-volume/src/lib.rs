@@ -105,21 +105,22 @@ impl<'a> Counted<'a> {
     }
 }
 
-impl RelayVolume {
-    /// The identities an outgoing message is counted under.
-    fn identities<'a>(&self, id: &'a Identity<'_>) -> impl Iterator<Item = Counted<'a>> {
-        let account = id.owner.as_deref().or(id
-            .local_user
-            .as_deref()
-            .filter(|u| !self.settings.system_users.iter().any(|s| s == u)));
-        [
-            id.auth_id.as_deref().map(Counted::Login),
-            id.script.as_deref().map(Counted::Script),
-            account.map(Counted::Account),
-        ]
-        .into_iter()
-        .flatten()
-    }
+/// The kinds of local identity outgoing mail is counted under.
+#[derive(Clone, Copy)]
+enum Kind {
+    Login,
+    Script,
+    Account,
+}
+
+/// The name of the host counter of `kind` over `window` (`login-3600`).
+fn counter_name(kind: Kind, window: u32) -> String {
+    let kind = match kind {
+        Kind::Login => "login",
+        Kind::Script => "script",
+        Kind::Account => "account",
+    };
+    format!("{kind}-{window}")
 }
 
 impl Rule for RelayVolume {
@@ -131,8 +132,6 @@ impl Rule for RelayVolume {
             "Outgoing emails per login, script and account over the hourly and daily ceilings",
         )
         .version(env!("CARGO_PKG_VERSION"))
-        // Only mail with a local sending identity is outgoing.
-        .subscribe_where(EventKind::MessageReceived, filter::local_sender())
         // Deliveries only for what may have been relayed for a stranger.
         .subscribe_matching(
             filter::all(EventKind::Delivery)
@@ -166,18 +165,80 @@ impl Rule for RelayVolume {
         Ok(RelayVolume { settings })
     }
 
-    fn on_message_received(&mut self, cx: &mut Context<'_>, m: &MessageReceived) {
-        if m.bounce {
-            return;
-        }
-        let n = if self.settings.count_recipients {
-            u32::try_from(m.recipients.len().max(1)).unwrap_or(u32::MAX)
-        } else {
-            1
+    /// Outgoing mail per login, script and account, counted by the host
+    /// over the hour and the day: the rule hears of an identity when it
+    /// reaches a ceiling (a warning) or twice it (critical).
+    fn counters(&self) -> Vec<Counter> {
+        let s = &self.settings;
+        // Outgoing: submitted by someone local, not a bounce.
+        let outgoing = || {
+            filter::all(EventKind::MessageReceived)
+                .any_of(filter::local_sender())
+                .all_of([filter::has(IdentityField::Sender)])
         };
-        for counted in self.identities(&m.identity) {
-            self.count(cx, counted, n, &m.message_id, true);
+        let system_users: Vec<&str> = s.system_users.iter().map(String::as_str).collect();
+        let per = [
+            (Kind::Login, outgoing(), IdentityField::AuthId),
+            (Kind::Script, outgoing(), IdentityField::Script),
+            (Kind::Account, outgoing(), IdentityField::Owner),
+            // No owner known: the local user, unless it is the system.
+            (
+                Kind::Account,
+                outgoing().none_of([
+                    filter::has(IdentityField::Owner),
+                    filter::equals(IdentityField::LocalUser, &system_users),
+                ]),
+                IdentityField::LocalUser,
+            ),
+        ];
+        let count = if s.count_recipients {
+            CountOf::Recipients
+        } else {
+            CountOf::Events
+        };
+        let mut counters = Vec::new();
+        for (window, limit) in [(HOUR, s.hourly_limit), (DAY, s.daily_limit)] {
+            let limit = u64::from(limit);
+            for (kind, events, field) in &per {
+                counters.push(
+                    counter::of(&counter_name(*kind, window), events.clone(), *field)
+                        .count(count)
+                        .window(window)
+                        .threshold(limit)
+                        .threshold(2 * limit),
+                );
+            }
         }
+        counters
+    }
+
+    fn on_counter(&mut self, cx: &mut Context<'_>, c: &Crossing) {
+        let Some((kind, window)) = [Kind::Login, Kind::Script, Kind::Account]
+            .into_iter()
+            .flat_map(|k| [(k, HOUR), (k, DAY)])
+            .find(|(k, w)| counter_name(*k, *w) == c.counter)
+        else {
+            return;
+        };
+        let counted = match kind {
+            Kind::Login => Counted::Login(&c.key),
+            Kind::Script => Counted::Script(&c.key),
+            Kind::Account => Counted::Account(&c.key),
+        };
+        let limit = u64::from(self.limit(window));
+        let severity = if c.threshold >= 2 * limit {
+            Severity::Critical
+        } else {
+            Severity::Warning
+        };
+        self.report(
+            cx,
+            counted,
+            severity,
+            c.total,
+            window,
+            c.message_id.as_deref().unwrap_or("-"),
+        );
     }
 
     fn on_delivery(&mut self, cx: &mut Context<'_>, d: &Delivery) {
@@ -198,6 +259,15 @@ impl Rule for RelayVolume {
 }
 
 impl RelayVolume {
+    /// The ceiling over `window`.
+    fn limit(&self, window: u32) -> u32 {
+        if window == HOUR {
+            self.settings.hourly_limit
+        } else {
+            self.settings.daily_limit
+        }
+    }
+
     /// Adds `n` emails to `counted`'s windows and, when `may_report`,
     /// reports each ceiling the addition crosses: a warning at the limit,
     /// critical at twice it.
@@ -210,13 +280,10 @@ impl RelayVolume {
         may_report: bool,
     ) {
         let key = counted.key();
-        for (window, limit, label) in [
-            (HOUR, self.settings.hourly_limit, "hour"),
-            (DAY, self.settings.daily_limit, "24 h"),
-        ] {
+        for window in [HOUR, DAY] {
             let total = host::window_add(&key, cx.time(), window, n);
             let before = total - u64::from(n);
-            let limit = u64::from(limit);
+            let limit = u64::from(self.limit(window));
             if !may_report {
                 continue;
             }
@@ -227,22 +294,37 @@ impl RelayVolume {
             } else {
                 continue;
             };
-            cx.report(
-                Finding::new(
-                    severity,
-                    counted.target(),
-                    Action::HoldOutgoing,
-                    format!(
-                        "{} sent {total} emails in the last {label} (limit {limit})",
-                        counted.describe()
-                    ),
-                )
-                .evidence("emails", total)
-                .evidence("limit", limit)
-                .evidence("window", label)
-                .evidence("sample_message", message_id),
-            );
+            self.report(cx, counted, severity, total, window, message_id);
         }
+    }
+
+    /// Reports `counted` for `total` emails over `window`.
+    fn report(
+        &self,
+        cx: &mut Context<'_>,
+        counted: Counted<'_>,
+        severity: Severity,
+        total: u64,
+        window: u32,
+        message_id: &str,
+    ) {
+        let limit = self.limit(window);
+        let label = if window == HOUR { "hour" } else { "24 h" };
+        cx.report(
+            Finding::new(
+                severity,
+                counted.target(),
+                Action::HoldOutgoing,
+                format!(
+                    "{} sent {total} emails in the last {label} (limit {limit})",
+                    counted.describe()
+                ),
+            )
+            .evidence("emails", total)
+            .evidence("limit", limit)
+            .evidence("window", label)
+            .evidence("sample_message", message_id),
+        );
     }
 }
 

@@ -1,0 +1,591 @@
+//! Counters the host keeps for a rule (interface 0.2.2): the one
+//! implementation of what a counter counts and when it tells the rule.
+//!
+//! Most checks are "N of something per key per window": messages per
+//! sending domain an hour, recipients per login a day, delivery attempts
+//! per domain. Counted in the rule, every message of a busy server crosses
+//! the wasm boundary and makes a host call, only for the rule to find that
+//! nothing crossed a line. A [`CounterSpec`] lets the host do that counting
+//! and call the rule only when a total reaches its threshold: on a busy
+//! server that is a handful of events instead of one per message.
+//!
+//! The totals live in the rule's [`RuleState`] (under keys a rule's own
+//! calls cannot spell, see [`state_key`]), so they share its quota, its
+//! expiry and its snapshot: a daemon restart or a rule reload keeps them.
+//! The host runs this module on the events a rule does not see; the SDK's
+//! native harness runs it on the events a test feeds, so a rule behaves
+//! under `cargo test` as it does in the host.
+
+use std::fmt;
+
+use crate::event::{EventBody, Extension, Text, Timestamp, extension_kind};
+use crate::filter::{self, IdentityField, Subscription};
+use crate::state::{RuleState, StateFull};
+
+/// What a counter adds up for each event it counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountOf {
+    /// One per event.
+    Events,
+    /// The recipients of a received or queued message (at least one); one
+    /// for other events.
+    Recipients,
+    /// Distinct values of an identity field.
+    DistinctIdentity(IdentityField),
+    /// Distinct recipient domains.
+    DistinctRecipientDomains,
+    /// Distinct (message id, recipient) pairs.
+    DistinctMessageRecipients,
+}
+
+impl CountOf {
+    fn is_distinct(self) -> bool {
+        !matches!(self, CountOf::Events | CountOf::Recipients)
+    }
+}
+
+/// A counter a rule asks the host to keep (`counter-spec` in the WIT).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterSpec {
+    /// Names it in crossings and in [`Counters::total`].
+    pub name: String,
+    /// The events it counts.
+    pub events: Subscription,
+    /// The identity field totals are kept per.
+    pub per: IdentityField,
+    /// What an event adds.
+    pub count: CountOf,
+    /// The sliding window, in seconds.
+    pub window_seconds: u32,
+    /// The totals at which the rule is told, ascending; empty: never.
+    pub thresholds: Vec<u64>,
+    /// Past the last threshold, tell the rule again at each further step
+    /// of this size; 0: not again.
+    pub then_every: u64,
+}
+
+/// Why a counter cannot be declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecError(String);
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// A key's total that reached a counter's threshold (or a further step):
+/// what the rule is handed, as an `extension` event of kind
+/// [`extension_kind::COUNTER`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crossing {
+    /// The counter's name.
+    pub counter: String,
+    /// The key whose total crossed.
+    pub key: String,
+    /// The total after the event.
+    pub total: u64,
+    /// The highest line the event took the total over: one of the
+    /// thresholds, or a step past the last.
+    pub threshold: u64,
+    /// The counter's window.
+    pub window_seconds: u32,
+    /// The message id of the event that crossed, if it had one.
+    pub message_id: Option<String>,
+    /// The envelope sender of the event that crossed, if it had one.
+    pub sender: Option<String>,
+    /// The error of the delivery that crossed, if it had one.
+    pub error: Option<String>,
+}
+
+impl Crossing {
+    /// The event the rule is handed.
+    pub fn to_event(&self) -> EventBody<'static> {
+        let field = |name: &str, value: String| (Text::from(name.to_owned()), Text::from(value));
+        let mut fields = vec![
+            field("counter", self.counter.clone()),
+            field("key", self.key.clone()),
+            field("total", self.total.to_string()),
+            field("threshold", self.threshold.to_string()),
+            field("window_seconds", self.window_seconds.to_string()),
+        ];
+        for (name, value) in [
+            ("message_id", &self.message_id),
+            ("sender", &self.sender),
+            ("error", &self.error),
+        ] {
+            if let Some(v) = value {
+                fields.push(field(name, v.clone()));
+            }
+        }
+        EventBody::Extension(Extension {
+            kind: Text::from(extension_kind::COUNTER.to_owned()),
+            fields,
+        })
+    }
+
+    /// The crossing an extension event carries, if it is one.
+    pub fn from_extension(e: &Extension<'_>) -> Option<Crossing> {
+        if e.kind != extension_kind::COUNTER {
+            return None;
+        }
+        Some(Crossing {
+            counter: e.field("counter")?.to_owned(),
+            key: e.field("key")?.to_owned(),
+            total: e.field("total")?.parse().ok()?,
+            threshold: e.field("threshold")?.parse().ok()?,
+            window_seconds: e.field("window_seconds")?.parse().ok()?,
+            message_id: e.field("message_id").map(str::to_owned),
+            sender: e.field("sender").map(str::to_owned),
+            error: e.field("error").map(str::to_owned),
+        })
+    }
+}
+
+/// Every counter one rule declared.
+#[derive(Debug, Clone, Default)]
+pub struct Counters {
+    specs: Vec<CounterSpec>,
+    /// [`EventKind::bit`]s of the kinds any counter counts.
+    kinds: u32,
+    /// The state key being built (reused: no allocation per event).
+    key: String,
+    /// A (message id, recipient) member being built.
+    member: String,
+}
+
+/// The [`RuleState`] key of counter `name`'s total for `key`. A rule's own
+/// keys come through WIT strings and the SDK's key builders; the control
+/// character keeps the two apart.
+pub fn state_key(buf: &mut String, name: &str, key: &str) {
+    buf.clear();
+    buf.push('\u{1}');
+    buf.push_str(name);
+    buf.push('\u{1}');
+    buf.push_str(key);
+}
+
+/// The highest line a total that went from `before` to `total` crossed:
+/// one of `thresholds`, or a step of `then_every` past the last.
+fn crossed(before: u64, total: u64, thresholds: &[u64], then_every: u64) -> Option<u64> {
+    let last = *thresholds.last()?;
+    let step = |x: u64| x.checked_sub(last).map(|past| past / then_every);
+    if then_every > 0 && total > last && step(total) > step(before) {
+        return Some(last + step(total)? * then_every);
+    }
+    thresholds
+        .iter()
+        .rev()
+        .find(|&&t| before < t && t <= total)
+        .copied()
+}
+
+impl Counters {
+    /// No counters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `spec`; counters of one name share totals, so they must agree on
+    /// what they count and over which window.
+    pub fn declare(&mut self, spec: CounterSpec) -> Result<(), SpecError> {
+        if spec.name.is_empty() {
+            return Err(SpecError("a counter needs a name".into()));
+        }
+        if spec.thresholds.first() == Some(&0) {
+            return Err(SpecError(format!(
+                "counter {:?}: a threshold of 0 is crossed by nothing",
+                spec.name
+            )));
+        }
+        if !spec.thresholds.is_sorted_by(|a, b| a < b) {
+            return Err(SpecError(format!(
+                "counter {:?}: thresholds must be ascending",
+                spec.name
+            )));
+        }
+        if spec.window_seconds == 0 {
+            return Err(SpecError(format!(
+                "counter {:?}: window_seconds must be at least 1",
+                spec.name
+            )));
+        }
+        if let Some(other) = self.specs.iter().find(|s| s.name == spec.name)
+            && (other.count != spec.count || other.window_seconds != spec.window_seconds)
+        {
+            return Err(SpecError(format!(
+                "counter {:?} is declared twice with different counts or windows",
+                spec.name
+            )));
+        }
+        self.kinds |= spec.events.kind.bit();
+        self.specs.push(spec);
+        Ok(())
+    }
+
+    /// The declared counters, in order.
+    pub fn specs(&self) -> &[CounterSpec] {
+        &self.specs
+    }
+
+    /// Whether no counter is declared.
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    /// [`EventKind::bit`]s of the kinds counted.
+    pub fn kinds(&self) -> u32 {
+        self.kinds
+    }
+
+    /// Counts `body` at `at` in every counter that matches it, and hands
+    /// each crossing to `crossed`. `is_local_domain` answers filters as for
+    /// subscriptions. On a full state the event is counted no further.
+    pub fn observe(
+        &mut self,
+        state: &mut RuleState,
+        body: &EventBody<'_>,
+        at: Timestamp,
+        is_local_domain: impl Fn(&str) -> Option<bool>,
+        mut on_crossing: impl FnMut(Crossing),
+    ) -> Result<(), StateFull> {
+        if self.kinds & body.kind().bit() == 0 {
+            return Ok(());
+        }
+        let Some(identity) = body.identity() else {
+            return Ok(());
+        };
+        for spec in &self.specs {
+            // The key first: most events lack most keys, and it is cheaper
+            // than the filters.
+            let Some(key) = identity.field(spec.per) else {
+                continue;
+            };
+            if spec.events.kind != body.kind()
+                || !filter::wants(std::slice::from_ref(&spec.events), body, &is_local_domain)
+            {
+                continue;
+            }
+            state_key(&mut self.key, &spec.name, key);
+            let window = spec.window_seconds;
+            let (before, total) = if spec.count.is_distinct() {
+                let before = u64::from(state.distinct_count(&self.key, at, window));
+                let mut total = before;
+                for member in members(spec.count, body, &mut self.member) {
+                    total = u64::from(state.distinct_add(&self.key, &member, at, window)?);
+                }
+                (before, total)
+            } else {
+                let n = match (spec.count, body) {
+                    (CountOf::Recipients, EventBody::MessageReceived(m)) => m.recipients.len(),
+                    (CountOf::Recipients, EventBody::QueuedMessage(q)) => q.recipients.len(),
+                    _ => 1,
+                };
+                let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+                let total = state.window_add(&self.key, at, window, n)?;
+                (total - u64::from(n), total)
+            };
+            if let Some(threshold) = crossed(before, total, &spec.thresholds, spec.then_every) {
+                on_crossing(Crossing {
+                    counter: spec.name.clone(),
+                    key: key.to_owned(),
+                    total,
+                    threshold,
+                    window_seconds: window,
+                    message_id: message_id(body).map(str::to_owned),
+                    sender: identity.sender.as_deref().map(str::to_owned),
+                    error: match body {
+                        EventBody::Delivery(d) => d.error.as_deref().map(str::to_owned),
+                        _ => None,
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Counter `name`'s total for `key` over `(at - window, at]`; 0 for an
+    /// unknown counter or key.
+    pub fn total(&mut self, state: &mut RuleState, name: &str, key: &str, at: Timestamp) -> u64 {
+        let Some(spec) = self.specs.iter().find(|s| s.name == name) else {
+            return 0;
+        };
+        let (count, window) = (spec.count, spec.window_seconds);
+        state_key(&mut self.key, name, key);
+        if count.is_distinct() {
+            u64::from(state.distinct_count(&self.key, at, window))
+        } else {
+            state.window_total(&self.key, at, window)
+        }
+    }
+}
+
+fn message_id<'e>(body: &'e EventBody<'_>) -> Option<&'e str> {
+    match body {
+        EventBody::MessageReceived(m) => Some(&m.message_id),
+        EventBody::Delivery(d) => Some(&d.message_id),
+        EventBody::MessageCompleted(m) | EventBody::MessageFrozen(m) => Some(&m.message_id),
+        EventBody::QueuedMessage(q) => Some(&q.message_id),
+        _ => None,
+    }
+}
+
+/// The distinct members an event adds to a counter of `count`.
+fn members<'e>(
+    count: CountOf,
+    body: &'e EventBody<'_>,
+    buf: &'e mut String,
+) -> Vec<std::borrow::Cow<'e, str>> {
+    use std::borrow::Cow;
+    let recipients: &[Text<'_>] = match body {
+        EventBody::MessageReceived(m) => &m.recipients,
+        EventBody::QueuedMessage(q) => &q.recipients,
+        EventBody::Delivery(d) => std::slice::from_ref(&d.recipient),
+        _ => &[],
+    };
+    match count {
+        CountOf::DistinctIdentity(field) => body
+            .identity()
+            .and_then(|id| id.field(field))
+            .map(Cow::Borrowed)
+            .into_iter()
+            .collect(),
+        CountOf::DistinctRecipientDomains => recipients
+            .iter()
+            .map(|r| {
+                let domain = r.rsplit_once('@').map_or("", |(_, d)| d);
+                if domain.bytes().any(|b| b.is_ascii_uppercase()) {
+                    Cow::Owned(domain.to_ascii_lowercase())
+                } else {
+                    Cow::Borrowed(domain)
+                }
+            })
+            .filter(|d| !d.is_empty())
+            .collect(),
+        CountOf::DistinctMessageRecipients => {
+            let id = message_id(body).unwrap_or("");
+            recipients
+                .iter()
+                .map(|r| {
+                    buf.clear();
+                    buf.push_str(id);
+                    buf.push(' ');
+                    buf.push_str(r);
+                    Cow::Owned(buf.clone())
+                })
+                .collect()
+        }
+        CountOf::Events | CountOf::Recipients => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Delivery, DeliveryOutcome, EventKind, Identity, MessageReceived};
+
+    fn received(id: &str, domain: &str, recipients: usize) -> EventBody<'static> {
+        EventBody::MessageReceived(MessageReceived {
+            message_id: Text::from(id.to_owned()),
+            identity: Identity {
+                sender: Some(Text::from(format!("info@{domain}"))),
+                sender_domain: Some(Text::from(domain.to_owned())),
+                ..Identity::default()
+            },
+            recipients: (0..recipients)
+                .map(|i| Text::from(format!("r{i}@d{i}.example")))
+                .collect(),
+            ..MessageReceived::default()
+        })
+    }
+
+    fn per_domain(threshold: u64, then_every: u64) -> CounterSpec {
+        let thresholds = if threshold == 0 {
+            vec![]
+        } else {
+            vec![threshold]
+        };
+        CounterSpec {
+            name: "sent".into(),
+            events: filter::all(EventKind::MessageReceived),
+            per: IdentityField::SenderDomain,
+            count: CountOf::Recipients,
+            window_seconds: 3600,
+            thresholds,
+            then_every,
+        }
+    }
+
+    fn run(
+        counters: &mut Counters,
+        state: &mut RuleState,
+        events: &[(i64, EventBody<'_>)],
+    ) -> Vec<Crossing> {
+        let mut out = Vec::new();
+        for (at, body) in events {
+            counters
+                .observe(state, body, *at, |_| None, |c| out.push(c))
+                .unwrap();
+        }
+        out
+    }
+
+    #[test]
+    fn a_total_is_told_once_at_its_threshold_and_then_at_each_step() {
+        let mut c = Counters::new();
+        c.declare(per_domain(10, 10)).unwrap();
+        let mut state = RuleState::new();
+        let events: Vec<_> = (0..25)
+            .map(|i| (i, received(&format!("m{i}"), "shop.example", 1)))
+            .collect();
+        let crossings = run(&mut c, &mut state, &events);
+        let totals: Vec<(u64, u64)> = crossings.iter().map(|c| (c.total, c.threshold)).collect();
+        assert_eq!(totals, [(10, 10), (20, 20)]);
+        assert_eq!(crossings[0].key, "shop.example");
+        assert_eq!(crossings[0].message_id.as_deref(), Some("m9"));
+        assert_eq!(crossings[0].sender.as_deref(), Some("info@shop.example"));
+        assert_eq!(c.total(&mut state, "sent", "shop.example", 24), 25);
+        // An hour after the last message, the window is empty.
+        assert_eq!(c.total(&mut state, "sent", "shop.example", 24 + 3600), 0);
+    }
+
+    #[test]
+    fn recipients_count_and_a_jump_past_the_threshold_is_one_crossing() {
+        let mut c = Counters::new();
+        c.declare(per_domain(10, 0)).unwrap();
+        let mut state = RuleState::new();
+        let crossings = run(&mut c, &mut state, &[(0, received("m1", "a.example", 25))]);
+        assert_eq!(crossings.len(), 1);
+        assert_eq!(crossings[0].total, 25);
+        // Past it with no step: told no more.
+        assert!(run(&mut c, &mut state, &[(1, received("m2", "a.example", 25))]).is_empty());
+    }
+
+    #[test]
+    fn filters_decide_what_counts_and_keys_are_kept_apart() {
+        let mut c = Counters::new();
+        let mut spec = per_domain(2, 0);
+        spec.events =
+            filter::all(EventKind::MessageReceived).all_of([filter::has(IdentityField::AuthId)]);
+        c.declare(spec).unwrap();
+        let mut state = RuleState::new();
+        let mut authed = received("m1", "a.example", 1);
+        if let EventBody::MessageReceived(m) = &mut authed {
+            m.identity.auth_id = Some(Text::from("info@a.example".to_owned()));
+        }
+        let crossings = run(
+            &mut c,
+            &mut state,
+            &[
+                (0, received("m0", "a.example", 1)),
+                (1, authed.clone()),
+                (2, received("x", "b.example", 5)),
+                (3, authed),
+            ],
+        );
+        assert_eq!(crossings.len(), 1);
+        assert_eq!(crossings[0].total, 2);
+        assert_eq!(c.total(&mut state, "sent", "b.example", 3), 0);
+    }
+
+    #[test]
+    fn distinct_attempts_count_a_retry_once() {
+        let mut c = Counters::new();
+        c.declare(CounterSpec {
+            name: "attempts".into(),
+            events: filter::all(EventKind::Delivery),
+            per: IdentityField::SenderDomain,
+            count: CountOf::DistinctMessageRecipients,
+            window_seconds: 3600,
+            thresholds: vec![],
+            then_every: 0,
+        })
+        .unwrap();
+        let mut state = RuleState::new();
+        let delivery = |id: &str, rcpt: &str| {
+            EventBody::Delivery(Delivery {
+                message_id: Text::from(id.to_owned()),
+                recipient: Text::from(rcpt.to_owned()),
+                outcome: DeliveryOutcome::Deferred,
+                identity: Identity {
+                    sender_domain: Some(Text::from("a.example".to_owned())),
+                    ..Identity::default()
+                },
+                router: None,
+                transport: None,
+                remote_host: None,
+                remote_ip: None,
+                error: None,
+            })
+        };
+        run(
+            &mut c,
+            &mut state,
+            &[
+                (0, delivery("m1", "x@r.example")),
+                (60, delivery("m1", "x@r.example")),
+                (90, delivery("m2", "x@r.example")),
+            ],
+        );
+        assert_eq!(c.total(&mut state, "attempts", "a.example", 90), 2);
+    }
+
+    #[test]
+    fn one_name_shares_totals_only_with_a_matching_declaration() {
+        let mut c = Counters::new();
+        c.declare(per_domain(5, 0)).unwrap();
+        let mut owner = per_domain(5, 0);
+        owner.per = IdentityField::Owner;
+        c.declare(owner).unwrap();
+        let mut other_window = per_domain(5, 0);
+        other_window.window_seconds = 60;
+        assert!(c.declare(other_window).is_err());
+        let mut no_window = per_domain(5, 0);
+        no_window.name = "x".into();
+        no_window.window_seconds = 0;
+        assert!(c.declare(no_window).is_err());
+        let mut unsorted = per_domain(5, 0);
+        unsorted.name = "y".into();
+        unsorted.thresholds = vec![10, 5];
+        assert!(c.declare(unsorted).is_err());
+    }
+
+    #[test]
+    fn a_jump_over_two_thresholds_names_the_higher_one() {
+        let mut c = Counters::new();
+        let mut spec = per_domain(0, 0);
+        spec.thresholds = vec![10, 20];
+        c.declare(spec).unwrap();
+        let mut state = RuleState::new();
+        let crossings = run(
+            &mut c,
+            &mut state,
+            &[
+                (0, received("m1", "a.example", 9)),
+                (1, received("m2", "a.example", 30)),
+            ],
+        );
+        assert_eq!(crossings.len(), 1);
+        assert_eq!((crossings[0].total, crossings[0].threshold), (39, 20));
+    }
+
+    #[test]
+    fn a_crossing_survives_the_trip_through_an_extension_event() {
+        let crossing = Crossing {
+            counter: "sent".into(),
+            key: "shop.example".into(),
+            total: 500,
+            threshold: 500,
+            window_seconds: 3600,
+            message_id: Some("1abc".into()),
+            sender: None,
+            error: Some("550 no such user".into()),
+        };
+        let EventBody::Extension(e) = crossing.to_event() else {
+            panic!("an extension event")
+        };
+        assert_eq!(Crossing::from_extension(&e), Some(crossing));
+    }
+}
