@@ -144,6 +144,14 @@ impl Crossing {
     }
 }
 
+/// Counters one rule may declare. The host matches every event against each
+/// of them outside the rule's CPU budget, so a rule must not be able to
+/// make that unbounded.
+pub const MAX_COUNTERS: usize = 64;
+
+/// The longest counter name, in bytes.
+pub const MAX_NAME_BYTES: usize = 64;
+
 /// Every counter one rule declared.
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
@@ -191,8 +199,16 @@ impl Counters {
     /// Adds `spec`; counters of one name share totals, so they must agree on
     /// what they count and over which window.
     pub fn declare(&mut self, spec: CounterSpec) -> Result<(), SpecError> {
-        if spec.name.is_empty() {
-            return Err(SpecError("a counter needs a name".into()));
+        if spec.name.is_empty() || spec.name.len() > MAX_NAME_BYTES {
+            return Err(SpecError(format!(
+                "a counter needs a name of 1 to {MAX_NAME_BYTES} bytes"
+            )));
+        }
+        if self.specs.len() >= MAX_COUNTERS {
+            return Err(SpecError(format!(
+                "counter {:?}: a rule may declare at most {MAX_COUNTERS} counters",
+                spec.name
+            )));
         }
         if spec.thresholds.first() == Some(&0) {
             return Err(SpecError(format!(
@@ -550,6 +566,23 @@ mod tests {
         unsorted.name = "y".into();
         unsorted.thresholds = vec![10, 5];
         assert!(c.declare(unsorted).is_err());
+    }
+
+    #[test]
+    fn a_rule_cannot_make_the_hosts_counting_unbounded() {
+        let mut c = Counters::new();
+        for i in 0..MAX_COUNTERS {
+            let mut spec = per_domain(5, 0);
+            spec.name = format!("c{i}");
+            c.declare(spec).unwrap();
+        }
+        let mut one_more = per_domain(5, 0);
+        one_more.name = "one-more".into();
+        let err = c.declare(one_more).unwrap_err();
+        assert!(err.to_string().contains("at most 64 counters"), "{err}");
+        let mut long = per_domain(5, 0);
+        long.name = "x".repeat(MAX_NAME_BYTES + 1);
+        assert!(Counters::new().declare(long).is_err());
     }
 
     #[test]

@@ -52,7 +52,7 @@ mod tests {
         ),
         (
             "0.2.2",
-            "51fd8b8330e0f6b3beeca032bc6881769b9b17b2979c699221b3c6699830df97",
+            "3214640e40eefb5b7db8ef310f41f5cc2c6748879df5146da6e62b975bb599ed",
         ),
     ];
 
