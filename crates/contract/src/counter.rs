@@ -289,9 +289,11 @@ impl Counters {
             let (before, total) = if spec.count.is_distinct() {
                 let before = u64::from(state.distinct_count(&self.key, at, window));
                 let mut total = before;
-                for member in members(spec.count, body, &mut self.member) {
-                    total = u64::from(state.distinct_add(&self.key, &member, at, window)?);
-                }
+                let key = &self.key;
+                each_member(spec.count, body, &mut self.member, |member| {
+                    total = u64::from(state.distinct_add(key, member, at, window)?);
+                    Ok(())
+                })?;
                 (before, total)
             } else {
                 let n = match (spec.count, body) {
@@ -348,13 +350,14 @@ fn message_id<'e>(body: &'e EventBody<'_>) -> Option<&'e str> {
     }
 }
 
-/// The distinct members an event adds to a counter of `count`.
-fn members<'e>(
+/// Hands `add` each distinct member an event adds to a counter of
+/// `count`, built in `buf` (reused: no allocation per event).
+fn each_member(
     count: CountOf,
-    body: &'e EventBody<'_>,
-    buf: &'e mut String,
-) -> Vec<std::borrow::Cow<'e, str>> {
-    use std::borrow::Cow;
+    body: &EventBody<'_>,
+    buf: &mut String,
+    mut add: impl FnMut(&str) -> Result<(), StateFull>,
+) -> Result<(), StateFull> {
     let recipients: &[Text<'_>] = match body {
         EventBody::MessageReceived(m) => &m.recipients,
         EventBody::QueuedMessage(q) => &q.recipients,
@@ -362,39 +365,35 @@ fn members<'e>(
         _ => &[],
     };
     match count {
-        CountOf::DistinctIdentity(field) => body
-            .identity()
-            .and_then(|id| id.field(field))
-            .map(Cow::Borrowed)
-            .into_iter()
-            .collect(),
-        CountOf::DistinctRecipientDomains => recipients
-            .iter()
-            .map(|r| {
+        CountOf::DistinctIdentity(field) => {
+            if let Some(value) = body.identity().and_then(|id| id.field(field)) {
+                add(value)?;
+            }
+        }
+        CountOf::DistinctRecipientDomains => {
+            for r in recipients {
                 let domain = r.rsplit_once('@').map_or("", |(_, d)| d);
-                if domain.bytes().any(|b| b.is_ascii_uppercase()) {
-                    Cow::Owned(domain.to_ascii_lowercase())
-                } else {
-                    Cow::Borrowed(domain)
+                if !domain.is_empty() {
+                    buf.clear();
+                    buf.push_str(domain);
+                    buf.make_ascii_lowercase();
+                    add(buf)?;
                 }
-            })
-            .filter(|d| !d.is_empty())
-            .collect(),
+            }
+        }
         CountOf::DistinctMessageRecipients => {
             let id = message_id(body).unwrap_or("");
-            recipients
-                .iter()
-                .map(|r| {
-                    buf.clear();
-                    buf.push_str(id);
-                    buf.push(' ');
-                    buf.push_str(r);
-                    Cow::Owned(buf.clone())
-                })
-                .collect()
+            for r in recipients {
+                buf.clear();
+                buf.push_str(id);
+                buf.push(' ');
+                buf.push_str(r);
+                add(buf)?;
+            }
         }
-        CountOf::Events | CountOf::Recipients => Vec::new(),
+        CountOf::Events | CountOf::Recipients => {}
     }
+    Ok(())
 }
 
 #[cfg(test)]
