@@ -156,6 +156,10 @@ pub const MAX_NAME_BYTES: usize = 64;
 #[derive(Debug, Clone, Default)]
 pub struct Counters {
     specs: Vec<CounterSpec>,
+    /// For each spec, the first spec counting the same events (itself if
+    /// none before it does): counters that share a subscription, as a
+    /// rule's per-hour and per-day pairs do, match each event once.
+    first_alike: Vec<usize>,
     /// [`EventKind::bit`]s of the kinds any counter counts.
     kinds: u32,
     /// The state key being built (reused: no allocation per event).
@@ -237,6 +241,8 @@ impl Counters {
             )));
         }
         self.kinds |= spec.events.kind.bit();
+        let alike = self.specs.iter().position(|s| s.events == spec.events);
+        self.first_alike.push(alike.unwrap_or(self.specs.len()));
         self.specs.push(spec);
         Ok(())
     }
@@ -273,28 +279,33 @@ impl Counters {
         let Some(identity) = body.identity() else {
             return Ok(());
         };
-        for spec in &self.specs {
+        let mut matched = [None::<bool>; MAX_COUNTERS];
+        for (spec, &alike) in self.specs.iter().zip(&self.first_alike) {
             // The key first: most events lack most keys, and it is cheaper
             // than the filters.
             let Some(key) = identity.field(spec.per) else {
                 continue;
             };
-            if spec.events.kind != body.kind()
-                || !filter::wants(std::slice::from_ref(&spec.events), body, &is_local_domain)
-            {
+            let wanted = *matched[alike].get_or_insert_with(|| {
+                spec.events.kind == body.kind()
+                    && filter::wants(std::slice::from_ref(&spec.events), body, &is_local_domain)
+            });
+            if !wanted {
                 continue;
             }
             state_key(&mut self.key, &spec.name, key);
             let window = spec.window_seconds;
             let (before, total) = if spec.count.is_distinct() {
-                let before = u64::from(state.distinct_count(&self.key, at, window));
-                let mut total = before;
+                let (mut before, mut total) = (None, 0);
                 let key = &self.key;
                 each_member(spec.count, body, &mut self.member, |member| {
-                    total = u64::from(state.distinct_add(key, member, at, window)?);
+                    let (count, new) = state.distinct_insert(key, member, at, window)?;
+                    before.get_or_insert(count - u32::from(new));
+                    total = u64::from(count);
                     Ok(())
                 })?;
-                (before, total)
+                // No member (no recipient): nothing changed, nothing crossed.
+                (before.map_or(total, u64::from), total)
             } else {
                 let n = match (spec.count, body) {
                     (CountOf::Recipients, EventBody::MessageReceived(m)) => m.recipients.len(),
@@ -503,6 +514,38 @@ mod tests {
         assert_eq!(crossings.len(), 1);
         assert_eq!(crossings[0].total, 2);
         assert_eq!(c.total(&mut state, "sent", "b.example", 3), 0);
+    }
+
+    #[test]
+    fn counters_sharing_a_subscription_each_count_what_they_count() {
+        let mut c = Counters::new();
+        let hourly = per_domain(3, 0);
+        let daily = CounterSpec {
+            name: "daily".into(),
+            window_seconds: 86_400,
+            count: CountOf::Events,
+            ..per_domain(2, 0)
+        };
+        let authed = CounterSpec {
+            name: "authed".into(),
+            events: filter::all(EventKind::MessageReceived)
+                .all_of([filter::has(IdentityField::AuthId)]),
+            ..per_domain(1, 0)
+        };
+        for spec in [hourly, daily, authed] {
+            c.declare(spec).unwrap();
+        }
+        let mut state = RuleState::new();
+        let events: Vec<_> = (0..2)
+            .map(|i| (i, received(&format!("m{i}"), "shop.example", 2)))
+            .collect();
+        let crossings = run(&mut c, &mut state, &events);
+        let told: Vec<(&str, u64)> = crossings
+            .iter()
+            .map(|c| (c.counter.as_str(), c.total))
+            .collect();
+        assert_eq!(told, [("sent", 4), ("daily", 2)]);
+        assert_eq!(c.total(&mut state, "authed", "shop.example", 1), 0);
     }
 
     #[test]

@@ -23,6 +23,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,10 +40,11 @@ const KEY_COST: usize = 64;
 const SLOT_COST: usize = 48;
 /// One `(time, amount)` entry of a window.
 const ENTRY_COST: usize = 16;
-/// One member of a distinct set, besides its text (held twice: in the map
-/// and in the expiry order).
-const MEMBER_COST: usize = 48;
-/// One sighting of a member in the expiry order, besides its text.
+/// One member of a distinct set besides its text (held once, shared by the
+/// map and the expiry order): the map slot, the text's header and its
+/// first sighting.
+const MEMBER_COST: usize = 64;
+/// One more sighting of a member in the expiry order.
 const SIGHTING_COST: usize = 24;
 
 /// Bytes held before the first sweep is worth its cost.
@@ -137,12 +139,46 @@ impl Window {
 }
 
 /// Distinct members seen over a sliding window.
+///
+/// Each member's text is allocated once and shared by the map and every
+/// sighting in the expiry order: a counter of distinct (message, recipient)
+/// pairs adds one per delivery, and copies of each were most of its cost.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
+#[serde(from = "DistinctSetRepr")]
 struct DistinctSet {
     /// Member → the last time it was seen.
-    last_seen: HashMap<String, i64>,
+    last_seen: HashMap<Arc<str>, i64>,
     /// `(time, member)` in insertion order, to expire members.
+    order: VecDeque<(i64, Arc<str>)>,
+}
+
+/// A [`DistinctSet`] as a snapshot holds it (the same bytes as its own
+/// serialization): restoring shares each member's text again.
+#[derive(Deserialize)]
+struct DistinctSetRepr {
+    last_seen: HashMap<String, i64>,
     order: VecDeque<(i64, String)>,
+}
+
+impl From<DistinctSetRepr> for DistinctSet {
+    fn from(repr: DistinctSetRepr) -> Self {
+        let last_seen: HashMap<Arc<str>, i64> = repr
+            .last_seen
+            .into_iter()
+            .map(|(m, t)| (Arc::from(m), t))
+            .collect();
+        let order = repr
+            .order
+            .into_iter()
+            .map(|(t, m)| {
+                let shared = last_seen
+                    .get_key_value(m.as_str())
+                    .map_or_else(|| Arc::from(m), |(k, _)| k.clone());
+                (t, shared)
+            })
+            .collect();
+        DistinctSet { last_seen, order }
+    }
 }
 
 impl Expiring for DistinctSet {
@@ -154,7 +190,7 @@ impl Expiring for DistinctSet {
                 break;
             }
             let (t, m) = self.order.pop_front().expect("front exists");
-            freed += m.len() + SIGHTING_COST;
+            freed += SIGHTING_COST;
             // Only forget the member if this was its latest sighting.
             if self.last_seen.get(&m) == Some(&t) {
                 self.last_seen.remove(&m);
@@ -172,11 +208,7 @@ impl Expiring for DistinctSet {
 
     fn bytes(&self) -> usize {
         SLOT_COST
-            + self
-                .order
-                .iter()
-                .map(|(_, m)| m.len() + SIGHTING_COST)
-                .sum::<usize>()
+            + self.order.len() * SIGHTING_COST
             + self
                 .last_seen
                 .keys()
@@ -190,24 +222,29 @@ impl DistinctSet {
         u32::try_from(self.last_seen.len()).unwrap_or(u32::MAX)
     }
 
-    /// Records `member` at `at`; the count and the bytes grown.
-    fn add(&mut self, member: &str, at: i64, window: u32) -> (u32, isize) {
-        let mut grown = 0isize;
-        match self.last_seen.get_mut(member) {
-            Some(t) if *t >= at => {}
-            Some(t) => {
-                *t = at;
-                self.order.push_back((at, member.to_owned()));
-                grown += (member.len() + SIGHTING_COST) as isize;
+    /// Records `member` at `at`; the count, whether the member is new to
+    /// the window, and the bytes grown. What left the window goes first, so
+    /// a member seen again just after its last sighting expired is new.
+    fn add(&mut self, member: &str, at: i64, window: u32) -> (u32, bool, isize) {
+        let mut grown = -(self.expire(at, window) as isize);
+        let new = match self.last_seen.get_key_value(member) {
+            Some((_, &t)) if t >= at => false,
+            Some((shared, _)) => {
+                let shared = shared.clone();
+                self.last_seen.insert(shared.clone(), at);
+                self.order.push_back((at, shared));
+                grown += SIGHTING_COST as isize;
+                false
             }
             None => {
-                self.last_seen.insert(member.to_owned(), at);
-                self.order.push_back((at, member.to_owned()));
-                grown += (2 * member.len() + MEMBER_COST) as isize;
+                let shared: Arc<str> = Arc::from(member);
+                self.last_seen.insert(shared.clone(), at);
+                self.order.push_back((at, shared));
+                grown += (member.len() + MEMBER_COST) as isize;
+                true
             }
-        }
-        grown -= self.expire(at, window) as isize;
-        (self.count(), grown)
+        };
+        (self.count(), new, grown)
     }
 }
 
@@ -411,14 +448,27 @@ impl RuleState {
         at: i64,
         window: u32,
     ) -> Result<u32, StateFull> {
+        Ok(self.distinct_insert(key, member, at, window)?.0)
+    }
+
+    /// [`RuleState::distinct_add`], also telling whether `member` is new
+    /// to the window: the count before it was added, without a second
+    /// lookup.
+    pub fn distinct_insert(
+        &mut self,
+        key: &str,
+        member: &str,
+        at: i64,
+        window: u32,
+    ) -> Result<(u32, bool), StateFull> {
         self.reserve(
-            2 * member.len() + MEMBER_COST + key.len() + KEY_COST + SLOT_COST,
+            member.len() + MEMBER_COST + key.len() + KEY_COST + SLOT_COST,
             at,
         )?;
         let (set, created) = slot(&mut self.distinct, key, window);
-        let (count, grown) = set.add(member, at, window);
+        let (count, new, grown) = set.add(member, at, window);
         self.bytes = apply(self.bytes + created, grown);
-        Ok(count)
+        Ok((count, new))
     }
 
     /// The distinct count of set `key` over `(at - window, at]`.
@@ -608,6 +658,37 @@ mod tests {
                 .map(|(k, v)| k.len() + v.len() + KEY_COST)
                 .sum::<usize>();
         assert_eq!(counted, actual);
+    }
+
+    #[test]
+    fn an_insert_tells_a_member_new_to_the_window_from_one_seen_in_it() {
+        let mut s = RuleState::new();
+        assert_eq!(s.distinct_insert("d", "a", 0, 100), Ok((1, true)));
+        assert_eq!(s.distinct_insert("d", "a", 50, 100), Ok((1, false)));
+        assert_eq!(s.distinct_insert("d", "b", 60, 100), Ok((2, true)));
+        // "a" was last seen at 50: at 150 that sighting has left the
+        // window, so "a" is new again, and the count before it was 1 ("b").
+        assert_eq!(s.distinct_insert("d", "a", 150, 100), Ok((2, true)));
+        assert_eq!(s.distinct_count("d", 150, 100), 2);
+    }
+
+    #[test]
+    fn a_members_text_is_held_once_however_often_it_is_seen_and_after_a_restore() {
+        let mut live = RuleState::new();
+        let member = "1sGxyz-000abc-0a\u{0}someone@remote.example";
+        live.distinct_add("d", member, 0, 3600).unwrap();
+        let after_first = live.bytes();
+        live.distinct_add("d", member, 10, 3600).unwrap();
+        assert_eq!(live.bytes() - after_first, SIGHTING_COST);
+        let shared = |state: &RuleState| {
+            let set = &state.distinct["d"][0].1;
+            let (key, _) = set.last_seen.get_key_value(member).unwrap();
+            set.order.iter().all(|(_, m)| Arc::ptr_eq(m, key))
+        };
+        assert!(shared(&live));
+        let restored = RuleState::restore(&live.snapshot(), 1 << 20).unwrap();
+        assert!(shared(&restored));
+        assert_eq!(restored.bytes(), live.bytes());
     }
 
     #[test]
