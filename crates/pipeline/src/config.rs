@@ -6,7 +6,7 @@
 //! timezone = "system"   # the zone logs write local time in
 //!
 //! [engine]
-//! batch_size = 256
+//! batch_size = 1024
 //! workers = 0           # threads running rules; 0: one per CPU but one
 //! memory_limit_mb = 64
 //! batch_budget_ms = 1000
