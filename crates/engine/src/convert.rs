@@ -39,16 +39,15 @@ pub fn kind(kind: wit::EventKind) -> EventKind {
 /// The contract's subscription for a WIT one, so the host filters with
 /// the contract's matching (the code the SDK's harness runs).
 pub fn subscription(s: &wit::Subscription) -> Subscription {
-    let field = identity_field;
     let outcome = |o: &wit::DeliveryOutcome| match o {
         wit::DeliveryOutcome::Delivered => DeliveryOutcome::Delivered,
         wit::DeliveryOutcome::Deferred => DeliveryOutcome::Deferred,
         wit::DeliveryOutcome::Failed => DeliveryOutcome::Failed,
     };
     let filter = |f: &wit::EventFilter| match f {
-        wit::EventFilter::Has(f) => EventFilter::Has(field(*f)),
+        wit::EventFilter::Has(f) => EventFilter::Has(identity_field(*f)),
         wit::EventFilter::Equals(fv) => EventFilter::Equals(FieldValues {
-            field: field(fv.field),
+            field: identity_field(fv.field),
             values: fv.values.clone(),
         }),
         wit::EventFilter::Outcome(os) => EventFilter::Outcome(os.iter().map(outcome).collect()),

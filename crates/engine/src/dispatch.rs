@@ -226,7 +226,7 @@ impl RuleLane {
         let mut verdicts = Vec::new();
         let mut remembered = false;
         self.batch.clear();
-        let wanted = rule.subscriptions | counted;
+        let wanted = self.interest();
         for (index, &bit) in batch.bits.iter().enumerate() {
             if wanted & bit == 0 {
                 continue;
