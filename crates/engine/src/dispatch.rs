@@ -12,6 +12,7 @@ use std::time::Instant;
 
 use crate::convert;
 use crate::pool::{Lane, Pool};
+use crate::rule::LoadedRule;
 use crate::runner::{Health, RuleBatch, RuleRunner, thread_cpu};
 use spamward_contract::state::RuleState;
 use spamward_contract::verdict::Verdict;
@@ -63,6 +64,8 @@ impl DispatchOptions {
 /// handed over, in each rule's order.
 pub struct Dispatcher {
     pool: Pool<RuleLane>,
+    /// Each lane's rule, in lane order: its subscriptions are tested here.
+    rules: Vec<Arc<LoadedRule>>,
     /// [`spamward_model::EventKind::bit`]s any rule subscribed to.
     subscribed: u32,
     pending: Vec<Event>,
@@ -73,12 +76,11 @@ pub struct Dispatcher {
     submitted: VecDeque<Arc<Batch>>,
     /// The buffers of freed batches, reused by the next ones: fresh ones
     /// cost a page fault per few events, more than encoding them.
-    spare: Vec<(Vec<Event>, Vec<u32>, Encoded)>,
+    spare: Vec<(Vec<Event>, Vec<u32>, Chosen, Encoded)>,
     batch_size: usize,
     next_id: u64,
     batch_no: u64,
-    /// What subscription filters ask about local domains; rules installed
-    /// later get the same.
+    /// What subscription filters ask about local domains.
     lookups: Arc<HostLookups>,
 }
 
@@ -126,16 +128,93 @@ pub struct Batch {
     first_id: u64,
     /// [`spamward_model::EventKind::bit`]s of the events in it.
     kinds: u32,
-    /// Each event's kind bit, side by side: a rule skips the events it
-    /// does not want without reading them (the reading thread wrote them,
-    /// so each is a cache miss on a worker's CPU).
+    /// Each event's kind bit, side by side: a rule skips the kinds it
+    /// does not count without reading the events (the reading thread
+    /// wrote them, so each is a cache miss on a worker's CPU).
     bits: Vec<u32>,
+    /// Which rules subscribed to each event, filters tested.
+    chosen: Chosen,
     events: Vec<Event>,
     /// Where each event came from, kept after the events are gone so later
     /// verdicts can cite them.
     sources: Arc<[Source]>,
     /// The events encoded once, for every rule that wants them.
     encoded: Encoded,
+}
+
+/// Which lanes' rules want each event of a batch: a row of bits per event,
+/// a bit per lane.
+///
+/// Subscriptions are tested on the reading thread as it builds the batch:
+/// it has just written each event, so it reads it from its own cache where
+/// a worker would miss on every one, and an event no rule wants is not
+/// encoded at all.
+#[derive(Default)]
+struct Chosen {
+    /// Words per event (a word per 64 lanes).
+    words: usize,
+    rows: Vec<u64>,
+    /// The union of the rows: the lanes that want anything in the batch.
+    any: Vec<u64>,
+}
+
+impl Chosen {
+    /// Tests every rule's subscriptions (`rules`, in lane order) on
+    /// `events`; `subscribed` is the union of their kinds.
+    fn choose(
+        &mut self,
+        events: &[Event],
+        rules: &[Arc<LoadedRule>],
+        subscribed: u32,
+        lookups: &HostLookups,
+    ) {
+        self.words = rules.len().div_ceil(64);
+        self.rows.clear();
+        self.rows.resize(events.len() * self.words, 0);
+        self.any.clear();
+        self.any.resize(self.words, 0);
+        if self.words == 0 {
+            return;
+        }
+        for (row, event) in self.rows.chunks_exact_mut(self.words).zip(events) {
+            let bit = event.kind().bit();
+            if subscribed & bit == 0 {
+                continue;
+            }
+            for (lane, rule) in rules.iter().enumerate() {
+                if rule.subscriptions & bit != 0
+                    && (!rule.filtered
+                        || spamward_contract::filter::wants(&rule.filters, &event.body, |d| {
+                            lookups.is_local_domain(d)
+                        }))
+                {
+                    row[lane / 64] |= 1 << (lane % 64);
+                }
+            }
+            for (any, word) in self.any.iter_mut().zip(row) {
+                *any |= *word;
+            }
+        }
+    }
+
+    /// Whether lane `lane` wants event number `index`.
+    fn has(&self, index: usize, lane: usize) -> bool {
+        self.rows[index * self.words + lane / 64] & (1 << (lane % 64)) != 0
+    }
+
+    /// Whether lane `lane` wants any event of the batch.
+    fn any(&self, lane: usize) -> bool {
+        self.any
+            .get(lane / 64)
+            .is_some_and(|word| word & (1 << (lane % 64)) != 0)
+    }
+
+    /// Whether any lane wants event number `index`.
+    fn wanted(&self, index: usize) -> bool {
+        self.rows[index * self.words..(index + 1) * self.words]
+            .iter()
+            .any(|&word| word != 0)
+    }
 }
 
 /// A batch's events in the SDK's encoding, one after another.
@@ -147,22 +226,27 @@ struct Encoded {
 }
 
 impl Encoded {
-    /// Encodes the `events` of kinds in `subscribed`, numbered from
+    /// Encodes the `events` some rule has `chosen`, numbered from
     /// `first_id`.
     ///
     /// This runs on the reading thread, which has time to spare while rules
     /// run: encoding on the first worker to take the batch made the others
     /// wait for it.
-    fn encode(&mut self, first_id: u64, events: &[Event], subscribed: u32) {
+    fn encode(&mut self, first_id: u64, events: &[Event], chosen: &Chosen) {
         let Encoded { bytes, ends } = self;
         bytes.clear();
         ends.clear();
-        ends.extend((first_id..).zip(events).map(|(id, event)| {
-            if subscribed & event.kind().bit() != 0 {
-                convert::encode(id, event, bytes);
-            }
-            bytes.len()
-        }));
+        ends.extend(
+            (first_id..)
+                .zip(events)
+                .enumerate()
+                .map(|(index, (id, event))| {
+                    if chosen.wanted(index) {
+                        convert::encode(id, event, bytes);
+                    }
+                    bytes.len()
+                }),
+        );
     }
 
     /// The encoding of event number `index` of the batch.
@@ -179,8 +263,9 @@ type Source = (Arc<str>, u64, Timestamp);
 /// recently given, to resolve what its verdicts cite.
 struct RuleLane {
     name: Arc<str>,
+    /// Its place among the lanes: its bit in [`Chosen`].
+    slot: usize,
     runner: RuleRunner,
-    lookups: Arc<HostLookups>,
     /// The rule's share of the current batch, encoded (reused).
     batch: RuleBatch,
     /// Crossings of the rule's counters on the event being counted, and
@@ -195,14 +280,15 @@ struct RuleLane {
 impl Lane for RuleLane {
     type Input = Batch;
     type Output = Vec<RuleVerdict>;
-    type Interest = u32;
+    /// Its slot, and the kinds its counters count.
+    type Interest = (usize, u32);
 
-    fn interest(&self) -> u32 {
-        self.runner.rule().subscriptions | self.runner.counted_kinds()
+    fn interest(&self) -> (usize, u32) {
+        (self.slot, self.runner.counted_kinds())
     }
 
-    fn wants(mask: &u32, batch: &Batch) -> bool {
-        mask & batch.kinds != 0
+    fn wants(&(slot, counted): &(usize, u32), batch: &Batch) -> bool {
+        batch.chosen.any(slot) || counted & batch.kinds != 0
     }
 
     /// Hands the rule its share of `batch`: the events it subscribed to,
@@ -221,29 +307,19 @@ impl Lane for RuleLane {
 impl RuleLane {
     /// [`Lane::run`], less the timing.
     fn run_timed(&mut self, batch: &Batch) -> Vec<RuleVerdict> {
-        let rule = self.runner.shared_rule();
         let counted = self.runner.counted_kinds();
         let mut verdicts = Vec::new();
         let mut remembered = false;
         self.batch.clear();
-        let wanted = self.interest();
         for (index, &bit) in batch.bits.iter().enumerate() {
-            if wanted & bit == 0 {
-                continue;
-            }
-            let event = &batch.events[index];
             let id = batch.first_id + index as u64;
-            if rule.subscriptions & bit != 0
-                && (!rule.filtered
-                    || spamward_contract::filter::wants(&rule.filters, &event.body, |d| {
-                        self.lookups.is_local_domain(d)
-                    }))
-            {
+            if batch.chosen.has(index, self.slot) {
                 self.batch.push(id, batch.encoded.event(index));
             }
             if counted & bit == 0 {
                 continue;
             }
+            let event = &batch.events[index];
             let at = event.time.seconds;
             let crossings = &mut self.crossings;
             self.runner
@@ -264,11 +340,11 @@ impl RuleLane {
         verdicts
     }
 
-    fn new(runner: RuleRunner, lookups: Arc<HostLookups>) -> Self {
+    fn new(runner: RuleRunner) -> Self {
         RuleLane {
             name: runner.rule().meta.name.as_str().into(),
+            slot: 0,
             runner,
-            lookups,
             batch: RuleBatch::default(),
             crossings: Vec::new(),
             scratch: Vec::new(),
@@ -347,14 +423,20 @@ impl Dispatcher {
         let subscribed = runners
             .iter()
             .fold(0, |mask, r| mask | r.rule().subscriptions);
+        let rules = runners.iter().map(RuleRunner::shared_rule).collect();
         let lanes = runners
             .into_iter()
-            .map(|runner| RuleLane::new(runner, lookups.clone()))
+            .enumerate()
+            .map(|(slot, runner)| RuleLane {
+                slot,
+                ..RuleLane::new(runner)
+            })
             .collect();
         let workers = options.worker_threads();
         let batch_size = options.batch_size.max(1);
         Dispatcher {
             pool: Pool::new(lanes, workers),
+            rules,
             subscribed,
             pending: Vec::with_capacity(batch_size),
             submitted: VecDeque::new(),
@@ -381,18 +463,21 @@ impl Dispatcher {
         if self.pending.is_empty() {
             return;
         }
-        let (mut events, mut bits, mut encoded) = self.spare.pop().unwrap_or_else(|| {
-            let events = Vec::with_capacity(self.batch_size);
-            (events, Vec::new(), Encoded::default())
-        });
+        let (mut events, mut bits, mut chosen, mut encoded) =
+            self.spare.pop().unwrap_or_else(|| {
+                let events = Vec::with_capacity(self.batch_size);
+                (events, Vec::new(), Chosen::default(), Encoded::default())
+            });
         std::mem::swap(&mut self.pending, &mut events);
-        encoded.encode(self.next_id, &events, self.subscribed);
+        chosen.choose(&events, &self.rules, self.subscribed, &self.lookups);
+        encoded.encode(self.next_id, &events, &chosen);
         bits.extend(events.iter().map(|e| e.kind().bit()));
         let batch = Batch {
             no: self.batch_no,
             first_id: self.next_id,
             kinds: bits.iter().fold(0, |m, b| m | b),
             bits,
+            chosen,
             sources: events
                 .iter()
                 .map(|e| (e.file.clone(), e.line, e.time))
@@ -414,6 +499,7 @@ impl Dispatcher {
             if let Ok(Batch {
                 mut events,
                 mut bits,
+                chosen,
                 encoded,
                 ..
             }) = Arc::try_unwrap(freed)
@@ -421,7 +507,7 @@ impl Dispatcher {
             {
                 events.clear();
                 bits.clear();
-                self.spare.push((events, bits, encoded));
+                self.spare.push((events, bits, chosen, encoded));
             }
         }
         drain(self.pool.take_outputs(), sink);
@@ -476,9 +562,8 @@ impl Dispatcher {
         sink: &mut impl FnMut(RuleVerdict),
         runner: RuleRunner,
     ) -> Option<RuleRunner> {
-        let lookups = self.lookups.clone();
         self.with_lanes(sink, |lanes| {
-            let lane = RuleLane::new(runner, lookups);
+            let lane = RuleLane::new(runner);
             match lanes.iter_mut().find(|l| l.name == lane.name) {
                 Some(old) => Some(std::mem::replace(old, lane).runner),
                 None => {
@@ -493,13 +578,13 @@ impl Dispatcher {
     /// questions from `lookups` (the server's domains were read again):
     /// events pushed before were judged with the old answers.
     pub fn set_lookups(&mut self, sink: &mut impl FnMut(RuleVerdict), lookups: Arc<HostLookups>) {
-        self.lookups = lookups.clone();
+        // The queued events are chosen with the old answers first.
         self.with_lanes(sink, |lanes| {
             for lane in lanes {
-                lane.lookups = lookups.clone();
                 lane.runner.set_lookups(lookups.clone());
             }
         });
+        self.lookups = lookups;
     }
 
     /// Between batches, stops the rule `name`; its runner, if it ran.
@@ -518,15 +603,17 @@ impl Dispatcher {
         f: impl FnOnce(&mut Vec<RuleLane>) -> R,
     ) -> R {
         self.flush(sink);
-        let mut subscribed = self.subscribed;
+        let mut rules = Vec::new();
         let (result, outputs) = self.pool.with_lanes(|lanes| {
             let result = f(lanes);
-            subscribed = lanes
-                .iter()
-                .fold(0, |mask, l| mask | l.runner.rule().subscriptions);
+            for (slot, lane) in lanes.iter_mut().enumerate() {
+                lane.slot = slot;
+            }
+            rules = lanes.iter().map(|l| l.runner.shared_rule()).collect();
             result
         });
-        self.subscribed = subscribed;
+        self.subscribed = rules.iter().fold(0, |mask, r| mask | r.subscriptions);
+        self.rules = rules;
         drain(outputs, sink);
         self.submitted.clear();
         result

@@ -141,7 +141,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         let (all, all_cpu) = (started.elapsed(), process_cpu() - cpu_started);
         let (findings, reports) = pipeline.finish();
         println!(
-            "round {round}: parse-only {:>9.0} lines/s ({:.2} s, cpu {:.2} s)   all rules {:>9.0} lines/s ({:.2} s, cpu {:.2} s)   ratio {:.2}x (cpu {:.2}x)   findings {}",
+            "round {round}: parse-only {:>9.0} lines/s ({:.3} s, cpu {:.3} s)   all rules {:>9.0} lines/s ({:.3} s, cpu {:.3} s)   ratio {:.2}x (cpu {:.2}x)   findings {}",
             rate(lines, parse),
             parse.as_secs_f64(),
             parse_cpu.as_secs_f64(),
@@ -181,7 +181,7 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     // Wall time is what an admin waits for; CPU time (every thread) is what
     // the rules cost the machine, and is less sensitive to a noisy neighbour.
     println!(
-        "cpu:  parse-only {:.2} s ({:.0} lines per cpu second); all rules {:.2} s ({:.0} lines per cpu second) on {} rule worker(s); all-rules/parse-only cpu ratio {:.2}x",
+        "cpu:  parse-only {:.3} s ({:.0} lines per cpu second); all rules {:.3} s ({:.0} lines per cpu second) on {} rule worker(s); all-rules/parse-only cpu ratio {:.2}x",
         best_parse_cpu.as_secs_f64(),
         rate(lines, best_parse_cpu),
         best_rules_cpu.as_secs_f64(),
