@@ -25,10 +25,11 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 
+use hashbrown::hash_map::EntryRef;
 use serde::{Deserialize, Serialize};
 
 /// The maps behind rule state: short string keys hashed on every host call.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashMap<K, V> = hashbrown::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The quota a rule gets unless configured (`[engine] state_limit_mb`).
 pub const DEFAULT_LIMIT: usize = 64 << 20;
@@ -227,18 +228,17 @@ impl DistinctSet {
     /// a member seen again just after its last sighting expired is new.
     fn add(&mut self, member: &str, at: i64, window: u32) -> (u32, bool, isize) {
         let mut grown = -(self.expire(at, window) as isize);
-        let new = match self.last_seen.get_key_value(member) {
-            Some((_, &t)) if t >= at => false,
-            Some((shared, _)) => {
-                let shared = shared.clone();
-                self.last_seen.insert(shared.clone(), at);
-                self.order.push_back((at, shared));
+        let new = match self.last_seen.entry_ref(member) {
+            EntryRef::Occupied(seen) if *seen.get() >= at => false,
+            EntryRef::Occupied(mut seen) => {
+                seen.insert(at);
+                self.order.push_back((at, seen.key().clone()));
                 grown += SIGHTING_COST as isize;
                 false
             }
-            None => {
+            EntryRef::Vacant(unseen) => {
                 let shared: Arc<str> = Arc::from(member);
-                self.last_seen.insert(shared.clone(), at);
+                unseen.insert_entry_with_key(shared.clone(), at);
                 self.order.push_back((at, shared));
                 grown += (member.len() + MEMBER_COST) as isize;
                 true
@@ -301,12 +301,14 @@ fn slot<'a, T: Default>(
     window: u32,
 ) -> (&'a mut T, usize) {
     let mut grown = 0;
-    // Look up by &str first so the hot path does not allocate a key.
-    if !map.contains_key(key) {
-        map.insert(key.to_owned(), Vec::new());
-        grown += key.len() + KEY_COST;
-    }
-    let slots = map.get_mut(key).expect("inserted above");
+    // One lookup by &str: the key is allocated only when it is new.
+    let slots = match map.entry_ref(key) {
+        EntryRef::Occupied(slots) => slots.into_mut(),
+        EntryRef::Vacant(none) => {
+            grown += key.len() + KEY_COST;
+            none.insert(Vec::new())
+        }
+    };
     let index = match slots.iter().position(|(w, _)| *w == window) {
         Some(i) => i,
         None => {
