@@ -17,7 +17,6 @@
 //! new version. (Serde names matter only to JSON; postcard encodes fields by
 //! position and variants by index.)
 
-use std::borrow::Cow;
 use std::fmt;
 use std::ops::Deref;
 
@@ -113,81 +112,146 @@ impl fmt::Display for EventKind {
 /// It dereferences to `str`, so `&text`, `text.len()`, `text.starts_with(..)`
 /// and `opt.as_deref()` work as on a `String`. Keep it past the event with
 /// `to_string()`.
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Text<'a>(Cow<'a, str>);
+///
+/// A string borrowed from a batch is checked to be UTF-8 when it is read,
+/// not when the batch is decoded: a rule reads two or three of an event's
+/// ten strings, and in wasm the check was a third of decoding. The host
+/// writes every string from a Rust `str`, so the check fails only on a
+/// batch that is not the host's: then reading it panics (in a rule, a
+/// trap), as a batch that does not decode does.
+#[derive(Clone)]
+pub struct Text<'a>(Repr<'a>);
+
+#[derive(Clone)]
+enum Repr<'a> {
+    /// From a batch, not yet checked.
+    Unchecked(&'a [u8]),
+    Borrowed(&'a str),
+    Owned(String),
+}
+
+impl Default for Text<'_> {
+    fn default() -> Self {
+        Text(Repr::Borrowed(""))
+    }
+}
 
 impl Text<'static> {
     /// An owned copy of `s`, to keep past the text it came from.
     pub fn owned(s: &str) -> Self {
-        Text(Cow::Owned(s.to_owned()))
+        Text(Repr::Owned(s.to_owned()))
     }
 }
 
 impl Text<'_> {
     /// The string.
+    ///
+    /// # Panics
+    /// If it came from a batch the host did not write (not UTF-8).
     pub fn as_str(&self) -> &str {
-        &self.0
+        match &self.0 {
+            Repr::Unchecked(bytes) => std::str::from_utf8(bytes)
+                .unwrap_or_else(|e| panic!("an event batch holds a string that is not UTF-8: {e}")),
+            Repr::Borrowed(s) => s,
+            Repr::Owned(s) => s,
+        }
+    }
+
+    /// The string's bytes, unchecked: equal texts have equal bytes.
+    fn bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Unchecked(bytes) => bytes,
+            Repr::Borrowed(s) => s.as_bytes(),
+            Repr::Owned(s) => s.as_bytes(),
+        }
     }
 }
 
 impl Deref for Text<'_> {
     type Target = str;
     fn deref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
 impl AsRef<str> for Text<'_> {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
+    }
+}
+
+impl PartialEq for Text<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Text<'_> {}
+
+impl PartialOrd for Text<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Byte order, which is `str`'s order.
+impl Ord for Text<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.bytes().cmp(other.bytes())
+    }
+}
+
+impl std::hash::Hash for Text<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes().hash(state);
     }
 }
 
 impl fmt::Debug for Text<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for Text<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl<'a> From<&'a str> for Text<'a> {
     fn from(s: &'a str) -> Self {
-        Text(Cow::Borrowed(s))
+        Text(Repr::Borrowed(s))
     }
 }
 
 impl<'a> From<&'a String> for Text<'a> {
     fn from(s: &'a String) -> Self {
-        Text(Cow::Borrowed(s))
+        Text(Repr::Borrowed(s))
     }
 }
 
 impl From<String> for Text<'_> {
     fn from(s: String) -> Self {
-        Text(Cow::Owned(s))
+        Text(Repr::Owned(s))
     }
 }
 
 impl PartialEq<str> for Text<'_> {
     fn eq(&self, other: &str) -> bool {
-        *self.0 == *other
+        self.bytes() == other.as_bytes()
     }
 }
 
 impl PartialEq<&str> for Text<'_> {
     fn eq(&self, other: &&str) -> bool {
-        *self.0 == **other
+        self.bytes() == other.as_bytes()
     }
 }
 
 impl Serialize for Text<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(self.as_str())
     }
 }
 
@@ -200,16 +264,30 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
                 f.write_str("a string")
             }
             fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(s)))
+                Ok(Text(Repr::Borrowed(s)))
             }
             fn visit_str<E>(self, s: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(s.to_owned())))
+                Ok(Text(Repr::Owned(s.to_owned())))
             }
             fn visit_string<E>(self, s: String) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(s)))
+                Ok(Text(Repr::Owned(s)))
+            }
+            fn visit_borrowed_bytes<E>(self, bytes: &'de [u8]) -> Result<Text<'de>, E> {
+                Ok(Text(Repr::Unchecked(bytes)))
+            }
+            fn visit_bytes<E: serde::de::Error>(self, bytes: &[u8]) -> Result<Text<'de>, E> {
+                std::str::from_utf8(bytes)
+                    .map(|s| Text(Repr::Owned(s.to_owned())))
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Bytes(bytes), &self))
             }
         }
-        deserializer.deserialize_str(Visitor)
+        if deserializer.is_human_readable() {
+            deserializer.deserialize_str(Visitor)
+        } else {
+            // The batch encoding writes a string as its bytes, so they can
+            // be borrowed as they are and checked when read.
+            deserializer.deserialize_bytes(Visitor)
+        }
     }
 }
 
@@ -815,7 +893,53 @@ mod tests {
             range.contains(&m.recipients[1].as_ptr()),
             "strings point into the batch"
         );
-        assert!(matches!(m.message_id, Text(Cow::Borrowed(_))));
+        assert!(matches!(m.message_id, Text(Repr::Unchecked(_))));
+    }
+
+    #[test]
+    fn a_borrowed_text_is_the_text_it_was_encoded_from() {
+        let events = sample();
+        let mut batch = Vec::new();
+        encode(&events[0], &mut batch);
+        let decoded = decode(&batch).next().unwrap().unwrap();
+        let (EventBody::MessageReceived(m), EventBody::MessageReceived(original)) =
+            (&decoded.body, &events[0].body)
+        else {
+            panic!("first is a message")
+        };
+        // Equal, ordered and hashed as the string it holds, unchecked or not.
+        assert_eq!(m.message_id, original.message_id);
+        assert_eq!(m.message_id, *original.message_id.as_str());
+        assert_eq!(
+            m.message_id.cmp(&original.message_id),
+            std::cmp::Ordering::Equal
+        );
+        let hash = |t: &Text<'_>| {
+            use std::hash::{BuildHasher, BuildHasherDefault};
+            BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(t)
+        };
+        assert_eq!(hash(&m.message_id), hash(&original.message_id));
+        assert_eq!(m.message_id.to_string(), original.message_id.to_string());
+    }
+
+    #[test]
+    #[should_panic(expected = "an event batch holds a string that is not UTF-8")]
+    fn a_string_that_is_not_utf8_panics_when_read_not_when_decoded() {
+        // A message id whose first byte is 0xff: no host writes that.
+        let mut batch = Vec::new();
+        encode(&sample()[0], &mut batch);
+        let id = b"1abc23-000456-AB";
+        let at = batch.windows(id.len()).position(|w| w == id);
+        let at = at.expect("the sample's message id is in the batch");
+        batch[at] = 0xff;
+        let decoded = decode(&batch)
+            .next()
+            .unwrap()
+            .expect("decodes: not read yet");
+        let EventBody::MessageReceived(m) = &decoded.body else {
+            panic!("first is a message")
+        };
+        let _ = m.message_id.len();
     }
 
     #[test]
