@@ -16,7 +16,7 @@ use crate::rule::LoadedRule;
 use crate::runner::{Health, RuleBatch, RuleRunner, thread_cpu};
 use spamward_contract::state::RuleState;
 use spamward_contract::verdict::Verdict;
-use spamward_model::{Event, HostLookups, Timestamp};
+use spamward_model::{Event, EventKind, HostLookups, Timestamp};
 
 /// Freed batches whose buffers are kept for reuse: enough for the batches
 /// in flight between the reading thread and the workers.
@@ -64,10 +64,8 @@ impl DispatchOptions {
 /// handed over, in each rule's order.
 pub struct Dispatcher {
     pool: Pool<RuleLane>,
-    /// Each lane's rule, in lane order: its subscriptions are tested here.
-    rules: Vec<Arc<LoadedRule>>,
-    /// [`spamward_model::EventKind::bit`]s any rule subscribed to.
-    subscribed: u32,
+    /// The lanes' subscriptions, tested here.
+    subscribers: Subscribers,
     pending: Vec<Event>,
     /// Batches handed to the pool, oldest first, freed here once no rule
     /// holds them: the events were allocated on this thread, and freeing
@@ -142,6 +140,25 @@ pub struct Batch {
     encoded: Encoded,
 }
 
+/// The rules' subscriptions, in lane order, and the lanes subscribed to
+/// each kind: most events are of a kind only a few rules want.
+struct Subscribers {
+    rules: Vec<Arc<LoadedRule>>,
+    /// Indexed by [`EventKind`] (`kind as usize`).
+    by_kind: [Vec<usize>; EventKind::ALL.len()],
+}
+
+impl Subscribers {
+    fn new(rules: Vec<Arc<LoadedRule>>) -> Self {
+        let by_kind = EventKind::ALL.map(|kind| {
+            (0..rules.len())
+                .filter(|&lane| rules[lane].subscriptions & kind.bit() != 0)
+                .collect()
+        });
+        Subscribers { rules, by_kind }
+    }
+}
+
 /// Which lanes' rules want each event of a batch: a row of bits per event,
 /// a bit per lane.
 ///
@@ -159,16 +176,9 @@ struct Chosen {
 }
 
 impl Chosen {
-    /// Tests every rule's subscriptions (`rules`, in lane order) on
-    /// `events`; `subscribed` is the union of their kinds.
-    fn choose(
-        &mut self,
-        events: &[Event],
-        rules: &[Arc<LoadedRule>],
-        subscribed: u32,
-        lookups: &HostLookups,
-    ) {
-        self.words = rules.len().div_ceil(64);
+    /// Tests the rules' subscriptions on `events`.
+    fn choose(&mut self, events: &[Event], subscribers: &Subscribers, lookups: &HostLookups) {
+        self.words = subscribers.rules.len().div_ceil(64);
         self.rows.clear();
         self.rows.resize(events.len() * self.words, 0);
         self.any.clear();
@@ -177,16 +187,12 @@ impl Chosen {
             return;
         }
         for (row, event) in self.rows.chunks_exact_mut(self.words).zip(events) {
-            let bit = event.kind().bit();
-            if subscribed & bit == 0 {
-                continue;
-            }
-            for (lane, rule) in rules.iter().enumerate() {
-                if rule.subscriptions & bit != 0
-                    && (!rule.filtered
-                        || spamward_contract::filter::wants(&rule.filters, &event.body, |d| {
-                            lookups.is_local_domain(d)
-                        }))
+            for &lane in &subscribers.by_kind[event.kind() as usize] {
+                let rule = &subscribers.rules[lane];
+                if !rule.filtered
+                    || spamward_contract::filter::wants(&rule.filters, &event.body, |d| {
+                        lookups.is_local_domain(d)
+                    })
                 {
                     row[lane / 64] |= 1 << (lane % 64);
                 }
@@ -420,10 +426,7 @@ impl Dispatcher {
         options: DispatchOptions,
         lookups: Arc<HostLookups>,
     ) -> Self {
-        let subscribed = runners
-            .iter()
-            .fold(0, |mask, r| mask | r.rule().subscriptions);
-        let rules = runners.iter().map(RuleRunner::shared_rule).collect();
+        let subscribers = Subscribers::new(runners.iter().map(RuleRunner::shared_rule).collect());
         let lanes = runners
             .into_iter()
             .enumerate()
@@ -436,8 +439,7 @@ impl Dispatcher {
         let batch_size = options.batch_size.max(1);
         Dispatcher {
             pool: Pool::new(lanes, workers),
-            rules,
-            subscribed,
+            subscribers,
             pending: Vec::with_capacity(batch_size),
             submitted: VecDeque::new(),
             spare: Vec::new(),
@@ -469,7 +471,7 @@ impl Dispatcher {
                 (events, Vec::new(), Chosen::default(), Encoded::default())
             });
         std::mem::swap(&mut self.pending, &mut events);
-        chosen.choose(&events, &self.rules, self.subscribed, &self.lookups);
+        chosen.choose(&events, &self.subscribers, &self.lookups);
         encoded.encode(self.next_id, &events, &chosen);
         bits.extend(events.iter().map(|e| e.kind().bit()));
         let batch = Batch {
@@ -612,8 +614,7 @@ impl Dispatcher {
             rules = lanes.iter().map(|l| l.runner.shared_rule()).collect();
             result
         });
-        self.subscribed = rules.iter().fold(0, |mask, r| mask | r.subscriptions);
-        self.rules = rules;
+        self.subscribers = Subscribers::new(rules);
         drain(outputs, sink);
         self.submitted.clear();
         result
