@@ -86,8 +86,8 @@ pub struct Health {
     backoff: u64,
     /// The last failure, in words.
     pub last_error: Option<String>,
-    /// Time spent on the rule: its calls, and the host matching events
-    /// against its subscriptions and counting its counters.
+    /// Time spent on the rule: its calls, and the host counting its
+    /// counters (its subscriptions are tested where batches are built).
     #[serde(serialize_with = "micros")]
     pub busy: Duration,
     /// CPU time of the thread while on the rule: `busy` without the time
