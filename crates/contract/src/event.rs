@@ -148,10 +148,10 @@ impl Text<'_> {
     ///
     /// # Panics
     /// If it came from a batch the host did not write (not UTF-8).
+    #[inline]
     pub fn as_str(&self) -> &str {
         match &self.0 {
-            Repr::Unchecked(bytes) => std::str::from_utf8(bytes)
-                .unwrap_or_else(|e| panic!("an event batch holds a string that is not UTF-8: {e}")),
+            Repr::Unchecked(bytes) => checked(bytes),
             Repr::Borrowed(s) => s,
             Repr::Owned(s) => s,
         }
@@ -167,8 +167,17 @@ impl Text<'_> {
     }
 }
 
+/// `bytes` as a string, checked. Out of line, so that reading a text the
+/// host built (every text, on the host's side) stays a small inlined match.
+#[inline(never)]
+fn checked(bytes: &[u8]) -> &str {
+    std::str::from_utf8(bytes)
+        .unwrap_or_else(|e| panic!("an event batch holds a string that is not UTF-8: {e}"))
+}
+
 impl Deref for Text<'_> {
     type Target = str;
+    #[inline]
     fn deref(&self) -> &str {
         self.as_str()
     }

@@ -25,6 +25,7 @@ pub enum IdentityField {
 impl Identity<'_> {
     /// The value of `field` (the sender's local part is derived); empty
     /// strings count as absent.
+    #[inline]
     pub fn field(&self, field: IdentityField) -> Option<&str> {
         let value = match field {
             IdentityField::Sender => self.sender.as_deref(),
