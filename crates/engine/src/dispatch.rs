@@ -227,7 +227,7 @@ impl Chosen {
 #[derive(Default)]
 struct Encoded {
     bytes: Vec<u8>,
-    /// Where each event's encoding ends (empty for kinds no rule wants).
+    /// Where each event's encoding ends (empty for events no rule wants).
     ends: Vec<usize>,
 }
 

@@ -5,10 +5,9 @@
 
 use std::sync::Arc;
 
-use spamward_engine::{
-    ComponentCache, DispatchOptions, Dispatcher, Limits, RuleOrigin, RuleRunner, Sandbox,
-    bundled_rules, load,
-};
+mod common;
+
+use spamward_engine::{DispatchOptions, Dispatcher, Limits, RuleRunner, Sandbox};
 use spamward_model::{Event, EventBody, HostLookups, Identity, MessageReceived, Text, Timestamp};
 
 fn sent(line: u64, domain: &str) -> Event {
@@ -33,12 +32,7 @@ fn sent(line: u64, domain: &str) -> Event {
 #[test]
 fn a_counted_event_never_reaches_the_rule_only_the_crossing_does() {
     let sandbox = Sandbox::new(Limits::default()).unwrap();
-    let cache = ComponentCache::disabled();
-    let rule = bundled_rules()
-        .iter()
-        .map(|(_, bytes)| load(&sandbox, &cache, bytes, RuleOrigin::Bundled).unwrap())
-        .find(|r| r.meta.name == "hourly-limit")
-        .expect("hourly-limit is bundled");
+    let rule = common::bundled_rule(&sandbox, "hourly-limit");
     let mut settings = rule.meta.default_settings();
     settings.insert("report_rate_above".into(), 5.into());
     let lookups = Arc::new(HostLookups::default());

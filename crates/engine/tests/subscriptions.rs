@@ -4,10 +4,9 @@
 
 use std::sync::Arc;
 
-use spamward_engine::{
-    ComponentCache, DispatchOptions, Dispatcher, Limits, RuleOrigin, RuleRunner, Sandbox,
-    bundled_rules, load,
-};
+mod common;
+
+use spamward_engine::{DispatchOptions, Dispatcher, Limits, RuleRunner, Sandbox};
 use spamward_model::{Event, EventBody, HostLookups, Identity, MessageReceived, Text, Timestamp};
 
 /// An unauthenticated message from a remote client to `partner.example`.
@@ -43,13 +42,8 @@ fn lookups(partner_local: bool) -> Arc<HostLookups> {
 #[test]
 fn events_queued_before_the_domains_change_are_chosen_with_the_old_domains() {
     let sandbox = Sandbox::new(Limits::default()).unwrap();
-    let cache = ComponentCache::disabled();
     // open-relay wants only messages to a recipient the host knows is remote.
-    let rule = bundled_rules()
-        .iter()
-        .map(|(_, bytes)| load(&sandbox, &cache, bytes, RuleOrigin::Bundled).unwrap())
-        .find(|r| r.meta.name == "open-relay")
-        .expect("open-relay is bundled");
+    let rule = common::bundled_rule(&sandbox, "open-relay");
     let settings = rule.meta.default_settings();
     let remote = lookups(false);
     let runner =
