@@ -102,6 +102,18 @@ pub(super) fn memchr_byte(b: &[u8], needle: u8, from: usize) -> Option<usize> {
         .map(|p| p + from)
 }
 
+/// `s` split at its first space: the first word and the rest after the
+/// space (`(s, "")` without one), as `str::split_once(' ')` splits it.
+///
+/// A log line's first words are short, and a plain byte loop finds their end
+/// several times faster than the SIMD search `split_once` sets up per call
+/// (that was a sixth of parsing).
+#[inline]
+pub(super) fn split_word(s: &str) -> Option<(&str, &str)> {
+    // The space is ASCII: both sides of it are on char boundaries.
+    memchr_byte(s.as_bytes(), b' ', 0).map(|i| (&s[..i], &s[i + 1..]))
+}
+
 /// One token of a field list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Tok<'a> {
@@ -309,6 +321,13 @@ pub(super) fn strip_angles(s: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_word_splits_where_split_once_splits() {
+        for s in ["1sGxyz-000abc-0a <= a@b", "Completed", " lead", "trail ", "é ü x", ""] {
+            assert_eq!(split_word(s), s.split_once(' '), "{s:?}");
+        }
+    }
 
     #[test]
     fn an_address_with_a_quoted_local_part_is_one_address() {

@@ -2,6 +2,7 @@
 //! optional microseconds and UTC offset), a syslog/journal tag
 //! (`host exim[pid]: `) and Exim's own `[pid]`.
 
+use super::fields::split_word;
 use spamward_model::clock::WrittenTime;
 use spamward_model::event::Timestamp;
 
@@ -114,14 +115,14 @@ fn exim_tag(tok: &str) -> Option<u32> {
 
 /// After a timestamp: `exim[pid]: ` or `host exim[pid]: ` (one word before).
 fn skip_syslog_tag(rest: &str) -> Option<(u32, &str)> {
-    let (t1, after1) = rest.split_once(' ')?;
+    let (t1, after1) = split_word(rest)?;
     if let Some(pid) = exim_tag(t1) {
         return Some((pid, after1));
     }
     if !after1.as_bytes().starts_with(b"exim") {
         return None;
     }
-    let (t2, after2) = after1.split_once(' ')?;
+    let (t2, after2) = split_word(after1)?;
     exim_tag(t2).map(|pid| (pid, after2))
 }
 

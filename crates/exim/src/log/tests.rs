@@ -1256,7 +1256,7 @@ fn exim_test_suite_output_is_read_and_the_rest_listed_by_kind() {
             }
         }
     }
-    let mut kinds: HashMap<String, (usize, String)> = HashMap::new();
+    let mut kinds: HashMap<String, (usize, String)> = HashMap::default();
     for (case, line) in &unparsed {
         let entry = kinds
             .entry(line_kind(line))
