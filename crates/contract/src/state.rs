@@ -23,9 +23,8 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
 
-use hashbrown::hash_map::EntryRef;
+use hashbrown::hash_map::{Entry, EntryRef};
 use serde::{Deserialize, Serialize};
 
 /// The maps behind rule state: short string keys hashed on every host call.
@@ -41,12 +40,10 @@ const KEY_COST: usize = 64;
 const SLOT_COST: usize = 48;
 /// One `(time, amount)` entry of a window.
 const ENTRY_COST: usize = 16;
-/// One member of a distinct set besides its text (held once, shared by the
-/// map and the expiry order): the map slot, the text's header and its
-/// first sighting.
-const MEMBER_COST: usize = 64;
+/// One member of a distinct set: its map slot and its first sighting.
+const MEMBER_COST: usize = 40;
 /// One more sighting of a member in the expiry order.
-const SIGHTING_COST: usize = 24;
+const SIGHTING_COST: usize = 16;
 
 /// Bytes held before the first sweep is worth its cost.
 const FIRST_SWEEP: usize = 1 << 20;
@@ -139,47 +136,26 @@ impl Window {
     }
 }
 
-/// Distinct members seen over a sliding window.
+/// A member of a distinct set, as the set holds it: a 64-bit hash of its
+/// text.
 ///
-/// Each member's text is allocated once and shared by the map and every
-/// sighting in the expiry order: a counter of distinct (message, recipient)
-/// pairs adds one per delivery, and copies of each were most of its cost.
+/// A counter of distinct (message, recipient) pairs adds a member per
+/// delivery; held as text, each cost an allocation and its bytes for the
+/// whole window. Two members share a hash with odds of about n²/2⁶⁵ among
+/// n members (one in 30 million for a million members), when a count comes
+/// out one low. xxh3 is a published algorithm, so a snapshot one build saved
+/// counts on in the next.
+fn member_hash(member: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(member.as_bytes())
+}
+
+/// Distinct members seen over a sliding window.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
-#[serde(from = "DistinctSetRepr")]
 struct DistinctSet {
-    /// Member → the last time it was seen.
-    last_seen: HashMap<Arc<str>, i64>,
-    /// `(time, member)` in insertion order, to expire members.
-    order: VecDeque<(i64, Arc<str>)>,
-}
-
-/// A [`DistinctSet`] as a snapshot holds it (the same bytes as its own
-/// serialization): restoring shares each member's text again.
-#[derive(Deserialize)]
-struct DistinctSetRepr {
-    last_seen: HashMap<String, i64>,
-    order: VecDeque<(i64, String)>,
-}
-
-impl From<DistinctSetRepr> for DistinctSet {
-    fn from(repr: DistinctSetRepr) -> Self {
-        let last_seen: HashMap<Arc<str>, i64> = repr
-            .last_seen
-            .into_iter()
-            .map(|(m, t)| (Arc::from(m), t))
-            .collect();
-        let order = repr
-            .order
-            .into_iter()
-            .map(|(t, m)| {
-                let shared = last_seen
-                    .get_key_value(m.as_str())
-                    .map_or_else(|| Arc::from(m), |(k, _)| k.clone());
-                (t, shared)
-            })
-            .collect();
-        DistinctSet { last_seen, order }
-    }
+    /// [`member_hash`] → the last time the member was seen.
+    last_seen: HashMap<u64, i64>,
+    /// `(time, member hash)` in insertion order, to expire members.
+    order: VecDeque<(i64, u64)>,
 }
 
 impl Expiring for DistinctSet {
@@ -195,7 +171,7 @@ impl Expiring for DistinctSet {
             // Only forget the member if this was its latest sighting.
             if self.last_seen.get(&m) == Some(&t) {
                 self.last_seen.remove(&m);
-                freed += m.len() + MEMBER_COST - SIGHTING_COST;
+                freed += MEMBER_COST - SIGHTING_COST;
             }
         }
         freed
@@ -210,11 +186,7 @@ impl Expiring for DistinctSet {
     fn bytes(&self) -> usize {
         SLOT_COST
             + self.order.len() * SIGHTING_COST
-            + self
-                .last_seen
-                .keys()
-                .map(|m| m.len() + MEMBER_COST - SIGHTING_COST)
-                .sum::<usize>()
+            + self.last_seen.len() * (MEMBER_COST - SIGHTING_COST)
     }
 }
 
@@ -228,19 +200,19 @@ impl DistinctSet {
     /// a member seen again just after its last sighting expired is new.
     fn add(&mut self, member: &str, at: i64, window: u32) -> (u32, bool, isize) {
         let mut grown = -(self.expire(at, window) as isize);
-        let new = match self.last_seen.entry_ref(member) {
-            EntryRef::Occupied(seen) if *seen.get() >= at => false,
-            EntryRef::Occupied(mut seen) => {
+        let member = member_hash(member);
+        let new = match self.last_seen.entry(member) {
+            Entry::Occupied(seen) if *seen.get() >= at => false,
+            Entry::Occupied(mut seen) => {
                 seen.insert(at);
-                self.order.push_back((at, seen.key().clone()));
+                self.order.push_back((at, member));
                 grown += SIGHTING_COST as isize;
                 false
             }
-            EntryRef::Vacant(unseen) => {
-                let shared: Arc<str> = Arc::from(member);
-                unseen.insert_entry_with_key(shared.clone(), at);
-                self.order.push_back((at, shared));
-                grown += (member.len() + MEMBER_COST) as isize;
+            Entry::Vacant(unseen) => {
+                unseen.insert(at);
+                self.order.push_back((at, member));
+                grown += MEMBER_COST as isize;
                 true
             }
         };
@@ -340,15 +312,24 @@ impl RuleState {
     /// The whole state as bytes, for a daemon's checkpoint: restored with
     /// [`RuleState::restore`], it counts exactly as this one does.
     pub fn snapshot(&self) -> Vec<u8> {
-        postcard::to_allocvec(self).expect("a rule state always encodes")
+        postcard::to_extend(self, SNAPSHOT_TAG.to_vec()).expect("a rule state always encodes")
     }
 
     /// The state a [`RuleState::snapshot`] holds, under the quota `limit`
     /// (today's setting, not the one it was saved with). A state over the
     /// new quota is kept whole; the next call that would grow it fails.
+    ///
+    /// A snapshot of an earlier build (distinct members held as text, no
+    /// tag) is read too, its members hashed as they are now.
     pub fn restore(bytes: &[u8], limit: usize) -> Result<Self, SnapshotError> {
-        let mut state: RuleState =
-            postcard::from_bytes(bytes).map_err(|e| SnapshotError(e.to_string()))?;
+        let current = match bytes.strip_prefix(SNAPSHOT_TAG) {
+            Some(rest) => postcard::from_bytes::<RuleState>(rest),
+            None => Err(postcard::Error::DeserializeBadEncoding),
+        };
+        let mut state = match current {
+            Ok(state) => state,
+            Err(e) => v1::restore(bytes).ok_or_else(|| SnapshotError(e.to_string()))?,
+        };
         state.limit = limit;
         state.next_sweep = state.next_sweep.min(limit);
         Ok(state)
@@ -463,10 +444,7 @@ impl RuleState {
         at: i64,
         window: u32,
     ) -> Result<(u32, bool), StateFull> {
-        self.reserve(
-            member.len() + MEMBER_COST + key.len() + KEY_COST + SLOT_COST,
-            at,
-        )?;
+        self.reserve(MEMBER_COST + key.len() + KEY_COST + SLOT_COST, at)?;
         let (set, created) = slot(&mut self.distinct, key, window);
         let (count, new, grown) = set.add(member, at, window);
         self.bytes = apply(self.bytes + created, grown);
@@ -530,6 +508,80 @@ impl RuleState {
     /// Bytes held, approximately.
     pub fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// What [`RuleState::bytes`] should say, counted from scratch.
+    fn recount(&self) -> usize {
+        fn slots<T: Expiring>(map: &HashMap<String, Vec<(u32, T)>>) -> usize {
+            map.iter()
+                .map(|(k, v)| k.len() + KEY_COST + v.iter().map(|(_, t)| t.bytes()).sum::<usize>())
+                .sum()
+        }
+        slots(&self.windows)
+            + slots(&self.distinct)
+            + self
+                .kv
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + KEY_COST)
+                .sum::<usize>()
+    }
+}
+
+/// The first bytes of a [`RuleState::snapshot`]: its format's version.
+const SNAPSHOT_TAG: &[u8; 4] = b"sws\x02";
+
+/// Snapshots of the first format (untagged, distinct members held as text),
+/// which daemons of earlier builds saved.
+mod v1 {
+    use std::collections::VecDeque;
+
+    use serde::{Deserialize, Serialize};
+
+    use super::{DistinctSet, HashMap, RuleState, Window, member_hash};
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct State {
+        pub windows: HashMap<String, Vec<(u32, Window)>>,
+        pub distinct: HashMap<String, Vec<(u32, Set)>>,
+        pub kv: HashMap<String, String>,
+        pub bytes: usize,
+        pub limit: usize,
+        pub next_sweep: usize,
+        pub last_at: i64,
+    }
+
+    #[derive(Serialize, Deserialize)]
+    pub(super) struct Set {
+        pub last_seen: HashMap<String, i64>,
+        pub order: VecDeque<(i64, String)>,
+    }
+
+    /// The state a first-format snapshot holds, its byte count redone.
+    pub(super) fn restore(bytes: &[u8]) -> Option<RuleState> {
+        let old: State = postcard::from_bytes(bytes).ok()?;
+        let set = |s: Set| DistinctSet {
+            last_seen: s
+                .last_seen
+                .iter()
+                .map(|(m, t)| (member_hash(m), *t))
+                .collect(),
+            order: s.order.iter().map(|(t, m)| (*t, member_hash(m))).collect(),
+        };
+        let mut state = RuleState {
+            windows: old.windows,
+            distinct: old
+                .distinct
+                .into_iter()
+                .map(|(k, slots)| (k, slots.into_iter().map(|(w, s)| (w, set(s))).collect()))
+                .collect(),
+            kv: old.kv,
+            bytes: 0,
+            limit: old.limit,
+            next_sweep: old.next_sweep,
+            last_at: old.last_at,
+        };
+        state.bytes = state.recount();
+        Some(state)
     }
 }
 
@@ -645,21 +697,7 @@ mod tests {
             s.kv_set(&format!("k{}", i % 7), Some(&"x".repeat(i as usize % 13)))
                 .unwrap();
         }
-        let counted = s.bytes();
-        let actual: usize = s
-            .windows
-            .iter()
-            .map(|(k, v)| k.len() + KEY_COST + v.iter().map(|(_, w)| w.bytes()).sum::<usize>())
-            .sum::<usize>()
-            + s.distinct
-                .iter()
-                .map(|(k, v)| k.len() + KEY_COST + v.iter().map(|(_, d)| d.bytes()).sum::<usize>())
-                .sum::<usize>()
-            + s.kv
-                .iter()
-                .map(|(k, v)| k.len() + v.len() + KEY_COST)
-                .sum::<usize>();
-        assert_eq!(counted, actual);
+        assert_eq!(s.bytes(), s.recount());
     }
 
     #[test]
@@ -675,22 +713,66 @@ mod tests {
     }
 
     #[test]
-    fn a_members_text_is_held_once_however_often_it_is_seen_and_after_a_restore() {
+    fn a_member_costs_the_same_however_long_its_text_and_again_only_per_sighting() {
         let mut live = RuleState::new();
-        let member = "1sGxyz-000abc-0a\u{0}someone@remote.example";
-        live.distinct_add("d", member, 0, 3600).unwrap();
-        let after_first = live.bytes();
-        live.distinct_add("d", member, 10, 3600).unwrap();
-        assert_eq!(live.bytes() - after_first, SIGHTING_COST);
-        let shared = |state: &RuleState| {
-            let set = &state.distinct["d"][0].1;
-            let (key, _) = set.last_seen.get_key_value(member).unwrap();
-            set.order.iter().all(|(_, m)| Arc::ptr_eq(m, key))
+        live.distinct_add("d", "a", 0, 3600).unwrap();
+        let short = live.bytes();
+        let long = "1sGxyz-000abc-0a someone-with-a-long-name@remote.example";
+        live.distinct_add("d", long, 0, 3600).unwrap();
+        assert_eq!(live.bytes() - short, MEMBER_COST);
+        live.distinct_add("d", long, 10, 3600).unwrap();
+        assert_eq!(live.bytes() - short, MEMBER_COST + SIGHTING_COST);
+        assert_eq!(live.bytes(), live.recount());
+    }
+
+    #[test]
+    fn a_snapshot_of_the_first_format_is_restored_and_counts_on() {
+        // What an earlier build saved: members as text, no format tag.
+        let mut old = v1::State {
+            windows: HashMap::default(),
+            distinct: HashMap::default(),
+            kv: HashMap::default(),
+            bytes: 12_345,
+            limit: DEFAULT_LIMIT,
+            next_sweep: FIRST_SWEEP,
+            last_at: 100,
         };
-        assert!(shared(&live));
-        let restored = RuleState::restore(&live.snapshot(), 1 << 20).unwrap();
-        assert!(shared(&restored));
-        assert_eq!(restored.bytes(), live.bytes());
+        old.windows.insert(
+            "w".into(),
+            vec![(
+                60,
+                Window {
+                    entries: [(90, 2), (100, 1)].into(),
+                    total: 3,
+                },
+            )],
+        );
+        old.distinct.insert(
+            "d".into(),
+            vec![(
+                60,
+                v1::Set {
+                    last_seen: [("a".to_string(), 95), ("b".to_string(), 100)]
+                        .into_iter()
+                        .collect(),
+                    order: [(95, "a".to_string()), (100, "b".to_string())].into(),
+                },
+            )],
+        );
+        old.kv.insert("k".into(), "v".into());
+        let bytes = postcard::to_allocvec(&old).unwrap();
+
+        let mut s = RuleState::restore(&bytes, DEFAULT_LIMIT).unwrap();
+        assert_eq!(s.bytes(), s.recount(), "its byte count is redone");
+        assert_eq!(s.window_total("w", 100, 60), 3);
+        assert_eq!(s.kv_get("k").as_deref(), Some("v"));
+        // "a" and "b" are known members: seen again, they are not new.
+        assert_eq!(s.distinct_insert("d", "a", 120, 60), Ok((2, false)));
+        assert_eq!(s.distinct_insert("d", "c", 120, 60), Ok((3, true)));
+        // And it is saved in today's format from then on.
+        let again = RuleState::restore(&s.snapshot(), DEFAULT_LIMIT).unwrap();
+        assert!(s.snapshot().starts_with(SNAPSHOT_TAG));
+        assert_eq!(again.bytes(), s.bytes());
     }
 
     #[test]
