@@ -324,7 +324,14 @@ mod tests {
 
     #[test]
     fn a_word_splits_where_split_once_splits() {
-        for s in ["1sGxyz-000abc-0a <= a@b", "Completed", " lead", "trail ", "é ü x", ""] {
+        for s in [
+            "1sGxyz-000abc-0a <= a@b",
+            "Completed",
+            " lead",
+            "trail ",
+            "é ü x",
+            "",
+        ] {
             assert_eq!(split_word(s), s.split_once(' '), "{s:?}");
         }
     }
