@@ -273,3 +273,68 @@ fn a_rule_built_for_interface_0_2_0_still_runs() {
         "{keys:?}\n{stderr}"
     );
 }
+
+/// A rule built for interface 0.2.2, whose counters the host keeps (it
+/// hears only of their crossings), loads in place of the bundled rule of its
+/// name and finds what it finds: kept byte for byte so that later interface
+/// versions are shown to still serve it.
+#[test]
+fn a_counting_rule_built_for_interface_0_2_2_still_runs() {
+    let old = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/fixtures/prebuilt/defer-fail-ratio-interface-0.2.2.wasm");
+    let dir = tempfile::tempdir().unwrap();
+    let rules = dir.path().join("rules");
+    fs::create_dir_all(&rules).unwrap();
+    fs::copy(&old, rules.join("defer-fail-ratio.wasm")).unwrap();
+    let cache = dir.path().join("cache");
+
+    let listed = spamward(
+        &["rules", "list", "--rules", rules.to_str().unwrap()],
+        &cache,
+    );
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    let line = listing
+        .lines()
+        .find(|l| l.starts_with("defer-fail-ratio "))
+        .unwrap_or_else(|| panic!("not listed:\n{listing}"));
+    assert!(
+        line.contains(" file "),
+        "the bundled rule ran instead: {line}"
+    );
+
+    // A newsletter domain whose deliveries to many domains mostly fail.
+    let mut log = String::new();
+    for i in 0..12u32 {
+        let (m, s) = (i * 30 / 60, i * 30 % 60);
+        let t = format!("2024-05-01 10:{m:02}:{s:02}");
+        let id = format!("1ddd{i:02}-000004-DD");
+        log.push_str(&format!(
+            "{t} {id} <= news@club.example U=clubadm P=local S=3000 T=\"News\" for old{i}@site{i}.example\n"
+        ));
+        log.push_str(&format!(
+            "{t} {id} ** old{i}@site{i}.example R=dnslookup T=remote_smtp H=mx.site{i}.example [203.0.113.2]: SMTP error from remote mail server after RCPT TO:<old{i}@site{i}.example>: 550 5.1.1 No such user\n"
+        ));
+    }
+    let log_path = dir.path().join("mainlog");
+    fs::write(&log_path, log).unwrap();
+    let out = spamward(
+        &[
+            "scan",
+            "--json",
+            "--rules",
+            rules.to_str().unwrap(),
+            log_path.to_str().unwrap(),
+        ],
+        &cache,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let keys = finding_keys(&json_lines(&out));
+    assert!(
+        keys.iter()
+            .any(|(rule, kind, value)| rule == "defer-fail-ratio"
+                && kind == "domain"
+                && value == "club.example"),
+        "{keys:?}\n{stderr}"
+    );
+}
