@@ -196,7 +196,7 @@ fn rule_built_for_an_older_interface_is_refused_by_name_and_the_rest_run() {
         run.stderr.contains("rule not loaded")
             && run.stderr.contains("trapper-interface-0.1.0.wasm")
             && run.stderr.contains(
-                "needs spamward interface 0.1.0; this spamward serves 0.2.0, 0.2.1 and 0.2.2 (rebuild it with a matching spamward-sdk"
+                "needs spamward interface 0.1.0; this spamward serves 0.2.0, 0.2.1, 0.2.2 and 0.3.0 (rebuild it with a matching spamward-sdk"
             ),
         "{}",
         run.stderr

@@ -4,7 +4,9 @@
 
 use spamward_contract::counter::{CountOf, CounterSpec};
 use spamward_contract::event::{DeliveryOutcome, EventKind};
-use spamward_contract::filter::{EventFilter, FieldValues, IdentityField, Subscription};
+use spamward_contract::filter::{
+    EventFilter, FieldPatterns, FieldValues, IdentityField, Subscription,
+};
 use spamward_contract::rule_info::{RuleInfo, SettingSpec};
 use spamward_contract::verdict::{Action, Severity, Target, Verdict};
 
@@ -85,6 +87,7 @@ pub(crate) fn counter_spec(s: &CounterSpec) -> wit::CounterSpec {
         window_seconds: s.window_seconds,
         thresholds: s.thresholds.clone(),
         then_every: s.then_every,
+        step_seconds: s.step_seconds,
     }
 }
 
@@ -111,6 +114,12 @@ fn filter(f: EventFilter) -> wit::EventFilter {
             wit::EventFilter::Outcome(outcomes.into_iter().map(outcome).collect())
         }
         EventFilter::RemoteRecipient => wit::EventFilter::RemoteRecipient,
+        EventFilter::Matches(FieldPatterns { field, patterns }) => {
+            wit::EventFilter::Matches(wit::FieldPatterns {
+                field: identity_field(field),
+                patterns,
+            })
+        }
     }
 }
 
@@ -124,6 +133,7 @@ fn identity_field(f: IdentityField) -> wit::IdentityField {
         IdentityField::Owner => wit::IdentityField::Owner,
         IdentityField::Script => wit::IdentityField::Script,
         IdentityField::ClientIp => wit::IdentityField::ClientIp,
+        IdentityField::ClientHost => wit::IdentityField::ClientHost,
     }
 }
 

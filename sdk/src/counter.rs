@@ -1,4 +1,4 @@
-//! Counters the host keeps for a rule (interface 0.2.2).
+//! Counters the host keeps for a rule (interface 0.2.2; steps 0.3.0).
 //!
 //! A check of the form "N of something per key per window" need not see
 //! every event: declare a [`Counter`] in [`crate::Rule::counters`] and the
@@ -39,6 +39,7 @@ pub fn of(name: &str, events: Subscription, per: IdentityField) -> Counter {
         window_seconds: 3600,
         thresholds: Vec::new(),
         then_every: 0,
+        step_seconds: 0,
     })
 }
 
@@ -52,6 +53,15 @@ impl Counter {
     /// The sliding window, in seconds of event time (default: an hour).
     pub fn window(mut self, seconds: u32) -> Self {
         self.0.window_seconds = seconds;
+        self
+    }
+
+    /// Keep the window in steps of `seconds` (default: to the second): an
+    /// event counts from the start of its step and leaves the window with
+    /// it, so a week counted by the hour holds at most 168 entries per key
+    /// however busy the key, at the price of leaving up to a step early.
+    pub fn step(mut self, seconds: u32) -> Self {
+        self.0.step_seconds = seconds;
         self
     }
 

@@ -58,7 +58,7 @@ pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub mod bindings {
     wit_bindgen::generate!({
         world: "rule",
-        path: "../wit/v0.2.2",
+        path: "../wit/v0.3.0",
         pub_export_macro: true,
         export_macro_name: "__export_spamward_rule",
         default_bindings_module: "::spamward_sdk::bindings",

@@ -62,6 +62,21 @@ pub struct CounterSpec {
     /// Past the last threshold, tell the rule again at each further step
     /// of this size; 0: not again.
     pub then_every: u64,
+    /// The window is kept in steps of this many seconds (0 or 1: to the
+    /// second): an event counts from the start of its step and leaves the
+    /// window with it, so a long window of a busy key holds one entry per
+    /// step. (0.3.0)
+    pub step_seconds: u32,
+}
+
+impl CounterSpec {
+    /// `at` at the start of its step.
+    fn stepped(&self, at: Timestamp) -> Timestamp {
+        match i64::from(self.step_seconds) {
+            0 | 1 => at,
+            step => at - at.rem_euclid(step),
+        }
+    }
 }
 
 /// Why a counter cannot be declared.
@@ -233,10 +248,12 @@ impl Counters {
             )));
         }
         if let Some(other) = self.specs.iter().find(|s| s.name == spec.name)
-            && (other.count != spec.count || other.window_seconds != spec.window_seconds)
+            && (other.count != spec.count
+                || other.window_seconds != spec.window_seconds
+                || other.step_seconds.max(1) != spec.step_seconds.max(1))
         {
             return Err(SpecError(format!(
-                "counter {:?} is declared twice with different counts or windows",
+                "counter {:?} is declared twice with different counts, windows or steps",
                 spec.name
             )));
         }
@@ -294,7 +311,7 @@ impl Counters {
                 continue;
             }
             state_key(&mut self.key, &spec.name, key);
-            let window = spec.window_seconds;
+            let (window, at) = (spec.window_seconds, spec.stepped(at));
             let (before, total) = if spec.count.is_distinct() {
                 let (mut before, mut total) = (None, 0);
                 let key = &self.key;
@@ -341,7 +358,7 @@ impl Counters {
         let Some(spec) = self.specs.iter().find(|s| s.name == name) else {
             return 0;
         };
-        let (count, window) = (spec.count, spec.window_seconds);
+        let (count, window, at) = (spec.count, spec.window_seconds, spec.stepped(at));
         state_key(&mut self.key, name, key);
         if count.is_distinct() {
             u64::from(state.distinct_count(&self.key, at, window))
@@ -441,6 +458,7 @@ mod tests {
             window_seconds: 3600,
             thresholds,
             then_every,
+            step_seconds: 0,
         }
     }
 
@@ -475,6 +493,53 @@ mod tests {
         assert_eq!(c.total(&mut state, "sent", "shop.example", 24), 25);
         // An hour after the last message, the window is empty.
         assert_eq!(c.total(&mut state, "sent", "shop.example", 24 + 3600), 0);
+    }
+
+    #[test]
+    fn a_stepped_window_holds_an_entry_per_step_and_leaves_with_its_step() {
+        const WEEK: u32 = 7 * 86_400;
+        let mut c = Counters::new();
+        c.declare(CounterSpec {
+            window_seconds: WEEK,
+            step_seconds: 3600,
+            ..per_domain(1, 0)
+        })
+        .unwrap();
+        let mut state = RuleState::new();
+        // 300 messages spread over one hour (10:00:00 to 10:59:48).
+        let hour = 100 * 3600;
+        let events: Vec<_> = (0..300)
+            .map(|i| (hour + i * 12, received(&format!("m{i}"), "shop.example", 1)))
+            .collect();
+        let crossings = run(&mut c, &mut state, &events);
+        assert_eq!(crossings.len(), 1, "the first message of the week");
+        let one_entry = state.bytes();
+        run(
+            &mut c,
+            &mut state,
+            &[(hour + 3599, received("m", "shop.example", 1))],
+        );
+        assert_eq!(state.bytes(), one_entry, "the same step: no new entry");
+        assert_eq!(
+            c.total(&mut state, "sent", "shop.example", hour + 3599),
+            301
+        );
+        // The hour leaves the window a week after its start, not after its
+        // last message.
+        let week = i64::from(WEEK);
+        assert_eq!(
+            c.total(&mut state, "sent", "shop.example", hour + week - 1),
+            301
+        );
+        assert_eq!(c.total(&mut state, "sent", "shop.example", hour + week), 0);
+        // One name, one step.
+        let err = c
+            .declare(CounterSpec {
+                window_seconds: WEEK,
+                ..per_domain(1, 0)
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("steps"), "{err}");
     }
 
     #[test]
@@ -559,6 +624,7 @@ mod tests {
             window_seconds: 3600,
             thresholds: vec![],
             then_every: 0,
+            step_seconds: 0,
         })
         .unwrap();
         let mut state = RuleState::new();

@@ -20,6 +20,8 @@ pub enum IdentityField {
     Owner,
     Script,
     ClientIp,
+    /// The client's host name or HELO, as logged. (0.3.0)
+    ClientHost,
 }
 
 impl Identity<'_> {
@@ -40,6 +42,7 @@ impl Identity<'_> {
             IdentityField::Owner => self.owner.as_deref(),
             IdentityField::Script => self.script.as_deref(),
             IdentityField::ClientIp => self.client_ip.as_deref(),
+            IdentityField::ClientHost => self.client_host.as_deref(),
         };
         value.filter(|v| !v.is_empty())
     }
@@ -54,6 +57,47 @@ pub struct FieldValues {
     pub values: Vec<String>,
 }
 
+/// An identity field and patterns it may match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldPatterns {
+    /// The field.
+    pub field: IdentityField,
+    /// Patterns, matched ASCII case-insensitively: `*` is any run of
+    /// characters (none included), `?` exactly one.
+    pub patterns: Vec<String>,
+}
+
+/// Whether `text` matches the glob `pattern` (see [`FieldPatterns`]).
+///
+/// Greedy with one backtrack point, the last `*`: linear in practice and
+/// never worse than text × pattern, whatever a rule declares.
+pub fn glob_matches(pattern: &str, text: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), text.as_bytes());
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        match p.get(pi) {
+            Some(b'*') => {
+                star = Some((pi, ti));
+                pi += 1;
+            }
+            Some(&c) if c == b'?' || c.eq_ignore_ascii_case(&t[ti]) => {
+                pi += 1;
+                ti += 1;
+            }
+            _ => match star {
+                Some((sp, st)) => {
+                    pi = sp + 1;
+                    ti = st + 1;
+                    star = Some((sp, st + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
 /// One test on an event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EventFilter {
@@ -65,6 +109,8 @@ pub enum EventFilter {
     Outcome(Vec<DeliveryOutcome>),
     /// A message with a recipient whose domain the host knows is not local.
     RemoteRecipient,
+    /// The identity's field matches one of the patterns.
+    Matches(FieldPatterns),
 }
 
 /// The events of one kind a rule wants.
@@ -129,6 +175,15 @@ pub fn equals(field: IdentityField, values: &[&str]) -> EventFilter {
     })
 }
 
+/// The identity's `field` matches one of the glob `patterns` (`*`, `?`,
+/// ASCII case-insensitive).
+pub fn matches(field: IdentityField, patterns: &[&str]) -> EventFilter {
+    EventFilter::Matches(FieldPatterns {
+        field,
+        patterns: patterns.iter().map(|p| (*p).to_owned()).collect(),
+    })
+}
+
 /// A delivery with one of `outcomes`.
 pub fn outcome(outcomes: &[DeliveryOutcome]) -> EventFilter {
     EventFilter::Outcome(outcomes.to_vec())
@@ -156,14 +211,14 @@ pub fn wants(
 ) -> bool {
     let kind = body.kind();
     subscriptions.iter().filter(|s| s.kind == kind).any(|s| {
-        let matches = |f: &EventFilter| matches(f, body, &is_local_domain);
+        let matches = |f: &EventFilter| test(f, body, &is_local_domain);
         (s.any_of.is_empty() || s.any_of.iter().any(matches))
             && s.all_of.iter().all(matches)
             && !s.none_of.iter().any(matches)
     })
 }
 
-fn matches(
+fn test(
     filter: &EventFilter,
     body: &EventBody<'_>,
     is_local_domain: &impl Fn(&str) -> Option<bool>,
@@ -174,6 +229,10 @@ fn matches(
             .identity()
             .and_then(|id| id.field(fv.field))
             .is_some_and(|v| fv.values.iter().any(|want| want.eq_ignore_ascii_case(v))),
+        EventFilter::Matches(fp) => body
+            .identity()
+            .and_then(|id| id.field(fp.field))
+            .is_some_and(|v| fp.patterns.iter().any(|p| glob_matches(p, v))),
         EventFilter::Outcome(outcomes) => match body {
             EventBody::Delivery(d) => outcomes.contains(&d.outcome),
             _ => false,
@@ -286,6 +345,31 @@ mod tests {
         m.identity.auth_id = None;
         m.recipients = vec!["info@shop.example".into()];
         assert!(!wants(&subs, &EventBody::MessageReceived(m), shop));
+    }
+
+    #[test]
+    fn globs_match_whole_values_case_insensitively() {
+        for (pattern, text, want) in [
+            ("WIN-???????????", "WIN-CLJ1B0GQ6JP", true),
+            ("WIN-???????????", "win-clj1b0gq6jp", true),
+            ("WIN-???????????", "WIN-CLJ1B0GQ6J", false),
+            ("User", "user", true),
+            ("User", "Users", false),
+            ("*.localdomain", "localhost.localdomain", true),
+            ("a*b*c", "aXXbYYc", true),
+            ("a*b*c", "aXXbYY", false),
+            ("*", "", true),
+            ("", "", true),
+            ("", "x", false),
+            ("**?", "x", true),
+        ] {
+            assert_eq!(glob_matches(pattern, text), want, "{pattern:?} ~ {text:?}");
+        }
+        let mut m = received("x@y.example");
+        m.identity.client_host = Some("ylmf-pc".into());
+        let subs = [all(EventKind::MessageReceived)
+            .all_of([matches(IdentityField::ClientHost, &["User", "YLMF-PC"])])];
+        assert!(wants(&subs, &EventBody::MessageReceived(m), unknown));
     }
 
     #[test]

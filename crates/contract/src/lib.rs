@@ -38,4 +38,4 @@ pub const SYSTEM_USERS: &[&str] = &[
 
 /// Version of the `spamward:rule` WIT package this contract describes; the
 /// event encoding is part of it.
-pub const INTERFACE_VERSION: &str = "0.2.2";
+pub const INTERFACE_VERSION: &str = "0.3.0";

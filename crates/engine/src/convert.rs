@@ -1,11 +1,13 @@
 //! The host's side of the wasm boundary: events into a rule's batch (the
 //! contract's encoding), and what a rule says (its description, its
-//! verdicts) from the types wasmtime generated for `wit/rule.wit` into the
-//! contract's.
+//! verdicts) from the types wasmtime generated for `wit/v0.3.0` into the
+//! contract's (a 0.2.x rule's are upgraded to those first).
 
 use spamward_contract::counter::{CountOf, CounterSpec};
 use spamward_contract::event::{self as contract, DeliveryOutcome, EventKind};
-use spamward_contract::filter::{EventFilter, FieldValues, IdentityField, Subscription};
+use spamward_contract::filter::{
+    EventFilter, FieldPatterns, FieldValues, IdentityField, Subscription,
+};
 use spamward_contract::verdict::{Action, Severity, Target, Verdict};
 
 use crate::bindings::wit;
@@ -52,6 +54,10 @@ pub fn subscription(s: &wit::Subscription) -> Subscription {
         }),
         wit::EventFilter::Outcome(os) => EventFilter::Outcome(os.iter().map(outcome).collect()),
         wit::EventFilter::RemoteRecipient => EventFilter::RemoteRecipient,
+        wit::EventFilter::Matches(fp) => EventFilter::Matches(FieldPatterns {
+            field: identity_field(fp.field),
+            patterns: fp.patterns.clone(),
+        }),
     };
     Subscription {
         kind: kind(s.kind),
@@ -72,6 +78,7 @@ fn identity_field(f: wit::IdentityField) -> IdentityField {
         wit::IdentityField::Owner => IdentityField::Owner,
         wit::IdentityField::Script => IdentityField::Script,
         wit::IdentityField::ClientIp => IdentityField::ClientIp,
+        wit::IdentityField::ClientHost => IdentityField::ClientHost,
     }
 }
 
@@ -91,6 +98,7 @@ pub fn counter_spec(s: &wit::CounterSpec) -> CounterSpec {
         window_seconds: s.window_seconds,
         thresholds: s.thresholds.clone(),
         then_every: s.then_every,
+        step_seconds: s.step_seconds,
     }
 }
 

@@ -24,6 +24,7 @@ mod pool;
 mod rule;
 mod runner;
 mod sandbox;
+mod upgrade;
 
 use std::collections::BTreeMap;
 use std::fs;

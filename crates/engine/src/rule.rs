@@ -102,7 +102,7 @@ pub struct LoadedRule {
     /// Whether it says which event it is judging (0.2.1), so a trap costs
     /// that event alone rather than the rest of its batch.
     pub reports_progress: bool,
-    pub(crate) pre: RulePre<StoreData>,
+    pub(crate) pre: RulePre,
 }
 
 /// Why a rule could not be loaded.
@@ -159,7 +159,7 @@ impl LoadError {
     }
 }
 
-/// The served versions in words: `0.2.0, 0.2.1 and 0.2.2`.
+/// The served versions in words: `0.2.0, 0.2.1, 0.2.2 and 0.3.0`.
 fn served_versions() -> String {
     match SERVED_VERSIONS.split_last() {
         Some((last, [])) => (*last).to_owned(),
@@ -237,8 +237,7 @@ pub fn load(
         .instantiate(&mut store)
         .map_err(|e| describe_err(format!("{e:#}")))?;
     let info = instance
-        .spamward_rule_guest()
-        .call_describe(&mut store)
+        .describe(&mut store)
         .map_err(|e| describe_err(format!("{e:#}")))?;
     let filters: Vec<_> = info
         .subscriptions

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use wasmtime::Store;
 
-use crate::bindings::Rule;
+use crate::bindings::Guest;
 use crate::convert::verdict;
 use crate::failure::RuleFailure;
 use crate::rule::LoadedRule;
@@ -46,7 +46,7 @@ pub struct RuleRunner {
     settings: Arc<serde_json::Map<String, serde_json::Value>>,
     lookups: Arc<HostLookups>,
     limits: Limits,
-    live: Option<(Store<StoreData>, Rule)>,
+    live: Option<(Store<StoreData>, Guest)>,
     /// Held here while no instance is live.
     parked_state: Option<RuleState>,
     /// [`spamward_contract::event::EventKind::bit`]s of the kinds the
@@ -255,8 +255,7 @@ impl RuleRunner {
             .map_err(|e| RuleFailure::from_call(&e))
             .and_then(|instance| {
                 instance
-                    .spamward_rule_guest()
-                    .call_init(&mut store, &self.settings_json)
+                    .init(&mut store, &self.settings_json)
                     .map_err(|e| RuleFailure::from_call(&e))?
                     .map_err(RuleFailure::Settings)?;
                 Ok(instance)
@@ -408,9 +407,7 @@ impl RuleRunner {
         let data = store.data_mut();
         data.judging = None;
         data.dropped = 0;
-        let result = instance
-            .spamward_rule_guest()
-            .call_on_events(&mut *store, batch.from(from));
+        let result = instance.on_events(&mut *store, batch.from(from));
         let data = store.data_mut();
         let room = MAX_VERDICTS_PER_BATCH.saturating_sub(outcome.verdicts.len());
         let reported = std::mem::take(&mut data.reported);

@@ -14,7 +14,7 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::{self, Rule};
+use crate::bindings::{v0_2, v0_3};
 use spamward_contract::counter::Counters;
 use spamward_contract::state::RuleState;
 use spamward_contract::verdict::Verdict;
@@ -78,7 +78,10 @@ impl Sandbox {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        Rule::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |data| data)?;
+        // Both interface versions in one linker: 0.2 and 0.3 are separate
+        // semver tracks, so each rule's imports find their own.
+        v0_3::Rule::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |data| data)?;
+        v0_2::Rule::add_to_linker::<_, HasSelf<StoreData>>(&mut linker, |data| data)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.weak(), ticker_stop.clone());
@@ -211,11 +214,11 @@ impl WasiView for StoreData {
     }
 }
 
-impl bindings::spamward::rule::types::Host for StoreData {}
+impl v0_3::spamward::rule::types::Host for StoreData {}
 
-impl bindings::spamward::rule::host::Host for StoreData {
-    fn log(&mut self, level: bindings::spamward::rule::host::LogLevel, message: String) {
-        use bindings::spamward::rule::host::LogLevel as L;
+impl v0_3::spamward::rule::host::Host for StoreData {
+    fn log(&mut self, level: v0_3::spamward::rule::host::LogLevel, message: String) {
+        use v0_3::spamward::rule::host::LogLevel as L;
         let rule = &*self.rule;
         match level {
             L::Trace => tracing::trace!(rule, "{message}"),
@@ -230,7 +233,7 @@ impl bindings::spamward::rule::host::Host for StoreData {
         self.judging = Some(event);
     }
 
-    fn report(&mut self, verdict: bindings::spamward::rule::types::Verdict) {
+    fn report(&mut self, verdict: v0_3::spamward::rule::types::Verdict) {
         if self.reported.len() < MAX_VERDICTS_PER_BATCH {
             self.reported.push(crate::convert::verdict(verdict));
         } else {
@@ -289,7 +292,7 @@ impl bindings::spamward::rule::host::Host for StoreData {
 
     fn declare_counter(
         &mut self,
-        spec: bindings::spamward::rule::types::CounterSpec,
+        spec: v0_3::spamward::rule::types::CounterSpec,
     ) -> Result<(), String> {
         self.counters
             .declare(crate::convert::counter_spec(&spec))
@@ -300,6 +303,85 @@ impl bindings::spamward::rule::host::Host for StoreData {
         self.counters.total(&mut self.state, &name, &key, at)
     }
 }
+
+impl v0_2::spamward::rule::types::Host for StoreData {}
+
+/// A 0.2.x rule's host calls: the 0.3.0 ones, its types upgraded.
+impl v0_2::spamward::rule::host::Host for StoreData {
+    fn log(&mut self, level: v0_2::spamward::rule::host::LogLevel, message: String) {
+        New::log(self, crate::upgrade::log_level(level), message);
+    }
+
+    fn judging(&mut self, event: u64) {
+        New::judging(self, event);
+    }
+
+    fn report(&mut self, verdict: v0_2::spamward::rule::types::Verdict) {
+        New::report(self, crate::upgrade::verdict(verdict));
+    }
+
+    fn window_add(
+        &mut self,
+        key: String,
+        at: i64,
+        window_seconds: u32,
+        n: u32,
+    ) -> wasmtime::Result<u64> {
+        New::window_add(self, key, at, window_seconds, n)
+    }
+
+    fn window_total(&mut self, key: String, at: i64, window_seconds: u32) -> u64 {
+        New::window_total(self, key, at, window_seconds)
+    }
+
+    fn distinct_add(
+        &mut self,
+        key: String,
+        member: String,
+        at: i64,
+        window_seconds: u32,
+    ) -> wasmtime::Result<u32> {
+        New::distinct_add(self, key, member, at, window_seconds)
+    }
+
+    fn distinct_count(&mut self, key: String, at: i64, window_seconds: u32) -> u32 {
+        New::distinct_count(self, key, at, window_seconds)
+    }
+
+    fn kv_get(&mut self, key: String) -> Option<String> {
+        New::kv_get(self, key)
+    }
+
+    fn kv_set(&mut self, key: String, value: Option<String>) -> wasmtime::Result<()> {
+        New::kv_set(self, key, value)
+    }
+
+    fn setting(&mut self, name: String) -> Option<String> {
+        New::setting(self, name)
+    }
+
+    fn domain_owner(&mut self, domain: String) -> Option<String> {
+        New::domain_owner(self, domain)
+    }
+
+    fn is_local_domain(&mut self, domain: String) -> Option<bool> {
+        New::is_local_domain(self, domain)
+    }
+
+    fn declare_counter(
+        &mut self,
+        spec: v0_2::spamward::rule::types::CounterSpec,
+    ) -> Result<(), String> {
+        New::declare_counter(self, crate::upgrade::counter_spec(spec))
+    }
+
+    fn counter_total(&mut self, name: String, key: String, at: i64) -> u64 {
+        New::counter_total(self, name, key, at)
+    }
+}
+
+/// The newest host calls, which the older ones delegate to.
+use v0_3::spamward::rule::host::Host as New;
 
 /// A guest's stdout or stderr: each line goes to `tracing`, tagged with the
 /// rule, so a rule's panic message ends up in the daemon's log.
