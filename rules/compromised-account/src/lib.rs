@@ -90,6 +90,19 @@ const MESSAGES: &str = "msgs";
 const DELIVERIES: &str = "dlv";
 const CLIENT_IPS: &str = "ips";
 const RECIPIENT_DOMAINS: &str = "doms";
+/// Messages over the past week, by the hour: the login's baseline.
+const WEEK_MESSAGES: &str = "week";
+
+/// HELO names spam tools greet with, as host filter patterns: the host
+/// hands the rule only the arrivals that match, and [`is_bot_helo`] (which
+/// also wants Windows' name in upper case) has the last word.
+const BOT_HELOS: [&str; 5] = [
+    "User",
+    "ylmf-pc",
+    "localhost",
+    "localhost.localdomain",
+    "WIN-???????????",
+];
 
 /// The seconds of history a baseline looks back over, and how much of it
 /// must be known before a burst counts: a new login has no baseline.
@@ -97,10 +110,6 @@ const WEEK: u32 = 7 * 86_400;
 const DAY: i64 = 86_400;
 
 /// The start of the hour `at` is in.
-fn hour_of(at: i64) -> i64 {
-    at - at.rem_euclid(3600)
-}
-
 /// HELO names that spam tools send and mail programs do not: the bot that
 /// drives a stolen login gives itself away. Outlook and Thunderbird send
 /// the computer's own name or address literal, so only names no real
@@ -141,7 +150,7 @@ impl CompromisedAccount {
         if history < DAY {
             return None;
         }
-        let week = host::window_total(key.of("week"), hour_of(at), WEEK);
+        let week = counter::total(WEEK_MESSAGES, key.login, at);
         let windows = history.min(i64::from(WEEK)) as f64 / f64::from(self.window());
         // The past, without the window being judged.
         let baseline = week.saturating_sub(messages) as f64 / (windows - 1.0).max(1.0);
@@ -250,10 +259,12 @@ impl Rule for CompromisedAccount {
             "SMTP logins used from many IPs or after password guessing (fan-out and failures make it worse)",
         )
         .version(env!("CARGO_PKG_VERSION"))
-        .subscribe_where(
-            EventKind::MessageReceived,
-            [filter::has(IdentityField::AuthId)],
-        )
+        // Only arrivals from a spam tool's HELO cross the boundary: the
+        // login's messages are counted by the host.
+        .subscribe_matching(filter::all(EventKind::MessageReceived).all_of([
+            filter::has(IdentityField::AuthId),
+            filter::matches(IdentityField::ClientHost, &BOT_HELOS),
+        ]))
         // Only failures cross the boundary: attempts are counted from the
         // recipients of each message, so delivered mail costs nothing here.
         .subscribe_matching(filter::all(EventKind::Delivery).all_of([
@@ -330,6 +341,13 @@ impl Rule for CompromisedAccount {
         }
         vec![
             messages,
+            // Counted by the hour: a week of a busy login is 168 entries,
+            // not one per message. Its first message of a week starts its
+            // history again.
+            counter::of(WEEK_MESSAGES, sent(), login)
+                .window(WEEK)
+                .step(3600)
+                .threshold(1),
             counter::of(DELIVERIES, sent(), login)
                 .count(CountOf::Recipients)
                 .window(w),
@@ -346,6 +364,11 @@ impl Rule for CompromisedAccount {
 
     fn on_counter(&mut self, cx: &mut Context<'_>, c: &Crossing) {
         let (at, login) = (cx.time(), c.key.as_str());
+        if c.counter == WEEK_MESSAGES {
+            // A login not seen for a week starts its history again.
+            host::kv_set(Key::new(login).of("first"), Some(&at.to_string()));
+            return;
+        }
         if c.counter == MESSAGES && c.threshold == 1 {
             // The first message after a run of guesses: remember how many.
             let mut key = Key::new(login);
@@ -367,13 +390,6 @@ impl Rule for CompromisedAccount {
         };
         let (at, w, s) = (cx.time(), self.window(), &self.settings);
         let mut key = Key::new(login);
-        // Counted by the hour: a week of a busy login is 168 entries, not
-        // one per message.
-        let week = host::window_add(key.of("week"), hour_of(at), WEEK, 1);
-        if week == 1 {
-            // A login not seen for a week starts its history again.
-            host::kv_set(key.of("first"), Some(&at.to_string()));
-        }
         if let Some(helo) = m.identity.client_host.as_deref()
             && is_bot_helo(helo)
             && host::window_add(key.of("bot"), at, w, 1) == 1
