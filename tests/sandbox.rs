@@ -234,37 +234,61 @@ fn a_trap_mid_batch_costs_only_the_event_it_happened_on() {
     }
 }
 
+/// A rule kept byte for byte in `tests/fixtures/prebuilt/` as an older SDK
+/// built it, dropped into a rules directory as `<installed_as>.wasm`.
+struct Prebuilt {
+    dir: tempfile::TempDir,
+    rules: PathBuf,
+    cache: PathBuf,
+}
+
+impl Prebuilt {
+    fn install(file: &str, installed_as: &str) -> Self {
+        let old = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fixtures/prebuilt")
+            .join(file);
+        let dir = tempfile::tempdir().unwrap();
+        let rules = dir.path().join("rules");
+        fs::create_dir_all(&rules).unwrap();
+        fs::copy(&old, rules.join(format!("{installed_as}.wasm"))).unwrap();
+        let cache = dir.path().join("cache");
+        Prebuilt { dir, rules, cache }
+    }
+
+    /// `spamward <args> --rules <its directory>`.
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        let mut args = args.to_vec();
+        args.extend(["--rules", self.rules.to_str().unwrap()]);
+        spamward(&args, &self.cache)
+    }
+
+    /// `scan --json` of a log holding `log`: the findings' keys and stderr,
+    /// the scan having exited 0.
+    fn scan(&self, log: &str) -> (Vec<(String, String, String)>, String) {
+        let path = self.dir.path().join("mainlog");
+        fs::write(&path, log).unwrap();
+        let out = self.run(&["scan", "--json", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        (finding_keys(&json_lines(&out)), stderr)
+    }
+}
+
 /// A rule built with the SDK for interface 0.2.0 (before `judging` and
 /// `report`) still loads and finds what it finds: 0.2.1 only added to it.
 #[test]
 fn a_rule_built_for_interface_0_2_0_still_runs() {
-    let old = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/prebuilt/auth-failure-burst-interface-0.2.0.wasm");
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    fs::create_dir_all(&rules).unwrap();
-    fs::copy(&old, rules.join("auth-failure-burst.wasm")).unwrap();
-    let log_path = dir.path().join("mainlog");
+    let prebuilt = Prebuilt::install(
+        "auth-failure-burst-interface-0.2.0.wasm",
+        "auth-failure-burst",
+    );
     let mut log = String::new();
     for i in 0..12 {
         log.push_str(&format!(
             "2024-05-01 10:00:{i:02} dovecot_login authenticator failed for (x) [198.51.100.7]:4321: 535 Incorrect authentication data (set_id=u{i}@shop.example)\n"
         ));
     }
-    fs::write(&log_path, log).unwrap();
-    let out = spamward(
-        &[
-            "scan",
-            "--json",
-            "--rules",
-            rules.to_str().unwrap(),
-            log_path.to_str().unwrap(),
-        ],
-        &dir.path().join("cache"),
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let keys = finding_keys(&json_lines(&out));
+    let (keys, stderr) = prebuilt.scan(&log);
     assert!(
         keys.iter()
             .any(|(rule, kind, value)| rule == "auth-failure-burst"
@@ -280,18 +304,8 @@ fn a_rule_built_for_interface_0_2_0_still_runs() {
 /// versions are shown to still serve it.
 #[test]
 fn a_counting_rule_built_for_interface_0_2_2_still_runs() {
-    let old = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/fixtures/prebuilt/defer-fail-ratio-interface-0.2.2.wasm");
-    let dir = tempfile::tempdir().unwrap();
-    let rules = dir.path().join("rules");
-    fs::create_dir_all(&rules).unwrap();
-    fs::copy(&old, rules.join("defer-fail-ratio.wasm")).unwrap();
-    let cache = dir.path().join("cache");
-
-    let listed = spamward(
-        &["rules", "list", "--rules", rules.to_str().unwrap()],
-        &cache,
-    );
+    let prebuilt = Prebuilt::install("defer-fail-ratio-interface-0.2.2.wasm", "defer-fail-ratio");
+    let listed = prebuilt.run(&["rules", "list"]);
     let listing = String::from_utf8_lossy(&listed.stdout);
     let line = listing
         .lines()
@@ -315,21 +329,7 @@ fn a_counting_rule_built_for_interface_0_2_2_still_runs() {
             "{t} {id} ** old{i}@site{i}.example R=dnslookup T=remote_smtp H=mx.site{i}.example [203.0.113.2]: SMTP error from remote mail server after RCPT TO:<old{i}@site{i}.example>: 550 5.1.1 No such user\n"
         ));
     }
-    let log_path = dir.path().join("mainlog");
-    fs::write(&log_path, log).unwrap();
-    let out = spamward(
-        &[
-            "scan",
-            "--json",
-            "--rules",
-            rules.to_str().unwrap(),
-            log_path.to_str().unwrap(),
-        ],
-        &cache,
-    );
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    let keys = finding_keys(&json_lines(&out));
+    let (keys, stderr) = prebuilt.scan(&log);
     assert!(
         keys.iter()
             .any(|(rule, kind, value)| rule == "defer-fail-ratio"

@@ -17,40 +17,37 @@ use wasmtime::component::InstancePre;
 
 use crate::sandbox::StoreData;
 
+/// The bindings of the `rule` world in the WIT folder `$path`, with the
+/// same options for every version, so they cannot drift apart.
+macro_rules! rule_bindings {
+    ($path:literal) => {
+        wasmtime::component::bindgen!({
+            world: "rule",
+            path: $path,
+            // Arguments borrow: an encoded event batch is lowered straight
+            // from the host's buffer.
+            ownership: Borrowing {
+                duplicate_if_necessary: true
+            },
+            // State that would pass the rule's quota fails the rule: these
+            // may trap.
+            imports: {
+                "spamward:rule/host.window-add": trappable,
+                "spamward:rule/host.distinct-add": trappable,
+                "spamward:rule/host.kv-set": trappable,
+            },
+        });
+    };
+}
+
 /// `spamward:rule@0.3.0`.
 pub mod v0_3 {
-    wasmtime::component::bindgen!({
-        world: "rule",
-        path: "../../wit/v0.3.0",
-        // Arguments borrow: an encoded event batch is lowered straight from
-        // the host's buffer.
-        ownership: Borrowing {
-            duplicate_if_necessary: true
-        },
-        // State that would pass the rule's quota fails the rule: these may
-        // trap.
-        imports: {
-            "spamward:rule/host.window-add": trappable,
-            "spamward:rule/host.distinct-add": trappable,
-            "spamward:rule/host.kv-set": trappable,
-        },
-    });
+    rule_bindings!("../../wit/v0.3.0");
 }
 
 /// `spamward:rule@0.2.2`, serving 0.2.0 and 0.2.1 too.
 pub mod v0_2 {
-    wasmtime::component::bindgen!({
-        world: "rule",
-        path: "../../wit/v0.2.2",
-        ownership: Borrowing {
-            duplicate_if_necessary: true
-        },
-        imports: {
-            "spamward:rule/host.window-add": trappable,
-            "spamward:rule/host.distinct-add": trappable,
-            "spamward:rule/host.kv-set": trappable,
-        },
-    });
+    rule_bindings!("../../wit/v0.2.2");
 }
 
 pub use self::v0_3::spamward::rule::types as wit;
