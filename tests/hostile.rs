@@ -456,7 +456,7 @@ fn out_of_range_engine_settings_are_refused_by_name() {
         ),
         (
             "workers = 100000",
-            "[engine] workers = 100000: must be from 0 (one per CPU) to 256",
+            "[engine] workers = 100000: must be from 0 (rules on the reading thread) to 256",
         ),
         (
             "batch_size = 1000000000000",

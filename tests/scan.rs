@@ -436,11 +436,14 @@ fn findings_do_not_depend_on_worker_threads_or_batch_size() {
         assert_ok(&out);
         json_lines(&out)
     };
-    // One worker with many small batches against several workers racing
-    // over the default batches: every finding, its evidence and the lines
-    // it cites must come out the same.
+    // Rules on the reading thread (the default), one worker with many
+    // small batches, and several workers racing over the default batches:
+    // every finding, its evidence and the lines it cites must come out the
+    // same.
+    let inline = scan("");
     let serial = scan("workers = 1\nbatch_size = 7");
     let parallel = scan("workers = 4");
-    assert!(serial.len() >= 4, "{} findings", serial.len());
-    assert_eq!(serial, parallel);
+    assert!(inline.len() >= 4, "{} findings", inline.len());
+    assert_eq!(inline, serial);
+    assert_eq!(inline, parallel);
 }

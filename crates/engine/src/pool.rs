@@ -3,7 +3,10 @@
 //! worker.
 //!
 //! The parser keeps producing batches while the workers run rules, so a scan
-//! costs the slower of the two stages rather than their sum. Work is handed
+//! costs the slower of the two stages rather than their sum. A pool of no
+//! workers runs every lane on the submitting thread instead, as each input
+//! is submitted: slower on the clock, but the cheapest in CPU, because no
+//! thread is woken and the events are read from the cache that wrote them. Work is handed
 //! out rule by rule as workers come free rather than by a fixed rule→thread
 //! split, because a rule's cost is only known once it runs: one hot rule can
 //! cost more than all the others together. Each rule's queue is bounded, so
@@ -80,7 +83,8 @@ struct Slot<L: Lane> {
 }
 
 impl<L: Lane> Pool<L> {
-    /// Starts `workers` threads (at least one) over `lanes`.
+    /// Starts `workers` threads over `lanes`; with none, [`submit`](Self::submit)
+    /// runs the lanes itself.
     pub fn new(lanes: Vec<L>, workers: usize) -> Self {
         let shared = Arc::new(Shared {
             sched: Mutex::new(Schedule {
@@ -102,7 +106,7 @@ impl<L: Lane> Pool<L> {
             work: Condvar::new(),
             progress: Condvar::new(),
         });
-        let workers = (0..workers.max(1))
+        let workers = (0..workers)
             .map(|n| {
                 let shared = shared.clone();
                 std::thread::Builder::new()
@@ -115,8 +119,9 @@ impl<L: Lane> Pool<L> {
     }
 
     /// Queues `input` for every lane that wants it, waiting first while any
-    /// of those lanes is `QUEUE_DEPTH` inputs behind. A caller that keeps a
-    /// clone of the `Arc` decides which thread frees the input.
+    /// of those lanes is `QUEUE_DEPTH` inputs behind, or, in a pool without
+    /// workers, runs those lanes on it before returning. A caller that keeps
+    /// a clone of the `Arc` decides which thread frees the input.
     pub fn submit(&self, input: impl Into<Arc<L::Input>>) {
         let input = input.into();
         let mut s = self.shared.lock();
@@ -137,6 +142,12 @@ impl<L: Lane> Pool<L> {
                 s.runnable.push_back(i);
             }
             s.in_flight += 1;
+        }
+        if self.workers.is_empty() {
+            while !s.runnable.is_empty() {
+                s = self.shared.run_next(s);
+            }
+            return;
         }
         drop(s);
         self.shared.work.notify_all();
@@ -238,55 +249,64 @@ impl<L: Lane> Shared<L> {
         cv.wait(guard).unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A worker's loop: take a runnable lane and its next input, run it
-    /// outside the lock, put the lane back.
+    /// A worker's loop: run lanes while any is runnable, wait while none is.
     fn work(&self) {
         let mut s = self.lock();
         loop {
-            let Some(i) = s.runnable.pop_front() else {
-                if s.closing {
-                    return;
-                }
+            if !s.runnable.is_empty() {
+                s = self.run_next(s);
+                self.progress.notify_all();
+            } else if s.closing {
+                return;
+            } else {
                 s = self.wait(&self.work, s);
-                continue;
-            };
-            let slot = &mut s.lanes[i];
-            let mut lane = slot.lane.take().expect("a runnable lane is home");
-            let input = slot.queue.pop_front().expect("a runnable lane has input");
-            drop(s);
+            }
+        }
+    }
 
-            let output = panic::catch_unwind(AssertUnwindSafe(|| lane.run(&input)));
-            drop(input);
+    /// Takes the first runnable lane and its next input, runs it outside
+    /// the lock and puts the lane back (or, if it panicked, marks it lost).
+    ///
+    /// # Panics
+    /// If no lane is runnable.
+    fn run_next<'a>(&'a self, mut s: MutexGuard<'a, Schedule<L>>) -> MutexGuard<'a, Schedule<L>> {
+        let i = s.runnable.pop_front().expect("a lane is runnable");
+        let slot = &mut s.lanes[i];
+        let mut lane = slot.lane.take().expect("a runnable lane is home");
+        let input = slot.queue.pop_front().expect("a runnable lane has input");
+        drop(s);
 
-            s = self.lock();
-            s.in_flight -= 1;
-            match output {
-                Ok(output) => {
-                    s.outputs.push((i, output));
-                    let slot = &mut s.lanes[i];
-                    slot.lane = Some(lane);
-                    if !slot.queue.is_empty() {
-                        s.runnable.push_back(i);
-                    }
-                }
-                Err(payload) => {
-                    // The lane is lost; drop its queue so `finish` ends and
-                    // reports the panic instead of waiting forever.
-                    let slot = &mut s.lanes[i];
-                    slot.lost = true;
-                    let dropped = slot.queue.len();
-                    slot.queue.clear();
-                    s.in_flight -= dropped;
-                    let message = payload
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| payload.downcast_ref::<&str>().map(|m| m.to_string()))
-                        .unwrap_or_else(|| "unknown panic".into());
-                    s.panicked.get_or_insert((i, message));
+        let output = panic::catch_unwind(AssertUnwindSafe(|| lane.run(&input)));
+        drop(input);
+
+        let mut s = self.lock();
+        s.in_flight -= 1;
+        match output {
+            Ok(output) => {
+                s.outputs.push((i, output));
+                let slot = &mut s.lanes[i];
+                slot.lane = Some(lane);
+                if !slot.queue.is_empty() {
+                    s.runnable.push_back(i);
                 }
             }
-            self.progress.notify_all();
+            Err(payload) => {
+                // The lane is lost; drop its queue so `finish` ends and
+                // reports the panic instead of waiting forever.
+                let slot = &mut s.lanes[i];
+                slot.lost = true;
+                let dropped = slot.queue.len();
+                slot.queue.clear();
+                s.in_flight -= dropped;
+                let message = payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|m| m.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                s.panicked.get_or_insert((i, message));
+            }
         }
+        s
     }
 }
 
@@ -330,7 +350,16 @@ mod tests {
 
     #[test]
     fn every_lane_sees_what_it_wants_in_order_and_outputs_keep_lane_order() {
-        let pool = Pool::new(vec![recorder(1, 50), recorder(2, 0), recorder(3, 20)], 2);
+        for workers in [0, 1, 2] {
+            lanes_see_their_inputs_in_order(workers);
+        }
+    }
+
+    fn lanes_see_their_inputs_in_order(workers: usize) {
+        let pool = Pool::new(
+            vec![recorder(1, 50), recorder(2, 0), recorder(3, 20)],
+            workers,
+        );
         let mut outputs = Vec::new();
         for n in 0..200 {
             pool.submit(n);
@@ -342,14 +371,14 @@ mod tests {
             let expected: Vec<u64> = (0..200u64)
                 .filter(|n| n.is_multiple_of(lane.every))
                 .collect();
-            assert_eq!(lane.seen, expected, "lane {i}");
+            assert_eq!(lane.seen, expected, "{workers} workers, lane {i}");
             let out: Vec<u64> = outputs
                 .iter()
                 .filter(|(l, _)| *l == i)
                 .map(|(_, o)| *o)
                 .collect();
             let expected: Vec<u64> = expected.iter().map(|n| n * 10).collect();
-            assert_eq!(out, expected, "lane {i} outputs");
+            assert_eq!(out, expected, "{workers} workers, lane {i} outputs");
         }
     }
 
@@ -383,13 +412,34 @@ mod tests {
 
     #[test]
     fn a_panicking_lane_is_reported_at_finish_instead_of_hanging_it() {
-        let pool = Pool::new(vec![Panicky], 2);
-        for n in 0..10 {
-            pool.submit(n);
+        for workers in [0, 2] {
+            let pool = Pool::new(vec![Panicky], workers);
+            for n in 0..10 {
+                pool.submit(n);
+            }
+            let err = panic::catch_unwind(AssertUnwindSafe(|| pool.finish())).unwrap_err();
+            let message = err.downcast_ref::<String>().unwrap();
+            assert!(
+                message.contains("input three"),
+                "{workers} workers: {message}"
+            );
         }
-        let err = panic::catch_unwind(AssertUnwindSafe(|| pool.finish())).unwrap_err();
-        let message = err.downcast_ref::<String>().unwrap();
-        assert!(message.contains("input three"), "{message}");
+    }
+
+    #[test]
+    fn without_workers_submit_runs_the_lanes_before_it_returns() {
+        let pool = Pool::new(vec![recorder(1, 0), recorder(2, 0)], 0);
+        pool.submit(4);
+        assert_eq!(pool.take_outputs(), vec![(0, 40), (1, 40)]);
+        pool.submit(5);
+        assert_eq!(
+            pool.take_outputs(),
+            vec![(0, 50)],
+            "lane 1 wants no odd input"
+        );
+        let (lanes, rest) = pool.finish();
+        assert!(rest.is_empty());
+        assert_eq!(lanes[1].seen, vec![4]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!
 //! [engine]
 //! batch_size = 1024
-//! workers = 0           # threads running rules; 0: one per CPU but one
+//! workers = 0           # threads running rules; 0: the reading thread runs them
 //! memory_limit_mb = 64
 //! batch_budget_ms = 1000
 //! state_limit_mb = 64   # host-side state (windows, sets, kv) per rule
@@ -182,8 +182,8 @@ fn duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error
 pub struct EngineConfig {
     /// Events per batch.
     pub batch_size: usize,
-    /// Threads running rules beside the reading thread; 0 means one per
-    /// CPU but the one the reading thread keeps (at least one).
+    /// Threads running rules beside the reading thread; 0 (the default)
+    /// runs them on the reading thread, which costs the least CPU.
     pub workers: usize,
     /// Memory cap per rule instance, MiB.
     pub memory_limit_mb: u32,
@@ -354,7 +354,7 @@ impl Config {
         for ((key, min, max), value) in ENGINE_RANGES.iter().zip(self.engine.values()) {
             if !(*min..=*max).contains(&value) {
                 let problem = if *key == "workers" {
-                    format!("must be from {min} (one per CPU) to {max}")
+                    format!("must be from {min} (rules on the reading thread) to {max}")
                 } else {
                     format!("must be from {min} to {max}")
                 };
@@ -605,7 +605,7 @@ mod tests {
             ),
             (
                 "workers = 100000",
-                "[engine] workers = 100000: must be from 0 (one per CPU) to 256",
+                "[engine] workers = 100000: must be from 0 (rules on the reading thread) to 256",
             ),
             (
                 "batch_size = 1000000000000",
