@@ -145,6 +145,8 @@ pub struct EximLogParser {
     lines: u64,
     /// Turns the times lines write into instants.
     clock: LocalClock,
+    /// The last time a line wrote, read.
+    stamps: prefix::StampCache,
     /// The time held events wait against: the earlier of the last two
     /// lines' times. A clock that steps back (a daylight saving change, an
     /// NTP step) or one stray line from the future must not make every
@@ -437,7 +439,7 @@ impl EximLogParser {
             // entry indented, without a time. The first line said it.
             return LineOutcome::Ignored;
         }
-        let Some(p) = prefix::split(line) else {
+        let Some(p) = prefix::split(line, &mut self.stamps) else {
             return LineOutcome::Unparsed;
         };
         let time = self.clock.resolve(p.time);
@@ -741,12 +743,17 @@ impl EximLogParser {
     }
 
     fn cwd(&mut self, r: &str, ctx: &Ctx<'_>) -> LineOutcome {
-        if let Some((_, args)) = r.split_once(" args: ")
+        // Searched once, with a searcher built once: a `cwd=` line comes
+        // with nearly every message, and `str::split_once` sets up a
+        // substring search per call (a twentieth of parsing on a busy log).
+        static ARGS: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(" args:"));
+        let args_at = ARGS.find(r.as_bytes());
+        if let Some(args) = args_at.and_then(|i| r[i + " args:".len()..].strip_prefix(' '))
             && is_exim_internal(args)
         {
             return LineOutcome::Understood;
         }
-        let path = match r.find(" args:") {
+        let path = match args_at {
             Some(i) => r[..i]
                 .trim_end_matches(|c: char| c.is_ascii_digit())
                 .trim_end_matches(' '),

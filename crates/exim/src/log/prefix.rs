@@ -14,9 +14,43 @@ pub(super) struct Prefix<'a> {
     pub body: &'a str,
 }
 
+/// The last `YYYY-MM-DD HH:MM:SS` read and the civil seconds it names.
+///
+/// A busy log writes many lines in a second, and comparing 19 bytes is
+/// cheaper than reading six numbers and counting days (5 % of parsing).
+#[derive(Debug, Default)]
+pub(super) struct StampCache {
+    /// All zero until a time is read: no line starts with NULs (they are
+    /// trimmed), so it never matches.
+    text: [u8; 19],
+    civil: i64,
+}
+
+impl StampCache {
+    /// The civil seconds of the time `stamp` spells, read or remembered.
+    fn civil(&mut self, stamp: &[u8; 19]) -> Option<i64> {
+        if *stamp == self.text {
+            return Some(self.civil);
+        }
+        let b = stamp;
+        if b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
+            return None;
+        }
+        let year = digits(b, 0, 4)?;
+        let month = digits(b, 5, 2)?;
+        let day = digits(b, 8, 2)?;
+        let hour = digits(b, 11, 2)?;
+        let minute = digits(b, 14, 2)?;
+        let second = digits(b, 17, 2)?;
+        let civil = Timestamp::from_civil(year as i32, month, day, hour, minute, second)?.seconds;
+        (self.text, self.civil) = (*stamp, civil);
+        Some(civil)
+    }
+}
+
 /// Splits a line into its prefix and body; `None` when no timestamp is found.
-pub(super) fn split(line: &str) -> Option<Prefix<'_>> {
-    let (time, mut rest, mut pid) = match parse_time(line) {
+pub(super) fn split<'a>(line: &'a str, stamps: &mut StampCache) -> Option<Prefix<'a>> {
+    let (time, mut rest, mut pid) = match parse_time(line, stamps) {
         Some((time, rest)) => {
             let mut pid = None;
             let mut rest = rest;
@@ -30,7 +64,7 @@ pub(super) fn split(line: &str) -> Option<Prefix<'_>> {
             // journal / syslog forwarders put the tag first and Exim's own
             // timestamp after it: `host exim[123]: 2021-07-17 23:20:49 ...`.
             let (p, after) = find_syslog_tag(line)?;
-            let (time, rest) = parse_time(after)?;
+            let (time, rest) = parse_time(after, stamps)?;
             (time, rest, Some(p))
         }
     };
@@ -57,25 +91,13 @@ fn digits(b: &[u8], from: usize, n: usize) -> Option<u32> {
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.ffffff][ +HHMM]` at the start of `s`, then one space.
-pub(super) fn parse_time(s: &str) -> Option<(WrittenTime, &str)> {
+pub(super) fn parse_time<'a>(
+    s: &'a str,
+    stamps: &mut StampCache,
+) -> Option<(WrittenTime, &'a str)> {
     let b = s.as_bytes();
-    if b.len() < 19
-        || b[4] != b'-'
-        || b[7] != b'-'
-        || b[10] != b' '
-        || b[13] != b':'
-        || b[16] != b':'
-    {
-        return None;
-    }
-    let year = digits(b, 0, 4)?;
-    let month = digits(b, 5, 2)?;
-    let day = digits(b, 8, 2)?;
-    let hour = digits(b, 11, 2)?;
-    let minute = digits(b, 14, 2)?;
-    let second = digits(b, 17, 2)?;
     let mut time = WrittenTime {
-        civil: Timestamp::from_civil(year as i32, month, day, hour, minute, second)?.seconds,
+        civil: stamps.civil(b.first_chunk::<19>()?)?,
         offset_minutes: None,
     };
     let mut i = 19;
@@ -155,6 +177,11 @@ mod tests {
 
     use spamward_model::{LocalClock, LocalZone};
 
+    /// A line split on its own.
+    fn split(line: &str) -> Option<Prefix<'_>> {
+        super::split(line, &mut StampCache::default())
+    }
+
     /// The time as an event shows it (a log read as UTC).
     fn t(s: &str) -> String {
         let time = split(s).unwrap().time;
@@ -190,6 +217,19 @@ mod tests {
         assert!(split("2019-13-21 04:33:14 x").is_none());
         assert!(split("2019-04-21 04:33:14x").is_none());
         assert!(split("2019-04-21 04:33").is_none());
+    }
+
+    #[test]
+    fn a_remembered_stamp_is_only_reused_for_the_same_text() {
+        let mut stamps = StampCache::default();
+        let mut civil_of = |line| super::split(line, &mut stamps).map(|p| p.time.civil);
+        let first = civil(2019, 4, 21, 4, 33, 14);
+        assert_eq!(civil_of("2019-04-21 04:33:14 a"), Some(first));
+        assert_eq!(civil_of("2019-04-21 04:33:14.5 +0100 b"), Some(first));
+        assert_eq!(civil_of("2019-04-21 04:33:15 c"), Some(first + 1));
+        assert_eq!(civil_of("2019-04-22 04:33:15 d"), Some(first + 86_401));
+        assert_eq!(civil_of("2019-13-22 04:33:15 e"), None);
+        assert_eq!(civil_of("2019-04-22 04:33:15 f"), Some(first + 86_401));
     }
 
     #[test]

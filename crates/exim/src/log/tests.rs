@@ -1212,7 +1212,7 @@ fn exim_test_suite_notes_arrivals_and_refusals() {
 /// those that carry data (an address, a number, a quote, a host) shown as
 /// `_`.
 fn line_kind(line: &str) -> String {
-    let body = prefix::split(line).map_or(line, |p| p.body);
+    let body = prefix::split(line, &mut prefix::StampCache::default()).map_or(line, |p| p.body);
     let body = body
         .split_once(' ')
         .filter(|(first, _)| message_key(first).is_some())
