@@ -7,7 +7,7 @@
 /// with each invalid sequence replaced by U+FFFD (`spare` is reused from
 /// line to line, so a broken line costs no allocation either).
 pub fn text<'a>(bytes: &'a [u8], spare: &'a mut String) -> &'a str {
-    match std::str::from_utf8(bytes) {
+    match simdutf8::basic::from_utf8(bytes) {
         Ok(text) => text,
         Err(_) => {
             spare.clear();
