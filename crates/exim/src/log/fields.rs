@@ -96,10 +96,7 @@ pub(super) fn parse_host(s: &str) -> (Host<'_>, usize) {
 
 #[inline]
 pub(super) fn memchr_byte(b: &[u8], needle: u8, from: usize) -> Option<usize> {
-    b.get(from..)?
-        .iter()
-        .position(|&c| c == needle)
-        .map(|p| p + from)
+    memchr::memchr(needle, b.get(from..)?).map(|p| p + from)
 }
 
 /// `s` split at its first space: the first word and the rest after the
@@ -227,12 +224,15 @@ impl<'a> Iterator for Scanner<'a> {
             }
             if b.get(vstart) == Some(&b'"') {
                 let mut j = vstart + 1;
-                while j < b.len() {
-                    match b[j] {
-                        b'\\' => j += 2,
-                        b'"' => break,
-                        _ => j += 1,
+                while let Some(at) = memchr::memchr2(b'"', b'\\', &b[j.min(b.len())..]) {
+                    j += at;
+                    if b[j] == b'"' {
+                        break;
                     }
+                    j += 2;
+                }
+                if j > b.len() || b.get(j) != Some(&b'"') {
+                    j = b.len();
                 }
                 let close = j.min(b.len());
                 let value = &self.s[vstart + 1..close];
@@ -307,8 +307,8 @@ pub(super) fn split_address(s: &str) -> (&str, &str) {
         None
     };
     let from = end_of_quote.unwrap_or(0).min(s.len());
-    match s[from..].find(' ') {
-        Some(i) => (&s[..from + i], s[from + i..].trim_start()),
+    match memchr_byte(s.as_bytes(), b' ', from) {
+        Some(i) => (&s[..i], s[i..].trim_start()),
         None => (s, ""),
     }
 }
