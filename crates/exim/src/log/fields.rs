@@ -440,5 +440,18 @@ mod tests {
                 ..
             }
         ));
+
+        // A cut line can end inside an escape: the value runs to the end.
+        for (line, value) in [
+            (r#"T="ends in \"#, r#"ends in \"#),
+            (r#"T="ends in \\"#, r#"ends in \\"#),
+            (r#"T="x\" y" S=1"#, r#"x\" y"#),
+        ] {
+            let toks: Vec<_> = Scanner::new(line, false).collect();
+            assert!(
+                matches!(toks[0], Tok::Field { value: v, quoted: true, .. } if v == value),
+                "{line}: {toks:?}"
+            );
+        }
     }
 }
