@@ -44,8 +44,8 @@ pub struct DispatchOptions {
     /// what a mail server's neighbours share: on the benchmark log, rules on
     /// the reading thread took a tenth less CPU than on one worker (9-14 %
     /// in two sessions: no wake-ups, and the events are read from the cache
-    /// that wrote them), for about a third more time on the clock. A worker pays off when a long
-    /// log must be read fast and a CPU is idle.
+    /// that wrote them), for about a third more time on the clock. A worker
+    /// pays off when a long log must be read fast and a CPU is idle.
     pub workers: usize,
 }
 
@@ -427,10 +427,9 @@ impl Dispatcher {
                 ..RuleLane::new(runner)
             })
             .collect();
-        let workers = options.workers;
         let batch_size = options.batch_size.max(1);
         Dispatcher {
-            pool: Pool::new(lanes, workers),
+            pool: Pool::new(lanes, options.workers),
             subscribers,
             pending: Vec::with_capacity(batch_size),
             submitted: VecDeque::new(),

@@ -6,7 +6,9 @@
 //! costs the slower of the two stages rather than their sum. A pool of no
 //! workers runs every lane on the submitting thread instead, as each input
 //! is submitted: slower on the clock, but the cheapest in CPU, because no
-//! thread is woken and the events are read from the cache that wrote them. Work is handed
+//! thread is woken and the events are read from the cache that wrote them.
+//!
+//! Work is handed
 //! out rule by rule as workers come free rather than by a fixed rule→thread
 //! split, because a rule's cost is only known once it runs: one hot rule can
 //! cost more than all the others together. Each rule's queue is bounded, so

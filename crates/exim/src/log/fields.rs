@@ -223,18 +223,16 @@ impl<'a> Iterator for Scanner<'a> {
                 });
             }
             if b.get(vstart) == Some(&b'"') {
+                // The closing quote, skipping each backslash and the byte
+                // it escapes; without one the value runs to the end.
                 let mut j = vstart + 1;
-                while let Some(at) = memchr::memchr2(b'"', b'\\', &b[j.min(b.len())..]) {
-                    j += at;
-                    if b[j] == b'"' {
-                        break;
+                let close = loop {
+                    match memchr::memchr2(b'"', b'\\', b.get(j..).unwrap_or_default()) {
+                        Some(at) if b[j + at] == b'"' => break j + at,
+                        Some(at) => j += at + 2,
+                        None => break b.len(),
                     }
-                    j += 2;
-                }
-                if j > b.len() || b.get(j) != Some(&b'"') {
-                    j = b.len();
-                }
-                let close = j.min(b.len());
+                };
                 let value = &self.s[vstart + 1..close];
                 let end = (close + 1).min(b.len());
                 self.pos = self.colon_tail(end);

@@ -20,17 +20,16 @@ pub(super) struct Prefix<'a> {
 /// cheaper than reading six numbers and counting days (5 % of parsing).
 #[derive(Debug, Default)]
 pub(super) struct StampCache {
-    /// All zero until a time is read: no line starts with NULs (they are
-    /// trimmed), so it never matches.
-    text: [u8; 19],
-    civil: i64,
+    last: Option<([u8; 19], i64)>,
 }
 
 impl StampCache {
     /// The civil seconds of the time `stamp` spells, read or remembered.
     fn civil(&mut self, stamp: &[u8; 19]) -> Option<i64> {
-        if *stamp == self.text {
-            return Some(self.civil);
+        if let Some((text, civil)) = self.last
+            && text == *stamp
+        {
+            return Some(civil);
         }
         let b = stamp;
         if b[4] != b'-' || b[7] != b'-' || b[10] != b' ' || b[13] != b':' || b[16] != b':' {
@@ -43,7 +42,7 @@ impl StampCache {
         let minute = digits(b, 14, 2)?;
         let second = digits(b, 17, 2)?;
         let civil = Timestamp::from_civil(year as i32, month, day, hour, minute, second)?.seconds;
-        (self.text, self.civil) = (*stamp, civil);
+        self.last = Some((*stamp, civil));
         Some(civil)
     }
 }
