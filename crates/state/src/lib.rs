@@ -1,7 +1,8 @@
 //! The daemon's state file: one SQLite database (WAL, so `spamward status`
 //! reads it while the daemon writes) holding where each log was read to,
 //! every rule's host state, the policy's open findings, the findings made,
-//! and each rule as the daemon last saw it.
+//! each rule as the daemon last saw it, and the enforcement journal: every
+//! action decision, the actions in force, and operators' release requests.
 //!
 //! It stores rows and opaque bytes the daemon builds; it knows nothing of
 //! rules or events. A checkpoint is one transaction, so after a crash the
@@ -18,7 +19,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 /// Each schema version's migration, in order: `MIGRATIONS[n]` takes a file
 /// from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE sources (
         path TEXT PRIMARY KEY,
         dev INTEGER NOT NULL,
@@ -55,7 +57,38 @@ const MIGRATIONS: &[&str] = &["
         reason TEXT,
         updated_at INTEGER NOT NULL
     );
-"];
+",
+    "
+    CREATE TABLE journal (
+        id INTEGER PRIMARY KEY,
+        at INTEGER NOT NULL,
+        action_id INTEGER,
+        rule TEXT NOT NULL,
+        target TEXT NOT NULL,
+        action TEXT NOT NULL,
+        decision TEXT NOT NULL,
+        json TEXT NOT NULL
+    );
+    CREATE INDEX journal_action ON journal (action_id);
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY,
+        target TEXT NOT NULL,
+        action TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        started_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        json TEXT NOT NULL
+    );
+    CREATE TABLE releases (
+        id INTEGER PRIMARY KEY,
+        selector TEXT NOT NULL,
+        by TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        answer TEXT
+    );
+",
+];
 
 /// A state file problem, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -193,6 +226,59 @@ pub struct RuleRow {
     pub updated_at: i64,
 }
 
+/// One decision of the enforcement journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRow {
+    /// Its place in the journal (0 until stored).
+    pub id: i64,
+    /// When (wall clock, Unix seconds).
+    pub at: i64,
+    /// The action it is about, if one was started.
+    pub action_id: Option<u64>,
+    /// The rule.
+    pub rule: String,
+    /// The target, as `kind value`.
+    pub target: String,
+    /// The action's name.
+    pub action: String,
+    /// `ran`, `dry-run`, `refused-…`, `failed`, `expired`, `released`, ...
+    pub decision: String,
+    /// The whole entry (opaque).
+    pub json: String,
+}
+
+/// One action in force (or recorded in dry-run).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActionRow {
+    /// Its id.
+    pub id: u64,
+    /// The target, as `kind value`.
+    pub target: String,
+    /// The action's name.
+    pub action: String,
+    /// The rule that asked.
+    pub rule: String,
+    /// Only recorded, never run.
+    pub dry_run: bool,
+    /// When it started (wall clock, Unix seconds).
+    pub started_at: i64,
+    /// When it is undone, if ever.
+    pub expires_at: Option<i64>,
+    /// The whole action (opaque).
+    pub json: String,
+}
+
+/// An operator's request to release actions, for the daemon to carry out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseRequest {
+    /// Its id.
+    pub id: i64,
+    /// An action id or a target.
+    pub selector: String,
+    /// Who asked.
+    pub by: String,
+}
+
 /// What `spamward status` shows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Status {
@@ -206,6 +292,8 @@ pub struct Status {
     pub rules: Vec<RuleRow>,
     /// Findings stored.
     pub findings: u64,
+    /// Actions in force (dry-run records aside).
+    pub actions_in_force: u64,
 }
 
 /// An open state file.
@@ -566,13 +654,176 @@ impl Store {
             .conn
             .query_row("SELECT count(*) FROM findings", [], |r| r.get(0))
             .map_err(|e| self.err(e))?;
+        let actions_in_force: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM actions WHERE dry_run = 0", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| self.err(e))?;
         Ok(Status {
             checkpoint_at: self.daemon_number("checkpoint_at")?,
             events: self.daemon_number("events")?.unwrap_or(0) as u64,
             sources: self.sources()?,
             rules,
             findings: findings as u64,
+            actions_in_force: actions_in_force as u64,
         })
+    }
+
+    /// Records what enforcement did, in one transaction: `journal` is
+    /// appended, and the actions in force become `actions`, with the
+    /// ledger's own form `ledger` to resume from.
+    pub fn record_actions(
+        &mut self,
+        journal: &[JournalRow],
+        actions: &[ActionRow],
+        ledger: &[u8],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let e = |e| sqlite(&path, e);
+        let tx = self.conn.transaction().map_err(e)?;
+        for j in journal {
+            tx.execute(
+                "INSERT INTO journal (at, action_id, rule, target, action, decision, json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                params![
+                    j.at,
+                    j.action_id.map(|id| id as i64),
+                    j.rule,
+                    j.target,
+                    j.action,
+                    j.decision,
+                    j.json
+                ],
+            )
+            .map_err(e)?;
+        }
+        tx.execute("DELETE FROM actions", []).map_err(e)?;
+        for a in actions {
+            tx.execute(
+                "INSERT INTO actions (id, target, action, rule, dry_run, started_at, expires_at, json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![a.id as i64, a.target, a.action, a.rule, a.dry_run, a.started_at, a.expires_at, a.json],
+            )
+            .map_err(e)?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO daemon (key, value) VALUES ('ledger', ?1)",
+            [ledger],
+        )
+        .map_err(e)?;
+        tx.commit().map_err(e)
+    }
+
+    /// The ledger as [`Store::record_actions`] last saved it.
+    pub fn ledger(&self) -> Result<Option<Vec<u8>>, StoreError> {
+        self.daemon_value("ledger")
+    }
+
+    /// The journal, oldest first: the last `limit` entries.
+    pub fn journal(&self, limit: u32) -> Result<Vec<JournalRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, at, action_id, rule, target, action, decision, json FROM \
+                 (SELECT * FROM journal ORDER BY id DESC LIMIT ?1) ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([limit], |r| {
+            Ok(JournalRow {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                action_id: r.get::<_, Option<i64>>(2)?.map(|id| id as u64),
+                rule: r.get(3)?,
+                target: r.get(4)?,
+                action: r.get(5)?,
+                decision: r.get(6)?,
+                json: r.get(7)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// The actions in force, oldest first.
+    pub fn actions(&self) -> Result<Vec<ActionRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT id, target, action, rule, dry_run, started_at, expires_at, json \
+                 FROM actions ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok(ActionRow {
+                id: r.get::<_, i64>(0)? as u64,
+                target: r.get(1)?,
+                action: r.get(2)?,
+                rule: r.get(3)?,
+                dry_run: r.get(4)?,
+                started_at: r.get(5)?,
+                expires_at: r.get(6)?,
+                json: r.get(7)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Files an operator's release for the daemon; its id, to wait for the
+    /// answer with [`Store::release_answer`].
+    pub fn request_release(
+        &mut self,
+        selector: &str,
+        by: &str,
+        at: i64,
+    ) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO releases (selector, by, at) VALUES (?1, ?2, ?3)",
+                params![selector, by, at],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// The release requests not answered yet, oldest first.
+    pub fn open_releases(&self) -> Result<Vec<ReleaseRequest>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, selector, by FROM releases WHERE answer IS NULL ORDER BY id")
+            .map_err(|e| self.err(e))?;
+        stmt.query_map([], |r| {
+            Ok(ReleaseRequest {
+                id: r.get(0)?,
+                selector: r.get(1)?,
+                by: r.get(2)?,
+            })
+        })
+        .and_then(|rows| rows.collect())
+        .map_err(|e| self.err(e))
+    }
+
+    /// Answers release request `id`.
+    pub fn answer_release(&mut self, id: i64, answer: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "UPDATE releases SET answer = ?2 WHERE id = ?1",
+                params![id, answer],
+            )
+            .map_err(|e| self.err(e))
+            .map(|_| ())
+    }
+
+    /// The daemon's answer to release request `id`, once it gave one.
+    pub fn release_answer(&self, id: i64) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT answer FROM releases WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.err(e))
     }
 }
 

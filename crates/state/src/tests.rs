@@ -140,7 +140,7 @@ fn files_that_are_not_ours_are_refused_naming_the_file() {
     conn.pragma_update(None, "user_version", 99).unwrap();
     drop(conn);
     let e = Store::open(&newer).err().expect("refused").to_string();
-    assert!(e.contains("schema 99; this one knows up to 1"), "{e}");
+    assert!(e.contains("schema 99; this one knows up to 2"), "{e}");
     let e = Store::open_read_only(&newer)
         .err()
         .expect("refused")
@@ -177,6 +177,26 @@ fn reopening_keeps_the_schema_and_the_data() {
     assert_eq!(store.findings(None).unwrap().len(), 1);
 }
 
+#[test]
+fn a_file_from_before_the_journal_is_migrated_with_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let conn = Connection::open(&path).unwrap();
+    conn.execute_batch(MIGRATIONS[0]).unwrap();
+    conn.pragma_update(None, "user_version", 1).unwrap();
+    conn.execute(
+        "INSERT INTO findings (key, rule, last_seen, updated_at, json) VALUES ('k', 'r', 1, 1, '{}')",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let store = Store::open(&path).unwrap();
+    assert_eq!(store.version().unwrap(), 2);
+    assert_eq!(store.findings(None).unwrap().len(), 1);
+    assert!(store.journal(10).unwrap().is_empty());
+    assert_eq!(store.status().unwrap().actions_in_force, 0);
+}
+
 fn fs_write(path: &Path, bytes: &[u8]) {
     std::fs::write(path, bytes).unwrap();
 }
@@ -207,4 +227,88 @@ fn parser_messages_keep_only_the_changes_each_checkpoint_brings() {
     assert_eq!(kept, [m("b", 2, Some("B2")), m("c", 3, Some("C"))]);
     assert_eq!(store.kept().unwrap().parser_messages, 2);
     assert!(store.parser_messages("/other").unwrap().is_empty());
+}
+
+fn journal_row(at: i64, decision: &str) -> JournalRow {
+    JournalRow {
+        id: 0,
+        at,
+        action_id: Some(1),
+        rule: "compromised-account".into(),
+        target: "mailbox a@x.example".into(),
+        action: "hold-outgoing".into(),
+        decision: decision.into(),
+        json: format!("{{\"decision\":\"{decision}\"}}"),
+    }
+}
+
+#[test]
+fn the_journal_grows_while_the_actions_in_force_are_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.ledger().unwrap(), None);
+    let action = ActionRow {
+        id: 1,
+        target: "mailbox a@x.example".into(),
+        action: "hold-outgoing".into(),
+        rule: "compromised-account".into(),
+        dry_run: false,
+        started_at: 100,
+        expires_at: Some(3700),
+        json: "{}".into(),
+    };
+    store
+        .record_actions(
+            &[journal_row(100, "ran")],
+            std::slice::from_ref(&action),
+            b"L1",
+        )
+        .unwrap();
+    assert_eq!(store.status().unwrap().actions_in_force, 1);
+    store
+        .record_actions(&[journal_row(3700, "expired")], &[], b"L2")
+        .unwrap();
+    let reader = Store::open_read_only(&path).unwrap();
+    let journal = reader.journal(10).unwrap();
+    assert_eq!(
+        journal
+            .iter()
+            .map(|j| j.decision.as_str())
+            .collect::<Vec<_>>(),
+        ["ran", "expired"]
+    );
+    assert!(journal[0].id < journal[1].id);
+    assert_eq!(
+        reader.journal(1).unwrap()[0].decision,
+        "expired",
+        "the newest"
+    );
+    assert!(reader.actions().unwrap().is_empty());
+    assert_eq!(reader.ledger().unwrap().as_deref(), Some(&b"L2"[..]));
+    assert_eq!(reader.status().unwrap().actions_in_force, 0);
+}
+
+#[test]
+fn a_release_request_is_answered_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("state.db")).unwrap();
+    let id = store.request_release("a@x.example", "alice", 100).unwrap();
+    assert_eq!(store.release_answer(id).unwrap(), None);
+    let open = store.open_releases().unwrap();
+    assert_eq!(
+        open,
+        [ReleaseRequest {
+            id,
+            selector: "a@x.example".into(),
+            by: "alice".into()
+        }]
+    );
+    store.answer_release(id, "released 1 action").unwrap();
+    assert!(store.open_releases().unwrap().is_empty());
+    assert_eq!(
+        store.release_answer(id).unwrap().as_deref(),
+        Some("released 1 action")
+    );
+    assert_eq!(store.release_answer(id + 1).unwrap(), None);
 }
