@@ -570,7 +570,11 @@ fn messages_are_plain_once_and_name_what_is_at_fault() {
     );
     assert!(!err.contains("column"), "{err}");
 
-    fs::write(&config, "[rules.relay-volume]\nmode = \"enforce\"\n").unwrap();
+    fs::write(
+        &config,
+        "[rules.relay-volume]\nmode = \"enforce\"\nactions = [\"hold-outgoing\"]\n",
+    )
+    .unwrap();
     let log = sample_log();
     let args = [
         "scan",
@@ -584,14 +588,11 @@ fn messages_are_plain_once_and_name_what_is_at_fault() {
         .filter(|f| f["rule"] == "relay-volume")
         .collect();
     assert!(!relay.is_empty());
-    assert!(
-        relay
-            .iter()
-            .all(|f| f["decision"] == "enforcement-not-available")
-    );
+    assert!(relay.iter().all(|f| f["decision"] == "enforce"));
     let human = String::from_utf8_lossy(&spamward(&args, &cache).stdout).into_owned();
     assert!(
-        human.contains("enforcement not available yet, nothing was done"),
+        human
+            .contains("enforce: `spamward run` carries hold-outgoing out; this report did nothing"),
         "{human}"
     );
     // A rule failing writes its warning to a stderr that is not a terminal:

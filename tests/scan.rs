@@ -130,7 +130,10 @@ fn scan_json_names_each_abuse_and_leaves_normal_senders_alone() {
         "520 emails is over twice the 250/h default"
     );
     assert_eq!(relay["action"], "hold-outgoing");
-    assert_eq!(relay["decision"], "would-run", "dry-run is the default");
+    assert_eq!(
+        relay["decision"], "refused-not-granted",
+        "a rule is granted alerts alone until the admin grants more"
+    );
 }
 
 #[test]

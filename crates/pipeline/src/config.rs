@@ -12,9 +12,19 @@
 //! batch_budget_ms = 1000
 //! state_limit_mb = 64   # host-side state (windows, sets, kv) per rule
 //!
+//! [policy]
+//! allow = ["203.0.113.0/24", "owner@example.com"]  # never acted on
+//! max_actions_per_hour = 20   # the circuit breaker
+//! cooldown = "1h"             # a released target is left alone this long
+//!
+//! [actions]
+//! backend = "auto"            # "cpanel", "exim" or "auto"
+//!
 //! [rules.relay-volume]
-//! enabled = true        # host keys: enabled, mode
+//! enabled = true        # host keys: enabled, mode, actions, expire_after
 //! mode = "dry-run"      # or "enforce"
+//! actions = ["alert"]   # the actions granted to the rule
+//! expire_after = "1h"   # undo an action after this long ("never": on release)
 //! daily_limit = 1000    # everything else is the rule's own setting
 //! ```
 
@@ -24,7 +34,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::policy::Mode;
+use crate::policy::allow::AllowList;
+use crate::policy::ledger::{Expiry, Safeguards};
+use crate::policy::{Action, Mode};
 use spamward_engine::{DispatchOptions, Limits, RuleMeta};
 use spamward_model::LocalZone;
 
@@ -41,6 +53,12 @@ pub struct Config {
     /// How `spamward run` follows the server.
     #[serde(default)]
     pub daemon: DaemonConfig,
+    /// What a granted verdict may touch and how often.
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    /// How actions are carried out.
+    #[serde(default)]
+    pub actions: ActionsConfig,
     /// `[rules.<name>]` tables.
     #[serde(default)]
     pub rules: BTreeMap<String, toml::Table>,
@@ -151,6 +169,84 @@ impl DaemonConfig {
             .map(|p| root.join(p))
             .find(|p| p.is_dir())
     }
+}
+
+/// `[policy]`: what no action touches, and how many may run.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// Accounts, mailboxes, domains, IPs and CIDR ranges never acted on,
+    /// besides the defaults (the system users, loopback, this server's
+    /// addresses).
+    pub allow: Vec<String>,
+    /// The circuit breaker: enforcement actions (alerts aside) allowed in
+    /// any hour; past it they become alerts.
+    pub max_actions_per_hour: u32,
+    /// How long a target an operator released is left alone (unless a
+    /// critical verdict on newer evidence arrives).
+    #[serde(deserialize_with = "duration")]
+    pub cooldown: Duration,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            allow: Vec::new(),
+            max_actions_per_hour: 20,
+            cooldown: Duration::from_secs(3600),
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// The ledger's numbers.
+    pub fn safeguards(&self) -> Safeguards {
+        Safeguards {
+            max_actions_per_hour: self.max_actions_per_hour,
+            cooldown_seconds: i64::try_from(self.cooldown.as_secs()).unwrap_or(i64::MAX),
+        }
+    }
+}
+
+/// `[actions]`: how actions are carried out.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ActionsConfig {
+    /// Which server's tools act: `cpanel`, `exim`, or `auto` (cPanel when
+    /// `whmapi1` is present).
+    pub backend: Backend,
+    /// The plain-Exim backend's hold list (one login, account or domain a
+    /// line), read by the shipped ACL.
+    pub exim_hold_list: PathBuf,
+    /// The plain-Exim backend's suspend list.
+    pub exim_suspend_list: PathBuf,
+    /// The Exim command `freeze-message` adds `-Mf <id>` to (empty: the
+    /// binary at its usual place); e.g. `["/usr/sbin/exim4", "-C",
+    /// "/etc/exim4/test.conf"]`.
+    pub exim_command: Vec<String>,
+}
+
+impl Default for ActionsConfig {
+    fn default() -> Self {
+        ActionsConfig {
+            backend: Backend::Auto,
+            exim_hold_list: PathBuf::from("/etc/spamward/hold"),
+            exim_suspend_list: PathBuf::from("/etc/spamward/suspend"),
+            exim_command: Vec::new(),
+        }
+    }
+}
+
+/// Which server's tools carry actions out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// cPanel's when `whmapi1` is present, else plain Exim's.
+    Auto,
+    /// `whmapi1` and `uapi`.
+    Cpanel,
+    /// spamward's hold and suspend lists, read by the shipped Exim ACL.
+    Exim,
 }
 
 /// A duration written the way people write them: `200ms`, `60s`, `5m`,
@@ -328,6 +424,10 @@ pub struct RuleConfig {
     pub enabled: bool,
     /// Dry-run or enforce.
     pub mode: Mode,
+    /// The actions granted to it (`alert` unless the table says more).
+    pub granted: Vec<Action>,
+    /// How long its actions stay in force.
+    pub expire_after: Expiry,
     /// The rule's settings with defaults filled in.
     pub settings: serde_json::Map<String, serde_json::Value>,
 }
@@ -376,7 +476,27 @@ impl Config {
                 problem: "must be from 1 to 60000".into(),
             });
         }
-        self.zone().map(|_| ())
+        self.zone()?;
+        self.allow_list(std::iter::empty()).map(|_| ())
+    }
+
+    /// The allow-list: the defaults, this server's `own` addresses, and
+    /// `[policy] allow`.
+    pub fn allow_list(
+        &self,
+        own: impl IntoIterator<Item = std::net::IpAddr>,
+    ) -> Result<AllowList, ConfigError> {
+        let mut list = AllowList::defaults(own);
+        for entry in &self.policy.allow {
+            list.add(entry).map_err(|e| ConfigError::OutOfRange {
+                path: self.display_path(),
+                table: "policy",
+                key: "allow",
+                value: format!("{entry:?}"),
+                problem: e.to_string(),
+            })?;
+        }
+        Ok(list)
     }
 
     /// The zone logs write their times in (`[input] timezone`).
@@ -421,6 +541,8 @@ impl Config {
         let mut out = RuleConfig {
             enabled: true,
             mode: Mode::DryRun,
+            granted: vec![Action::Alert],
+            expire_after: Expiry::default(),
             settings: rule.default_settings(),
         };
         let Some(table) = self.rules.get(&rule.name) else {
@@ -451,6 +573,28 @@ impl Config {
                         }
                     }
                 }
+                "actions" => {
+                    out.granted = granted_actions(value, &rule.actions).map_err(|p| bad(key, p))?
+                }
+                "expire_after" => {
+                    out.expire_after = match value.as_str() {
+                        Some("never") => Expiry::Never,
+                        Some(text) => Expiry::After(
+                            parse_duration(text)
+                                .map_err(|p| bad(key, p))?
+                                .as_secs()
+                                .max(1),
+                        ),
+                        None => {
+                            return Err(bad(
+                                key,
+                                format!(
+                                    "must be a duration such as \"1h\" or \"never\", not {value}"
+                                ),
+                            ));
+                        }
+                    }
+                }
                 _ if out.settings.contains_key(key) => {
                     let json = serde_json::to_value(value)
                         .map_err(|e| bad(key, format!("cannot be passed to the rule: {e}")))?;
@@ -475,7 +619,7 @@ impl Config {
                             .settings
                             .iter()
                             .map(|s| s.name.as_str())
-                            .chain(["enabled", "mode"])
+                            .chain(HOST_KEYS)
                             .collect::<Vec<_>>()
                             .join(", "),
                     });
@@ -484,6 +628,46 @@ impl Config {
         }
         Ok(out)
     }
+}
+
+/// The keys of a rule's table the host reads; the rest are the rule's.
+pub const HOST_KEYS: [&str; 4] = ["enabled", "mode", "actions", "expire_after"];
+
+/// `actions = [...]`: each one an action the rule declared, or `alert`.
+fn granted_actions(value: &toml::Value, declared: &[Action]) -> Result<Vec<Action>, String> {
+    let declared_names = || {
+        declared
+            .iter()
+            .map(|a| a.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let list = value
+        .as_array()
+        .ok_or_else(|| format!("must be a list of actions such as [\"alert\"], not {value}"))?;
+    let mut granted = Vec::new();
+    for item in list {
+        let name = item.as_str().unwrap_or_default();
+        let Some(action) = Action::ALL.into_iter().find(|a| a.name() == name) else {
+            let all: Vec<_> = Action::ALL.iter().map(|a| a.name()).collect();
+            return Err(format!(
+                "{item} is not an action (actions: {})",
+                all.join(", ")
+            ));
+        };
+        // Every rule may be granted alerts: an alert is what any finding
+        // can become, whatever the rule asks.
+        if !declared.contains(&action) && action != Action::Alert {
+            return Err(format!(
+                "grants {name}, which the rule does not declare (it declares: {})",
+                declared_names()
+            ));
+        }
+        if !granted.contains(&action) {
+            granted.push(action);
+        }
+    }
+    Ok(granted)
 }
 
 /// Whether a configured value has the JSON type of the setting's default
@@ -526,7 +710,7 @@ mod tests {
             version: "0.1.0".into(),
             summary: String::new(),
             subscriptions: vec![],
-            actions: vec![],
+            actions: vec![Action::HoldOutgoing, Action::Alert],
             settings: vec![SettingSpec {
                 name: "daily_limit".into(),
                 description: String::new(),
@@ -558,7 +742,7 @@ mod tests {
         let e = c.rule(&meta()).unwrap_err().to_string();
         assert_eq!(
             e,
-            "spamward.toml: [rules.relay-volume]: unknown setting `dayly_limit` (known: daily_limit, enabled, mode)"
+            "spamward.toml: [rules.relay-volume]: unknown setting `dayly_limit` (known: daily_limit, enabled, mode, actions, expire_after)"
         );
     }
 
@@ -572,6 +756,80 @@ mod tests {
         );
         let c = parse("[rules.relay-volume]\ndaily_limit = 2.5\n");
         assert!(c.rule(&meta()).is_err());
+    }
+
+    #[test]
+    fn grants_default_to_alert_for_an_hour_and_are_read_from_the_table() {
+        let r = parse("").rule(&meta()).unwrap();
+        assert_eq!(r.granted, [Action::Alert]);
+        assert_eq!(r.expire_after, Expiry::After(3600));
+        let c = parse(
+            "[rules.relay-volume]\nactions = [\"hold-outgoing\", \"alert\"]\nexpire_after = \"30m\"\n",
+        );
+        let r = c.rule(&meta()).unwrap();
+        assert_eq!(r.granted, [Action::HoldOutgoing, Action::Alert]);
+        assert_eq!(r.expire_after, Expiry::After(1800));
+        let c = parse("[rules.relay-volume]\nexpire_after = \"never\"\nactions = []\n");
+        let r = c.rule(&meta()).unwrap();
+        assert_eq!(r.expire_after, Expiry::Never);
+        assert!(
+            r.granted.is_empty(),
+            "an empty list grants nothing, not even alerts"
+        );
+    }
+
+    #[test]
+    fn bad_grants_name_the_key_and_what_is_allowed() {
+        for (table, says) in [
+            (
+                "actions = [\"block-ip\"]",
+                "`actions` grants block-ip, which the rule does not declare (it declares: hold-outgoing, alert)",
+            ),
+            (
+                "actions = [\"hold\"]",
+                "`actions` \"hold\" is not an action (actions: alert, hold-outgoing,",
+            ),
+            ("actions = \"alert\"", "`actions` must be a list of actions"),
+            (
+                "expire_after = \"soon\"",
+                "`expire_after` \"soon\" is not a duration",
+            ),
+            (
+                "expire_after = 60",
+                "`expire_after` must be a duration such as \"1h\" or \"never\"",
+            ),
+        ] {
+            let c = parse(&format!("[rules.relay-volume]\n{table}\n"));
+            let e = c.rule(&meta()).unwrap_err().to_string();
+            assert!(
+                e.starts_with("spamward.toml: [rules.relay-volume]: "),
+                "{e}"
+            );
+            assert!(e.contains(says), "{table}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_policy_table_is_read_and_a_bad_allow_entry_named() {
+        let c = parse(
+            "[policy]\nallow = [\"203.0.113.0/24\", \"owner@example.com\"]\nmax_actions_per_hour = 5\ncooldown = \"2h\"\n",
+        );
+        c.validate().unwrap();
+        assert_eq!(
+            c.policy.safeguards(),
+            Safeguards {
+                max_actions_per_hour: 5,
+                cooldown_seconds: 7200
+            }
+        );
+        let allow = c.allow_list([]).unwrap();
+        let ip = spamward_contract::verdict::Target::Ip("203.0.113.9".into());
+        assert!(allow.covering(&ip).is_some());
+        let c = parse("[policy]\nallow = [\"10.0.0.0/40\"]\n");
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("[policy] allow"), "{e}");
+        assert!(e.contains("\"10.0.0.0/40\" is not an account, mailbox, domain, IP or CIDR range (a bad CIDR range)"), "{e}");
+        assert!(toml::from_str::<Config>("[policy]\nmax_actions = 5\n").is_err());
     }
 
     #[test]

@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, HOST_KEYS, RuleConfig};
+use crate::policy::ledger::Terms;
 use crate::policy::{Admission, Finding, Grant, Policy, RuleVerdict};
 use spamward_contract::state::RuleState;
 use spamward_engine::{
@@ -120,9 +121,12 @@ pub struct Saved {
 pub enum Change {
     /// A rule that did not run now does.
     Started,
-    /// A new version, or new settings or mode: started anew from the host
-    /// state the old one left.
+    /// A new version or new settings: started anew from the host state
+    /// the old one left.
     Replaced,
+    /// Its mode, granted actions or `expire_after` changed: the rule runs
+    /// on, its verdicts are judged by the new grant.
+    Regranted,
     /// Gone from the rules, or `enabled = false`.
     Stopped,
     /// Its new version or settings did not start; the running one goes on.
@@ -133,7 +137,35 @@ pub enum Change {
 struct Running {
     hash: String,
     settings: serde_json::Map<String, serde_json::Value>,
-    mode: crate::policy::Mode,
+    grant: Grant,
+    terms: Terms,
+}
+
+/// This server's own addresses, which no action blocks (none when they
+/// cannot be listed: loopback stays allowed regardless).
+fn own_addresses() -> Vec<std::net::IpAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces.into_iter().map(|i| i.ip()).collect(),
+        Err(e) => {
+            tracing::warn!("this server's addresses not listed for the allow-list: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// What the admin's table grants `rule`, and what its actions carry.
+fn grant_of(rule: &LoadedRule, rc: &RuleConfig) -> (Grant, Terms) {
+    (
+        Grant {
+            declared: rule.meta.actions.clone(),
+            granted: rc.granted.clone(),
+            mode: rc.mode,
+        },
+        Terms {
+            version: rule.meta.version.clone(),
+            expire_after: rc.expire_after,
+        },
+    )
 }
 
 /// Events in, findings out.
@@ -194,6 +226,7 @@ impl Pipeline {
         let mut disabled = Vec::new();
         let mut running = BTreeMap::new();
         let limits = rules.sandbox.limits();
+        policy.set_allow_list(config.allow_list(own_addresses())?);
         for (name, rule) in &rules.set.rules {
             let rc = config.rule(&rule.meta)?;
             if !rc.enabled {
@@ -202,7 +235,7 @@ impl Pipeline {
             let configured = config
                 .rules
                 .get(name)
-                .is_some_and(|t| t.keys().any(|k| k != "enabled" && k != "mode"));
+                .is_some_and(|t| t.keys().any(|k| !HOST_KEYS.contains(&k.as_str())));
             let state = saved
                 .rule_states
                 .get(name)
@@ -215,21 +248,17 @@ impl Pipeline {
                 })
                 .unwrap_or_else(|| RuleState::with_limit(limits.state_bytes));
             let runner_settings = rc.settings.clone();
+            let (grant, terms) = grant_of(rule, &rc);
             match RuleRunner::resume(rule.clone(), rc.settings, lookups.clone(), limits, state) {
                 Ok(runner) => {
-                    policy.grant(
-                        name,
-                        Grant {
-                            declared: rule.meta.actions.clone(),
-                            mode: rc.mode,
-                        },
-                    );
+                    policy.grant(name, grant.clone());
                     running.insert(
                         name.clone(),
                         Running {
                             hash: rule.hash.clone(),
                             settings: runner_settings,
-                            mode: rc.mode,
+                            grant,
+                            terms,
                         },
                     );
                     runners.push(runner);
@@ -273,6 +302,12 @@ impl Pipeline {
     ) -> Vec<(String, Change)> {
         let limits = rules.sandbox.limits();
         let mut changes = Vec::new();
+        match config.allow_list(own_addresses()) {
+            Ok(allow) => self.policy.set_allow_list(allow),
+            // A loaded configuration was validated; this keeps the old
+            // list should one slip through.
+            Err(e) => tracing::error!("allow-list not changed: {e}"),
+        }
         let gone: Vec<String> = self
             .running
             .keys()
@@ -310,12 +345,23 @@ impl Pipeline {
                     continue;
                 }
             };
-            let current = running.get(name);
-            if current.is_some_and(|r| {
-                r.hash == rule.hash && r.settings == rc.settings && r.mode == rc.mode
-            }) {
+            let (grant, terms) = grant_of(rule, &rc);
+            let current = running.get_mut(name);
+            if let Some(r) = current
+                && r.hash == rule.hash
+                && r.settings == rc.settings
+            {
+                // Only what the host does with its verdicts changed: the
+                // rule runs on as it is.
+                if r.grant != grant || r.terms != terms {
+                    policy.grant(name, grant.clone());
+                    r.grant = grant;
+                    r.terms = terms;
+                    changes.push((name.clone(), Change::Regranted));
+                }
                 continue;
             }
+            let current = running.get(name);
             let state = dispatcher
                 .state_of(&mut |v: RuleVerdict| observe(policy.admit(v)), name)
                 .unwrap_or_else(|| RuleState::with_limit(limits.state_bytes));
@@ -328,13 +374,7 @@ impl Pipeline {
             ) {
                 Ok(runner) => {
                     dispatcher.install(&mut |v: RuleVerdict| observe(policy.admit(v)), runner);
-                    policy.grant(
-                        name,
-                        Grant {
-                            declared: rule.meta.actions.clone(),
-                            mode: rc.mode,
-                        },
-                    );
+                    policy.grant(name, grant.clone());
                     let change = if current.is_some() {
                         Change::Replaced
                     } else {
@@ -345,7 +385,8 @@ impl Pipeline {
                         Running {
                             hash: rule.hash.clone(),
                             settings: rc.settings,
-                            mode: rc.mode,
+                            grant,
+                            terms,
                         },
                     );
                     disabled.retain(|(n, _)| n != name);
@@ -355,6 +396,14 @@ impl Pipeline {
             }
         }
         changes
+    }
+
+    /// Each running rule's terms for the ledger: its version and how long
+    /// its actions last.
+    pub fn terms(&self) -> impl Iterator<Item = (&str, &Terms)> {
+        self.running
+            .iter()
+            .map(|(name, r)| (name.as_str(), &r.terms))
     }
 
     /// Answers the rules' domain questions from `lookups` from the next
@@ -494,6 +543,7 @@ mod tests {
                 let what = match c {
                     Change::Started => "started",
                     Change::Replaced => "replaced",
+                    Change::Regranted => "regranted",
                     Change::Stopped => "stopped",
                     Change::Refused(_) => "refused",
                 };
@@ -524,5 +574,12 @@ mod tests {
             p.apply(&back, &rules, &mut none).is_empty(),
             "50 still runs"
         );
+
+        // A new grant or mode: the rule runs on, judged by the new grant.
+        let enforce = config(
+            "[rules.relay-volume]\ndaily_limit = 50\nmode = \"enforce\"\nactions = [\"hold-outgoing\"]\n",
+        );
+        let changes = p.apply(&enforce, &rules, &mut none);
+        assert!(matches!(changes.as_slice(), [(n, Change::Regranted)] if n == "relay-volume"));
     }
 }

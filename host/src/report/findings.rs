@@ -21,10 +21,11 @@ pub fn render_findings(findings: &[Finding]) -> String {
     );
     for f in findings {
         let action = match f.decision {
-            Decision::WouldRun | Decision::EnforcementNotAvailable => {
-                format!("would {}", f.action)
-            }
+            Decision::WouldRun => format!("would {}", f.action),
+            Decision::Enforce => format!("enforce {}", f.action),
             Decision::RefusedUndeclared => format!("refused {}", f.action),
+            Decision::RefusedNotGranted => format!("asks {}", f.action),
+            Decision::AllowListed(_) => format!("spared {}", f.action),
         };
         let _ = writeln!(
             out,
@@ -53,9 +54,17 @@ pub fn render_findings(findings: &[Finding]) -> String {
         if let Some(first) = f.lines.first() {
             detail.push(format!("{}:{}", first.file, first.line));
         }
-        if f.decision == Decision::EnforcementNotAvailable {
-            // mode = "enforce", but nothing runs yet: say so, every time.
-            detail.push("enforce: enforcement not available yet, nothing was done".into());
+        match &f.decision {
+            Decision::Enforce => detail.push(format!(
+                "enforce: `spamward run` carries {} out; this report did nothing",
+                f.action
+            )),
+            Decision::RefusedNotGranted => detail.push(format!(
+                "{} not granted: add it to [rules.{}] actions",
+                f.action, f.rule
+            )),
+            Decision::AllowListed(entry) => detail.push(format!("allow-listed: {entry}")),
+            Decision::WouldRun | Decision::RefusedUndeclared => {}
         }
         let _ = writeln!(out, "{:<9} {}", "", escape(&detail.join("  ")));
     }

@@ -2,15 +2,21 @@
 //! anything may act on it.
 //!
 //! Rules only *request* actions. The policy checks a request against what
-//! the rule declared (a rule can't ask for an action it didn't list),
-//! applies the rule's mode (dry-run by default), and folds repeated verdicts
-//! about the same (rule, target, action) into one [`Finding`] with a count,
-//! the time span and the strongest severity.
+//! the rule declared (a rule can't ask for an action it didn't list), what
+//! the admin granted it (`[rules.<name>] actions`, `alert` alone unless
+//! more is given), its mode (dry-run by default) and the allow-list
+//! ([`allow`]); and folds repeated verdicts about the same (rule, target,
+//! action) into one [`Finding`] with a count, the time span and the
+//! strongest severity. What a granted finding does *now* (whether an action
+//! is already in force, a cool-down, the breaker) is the [`ledger`]'s.
 //!
 //! A rule may make at most [`MAX_FINDINGS_PER_RULE`] findings: a rule that
 //! speaks about every event it reads would bury the real ones and grow
 //! memory with the input. Verdicts past that about new targets are dropped,
 //! counted, and said once.
+
+pub mod allow;
+pub mod ledger;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -18,6 +24,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use spamward_model::Timestamp;
+
+use allow::AllowList;
 
 pub use spamward_contract::verdict::{Action, Severity, Target, Verdict};
 pub use spamward_engine::{Citation, RuleVerdict};
@@ -34,16 +42,22 @@ pub enum Mode {
 }
 
 /// What the policy decided about a requested action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Decision {
-    /// Dry-run: it would have run.
+    /// Granted, in dry-run: it would run; the journal records it.
     WouldRun,
-    /// Enforce mode, but this spamward cannot carry actions out yet:
-    /// nothing was done.
-    EnforcementNotAvailable,
+    /// Granted, in enforce: `spamward run` carries it out (a `scan` only
+    /// reports).
+    Enforce,
     /// The rule did not declare this action; refused.
     RefusedUndeclared,
+    /// Declared, but the admin did not grant it to the rule
+    /// (`[rules.<name>] actions`).
+    RefusedNotGranted,
+    /// The target is on the allow-list: reported, never acted on. Holds the
+    /// entry that covers it.
+    AllowListed(String),
 }
 
 /// One finding: all verdicts of a rule about one target and action.
@@ -53,6 +67,10 @@ pub struct Finding {
     pub rule: String,
     /// Strongest severity seen.
     pub severity: Severity,
+    /// Severity of the latest verdict folded in (a cool-down yields only to
+    /// a critical one, whatever came before).
+    #[serde(skip, default = "lowest")]
+    pub last_severity: Severity,
     /// Target.
     pub target: Target,
     /// Requested action.
@@ -75,6 +93,10 @@ pub struct Finding {
     pub lines: Vec<Citation>,
 }
 
+fn lowest() -> Severity {
+    Severity::Info
+}
+
 /// Cited lines kept per finding.
 const MAX_CITATIONS: usize = 5;
 
@@ -87,6 +109,8 @@ pub const MAX_FINDINGS_PER_RULE: usize = 1000;
 pub struct Grant {
     /// Actions the rule declared.
     pub declared: Vec<Action>,
+    /// Actions the admin granted it (`[rules.<name>] actions`).
+    pub granted: Vec<Action>,
     /// The rule's mode.
     pub mode: Mode,
 }
@@ -101,6 +125,7 @@ pub struct Grant {
 #[derive(Debug, Default)]
 pub struct Policy {
     grants: HashMap<Arc<str>, Grant>,
+    allow: AllowList,
     findings: Vec<Finding>,
     index: HashMap<(Arc<str>, Target, Action), usize>,
     /// Per rule: findings held and verdicts dropped past the cap.
@@ -176,6 +201,11 @@ impl Policy {
         self.grants.insert(rule.into(), grant);
     }
 
+    /// Sets what no action touches (on every load or reload).
+    pub fn set_allow_list(&mut self, allow: AllowList) {
+        self.allow = allow;
+    }
+
     /// Takes one verdict.
     pub fn admit(&mut self, v: RuleVerdict) -> Admission<'_> {
         let RuleVerdict {
@@ -189,10 +219,18 @@ impl Policy {
             self.sweep();
         }
         let decision = match self.grants.get(&rule) {
-            Some(g) if g.declared.contains(&verdict.action) => match g.mode {
-                Mode::DryRun => Decision::WouldRun,
-                Mode::Enforce => Decision::EnforcementNotAvailable,
-            },
+            Some(g) if g.declared.contains(&verdict.action) => {
+                if let Some(allowed) = self.allow.covering(&verdict.target) {
+                    Decision::AllowListed(allowed.to_string())
+                } else if !g.granted.contains(&verdict.action) {
+                    Decision::RefusedNotGranted
+                } else {
+                    match g.mode {
+                        Mode::DryRun => Decision::WouldRun,
+                        Mode::Enforce => Decision::Enforce,
+                    }
+                }
+            }
             _ => {
                 tracing::warn!(
                     rule = &*rule,
@@ -214,6 +252,9 @@ impl Policy {
             let f = &mut self.findings[i];
             f.count += 1;
             f.last_seen = time.or(f.last_seen);
+            f.last_severity = verdict.severity;
+            // A reload may have changed the grant or the allow-list.
+            f.decision = decision;
             if verdict.severity >= f.severity {
                 f.severity = verdict.severity;
                 f.summary = verdict.summary;
@@ -247,6 +288,7 @@ impl Policy {
         self.findings.push(Finding {
             rule: rule.to_string(),
             severity: verdict.severity,
+            last_severity: verdict.severity,
             target: verdict.target,
             action: verdict.action,
             decision,
@@ -377,10 +419,20 @@ mod tests {
             rule,
             Grant {
                 declared: declared.to_vec(),
+                granted: declared.to_vec(),
                 mode,
             },
         );
         p
+    }
+
+    /// A dry-run rule that declared and was granted alerts.
+    fn alerts() -> Grant {
+        Grant {
+            declared: vec![Action::Alert],
+            granted: vec![Action::Alert],
+            mode: Mode::DryRun,
+        }
     }
 
     fn said(rule: &str, verdict: Verdict) -> RuleVerdict {
@@ -425,27 +477,54 @@ mod tests {
     }
 
     #[test]
-    fn enforce_says_enforcement_is_not_available_yet() {
+    fn a_granted_action_in_enforce_mode_is_to_be_enforced() {
         let mut p = granted("r", &[Action::HoldOutgoing], Mode::Enforce);
         p.admit(said("r", verdict(Severity::Warning, Action::HoldOutgoing)));
         let f = p.into_findings();
-        assert_eq!(f[0].decision, Decision::EnforcementNotAvailable);
+        assert_eq!(f[0].decision, Decision::Enforce);
+        assert_eq!(serde_json::to_value(&f[0]).unwrap()["decision"], "enforce");
+    }
+
+    #[test]
+    fn a_declared_action_the_admin_did_not_grant_is_refused_in_either_mode() {
+        for mode in [Mode::DryRun, Mode::Enforce] {
+            let mut p = Policy::new();
+            p.grant(
+                "r",
+                Grant {
+                    declared: vec![Action::HoldOutgoing, Action::Alert],
+                    granted: vec![Action::Alert],
+                    mode,
+                },
+            );
+            p.admit(said("r", verdict(Severity::Critical, Action::HoldOutgoing)));
+            let f = p.into_findings();
+            assert_eq!(f[0].decision, Decision::RefusedNotGranted, "{mode:?}");
+            assert_eq!(
+                serde_json::to_value(&f[0]).unwrap()["decision"],
+                "refused-not-granted"
+            );
+        }
+    }
+
+    #[test]
+    fn an_allow_listed_target_is_reported_and_names_the_entry() {
+        let mut p = granted("r", &[Action::HoldOutgoing], Mode::Enforce);
+        let mut allow = AllowList::defaults([]);
+        allow.add("spam.example").unwrap();
+        p.set_allow_list(allow);
+        p.admit(said("r", verdict(Severity::Critical, Action::HoldOutgoing)));
+        let f = p.into_findings();
         assert_eq!(
-            serde_json::to_value(&f[0]).unwrap()["decision"],
-            "enforcement-not-available"
+            f[0].decision,
+            Decision::AllowListed("domain spam.example".into())
         );
     }
 
     #[test]
     fn a_rule_past_its_findings_cap_is_cut_and_counted_others_are_not() {
         let mut p = granted("chatty", &[Action::Alert], Mode::DryRun);
-        p.grant(
-            "quiet",
-            Grant {
-                declared: vec![Action::Alert],
-                mode: Mode::DryRun,
-            },
-        );
+        p.grant("quiet", alerts());
         for i in 0..MAX_FINDINGS_PER_RULE + 10 {
             let mut v = verdict(Severity::Info, Action::Alert);
             v.target = Target::Ip(format!("192.0.2.{i}"));
@@ -471,13 +550,7 @@ mod tests {
     #[test]
     fn a_forgetting_policy_lets_quiet_findings_go_and_starts_anew() {
         let mut p = Policy::forgetting(3600);
-        p.grant(
-            "r",
-            Grant {
-                declared: vec![Action::Alert],
-                mode: Mode::DryRun,
-            },
-        );
+        p.grant("r", alerts());
         let at = |seconds, target: &str| {
             let mut v = verdict(Severity::Info, Action::Alert);
             v.target = Target::Ip(target.into());
@@ -517,10 +590,7 @@ mod tests {
     #[test]
     fn a_restored_policy_folds_repeats_into_the_findings_it_held() {
         let mut p = Policy::forgetting(3600);
-        let grant = Grant {
-            declared: vec![Action::Alert],
-            mode: Mode::DryRun,
-        };
+        let grant = alerts();
         p.grant("r", grant.clone());
         let mut v = said("r", verdict(Severity::Warning, Action::Alert));
         v.time = Some(Timestamp::local(1000, 120, true));
