@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{json_lines, spamward, workspace};
+use common::{json_lines, spamward, start_run, stop_run as stop, workspace};
 
 /// A daemon's own directory: its log, configuration, state and cache.
 struct Setup {
@@ -95,22 +95,13 @@ impl Setup {
 
     fn start(&self) -> Child {
         fs::create_dir_all(self.rules()).unwrap();
-        Command::new(env!("CARGO_BIN_EXE_spamward"))
-            .arg("--cache-dir")
-            .arg(self.cache())
-            .arg("--rules")
-            .arg(self.rules())
-            .arg("--config")
-            .arg(self.path("spamward.toml"))
-            .args(["run", "--root"])
-            .arg(self.root())
-            .arg("--state")
-            .arg(self.state())
-            .env("SPAMWARD_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start spamward run")
+        start_run(
+            &self.cache(),
+            &self.config(),
+            &self.root(),
+            &self.state(),
+            Some(&self.rules()),
+        )
     }
 
     fn append(&self, lines: &[&str]) {
@@ -185,20 +176,6 @@ fn keys(findings: &[serde_json::Value]) -> Vec<String> {
         .collect();
     keys.sort();
     keys
-}
-
-/// Sends SIGTERM and waits: a clean stop is exit 0.
-fn stop(child: Child) -> String {
-    // SAFETY: kill(2) on a child this test started and has not reaped.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "run did not stop cleanly:\n{stderr}"
-    );
-    stderr
 }
 
 fn sample() -> String {

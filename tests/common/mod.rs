@@ -84,3 +84,46 @@ pub fn assert_ok(out: &Output) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Starts `spamward run` on `config`, its server root `root`, state file
+/// `state` and, when given, rules directory `rules`; its log (stderr) is
+/// piped, at info level.
+pub fn start_run(
+    cache: &Path,
+    config: &Path,
+    root: &Path,
+    state: &Path,
+    rules: Option<&Path>,
+) -> std::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_spamward"));
+    cmd.arg("--cache-dir").arg(cache);
+    if let Some(rules) = rules {
+        cmd.arg("--rules").arg(rules);
+    }
+    cmd.arg("--config")
+        .arg(config)
+        .args(["run", "--root"])
+        .arg(root)
+        .arg("--state")
+        .arg(state)
+        .env("SPAMWARD_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start spamward run")
+}
+
+/// Sends SIGTERM to a `spamward run` and waits: a clean stop is exit 0.
+/// Its log.
+pub fn stop_run(child: std::process::Child) -> String {
+    // SAFETY: kill(2) on a child the test started and has not reaped.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "run did not stop cleanly:\n{stderr}"
+    );
+    stderr
+}

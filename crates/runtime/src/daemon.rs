@@ -10,15 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::Watcher as _;
+use spamward_actions::Backends;
 use spamward_model::Event;
 use spamward_pipeline::config::Config;
-use spamward_pipeline::policy::Admission;
+use spamward_pipeline::policy::{Admission, Finding};
 use spamward_pipeline::{Change, Pipeline, PipelineError, Rules};
 use spamward_state::{FindingRow, RuleRow, Store, StoreError};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::checkpoint::{self, finding_row, now};
+use crate::enforcement::{Done, Enforcement, Locked, StateLock};
 use crate::snapshot::{QueueReader, ServerReader, ServerState};
 
 /// Quiet on a log after which its parser gives up waiting for join lines.
@@ -31,6 +33,9 @@ const RELOAD_QUIET: Duration = Duration::from_millis(100);
 /// Quiet after a change to a server state file before it is read again
 /// (cPanel writes several files for one change).
 const SERVER_QUIET: Duration = Duration::from_secs(1);
+
+/// How often expiries and operators' release requests are looked at.
+const ACTIONS_EVERY: Duration = Duration::from_secs(1);
 
 /// The `status` row that says why the last reload was refused.
 const RELOAD_ROW: &str = "(reload)";
@@ -117,8 +122,9 @@ pub fn run(options: DaemonOptions) -> Result<(), DaemonError> {
         .map_err(|e| DaemonError::Start(format!("tokio: {e}")))?;
     runtime.block_on(async move {
         let (snapshots_tx, snapshots) = mpsc::unbounded_channel();
-        let daemon = Daemon::start(options, snapshots_tx)?;
-        daemon.serve(snapshots).await
+        let (done_tx, done) = mpsc::unbounded_channel();
+        let daemon = Daemon::start(options, snapshots_tx, done_tx)?;
+        daemon.serve(snapshots, done).await
     })
 }
 
@@ -135,8 +141,10 @@ struct Daemon {
     events: u64,
     /// Events pushed since the rules last caught up.
     unflushed: u64,
-    /// Findings made or updated and not stored yet, by key.
-    pending: HashMap<String, FindingRow>,
+    /// Findings made or updated and not stored yet, and what acts on them.
+    outbox: Outbox,
+    /// The state file's lock, held while the daemon runs.
+    _lock: StateLock,
     /// Each loaded rule as `status` shows it.
     rules: Vec<RuleRow>,
     /// Per source: since when its reads found nothing new.
@@ -166,6 +174,7 @@ impl Daemon {
     fn start(
         options: DaemonOptions,
         snapshots: mpsc::UnboundedSender<Snapshot>,
+        done: mpsc::UnboundedSender<Done>,
     ) -> Result<Self, DaemonError> {
         let DaemonOptions {
             config,
@@ -176,6 +185,18 @@ impl Daemon {
             state,
         } = options;
         let mut store = Store::open(&state)?;
+        let lock = match StateLock::try_take(&state)
+            .map_err(|e| DaemonError::Start(format!("state lock: {e}")))?
+        {
+            Locked::Held(lock) => lock,
+            Locked::Busy => {
+                return Err(DaemonError::Start(format!(
+                    "another `spamward run` uses {} (it holds {})",
+                    state.display(),
+                    StateLock::path(&state).display()
+                )));
+            }
+        };
         let saved = store.load_checkpoint()?;
         let (lookups, report) = spamward_cpanel::domain_lookups(&root);
         for problem in &report.problems {
@@ -190,6 +211,9 @@ impl Daemon {
             .map(checkpoint::pipeline_saved)
             .unwrap_or_default();
         let pipeline = Pipeline::resume(&config, &rules, Arc::new(lookups), &pipeline_saved)?;
+        let ledger = Enforcement::restore_ledger(&store, config.policy.safeguards())?;
+        let mut enforcement = Enforcement::start(ledger, Backends::new(&config.actions), done);
+        enforcement.configure(config.policy.safeguards(), pipeline.terms());
         let rule_rows = rule_rows(&config, &rules, &pipeline);
         for row in &rule_rows {
             match (row.status.as_str(), &row.reason) {
@@ -244,7 +268,11 @@ impl Daemon {
             sources,
             events: saved.as_ref().map_or(0, |cp| cp.events),
             unflushed: 0,
-            pending: HashMap::new(),
+            outbox: Outbox {
+                findings: HashMap::new(),
+                enforcement,
+            },
+            _lock: lock,
             rules: rule_rows,
             quiet_since: Vec::new(),
             started: (
@@ -265,6 +293,7 @@ impl Daemon {
     async fn serve(
         mut self,
         mut snapshots: mpsc::UnboundedReceiver<Snapshot>,
+        mut done: mpsc::UnboundedReceiver<Done>,
     ) -> Result<(), DaemonError> {
         let start =
             |what: &str, e: &dyn std::fmt::Display| DaemonError::Start(format!("{what}: {e}"));
@@ -365,7 +394,9 @@ impl Daemon {
         let mut checkpoint = tokio::time::interval(self.config.daemon.checkpoint_every);
         let mut server_tick = tokio::time::interval(self.config.daemon.server_every);
         let mut queue_tick = tokio::time::interval(self.config.daemon.queue_every);
+        let mut actions_tick = tokio::time::interval(ACTIONS_EVERY);
         for timer in [
+            &mut actions_tick,
             &mut poll,
             &mut flush,
             &mut checkpoint,
@@ -421,6 +452,8 @@ impl Daemon {
                 // waiting for them to catch up would only stall the reading.
                 _ = flush.tick(), if !backlog => self.flush(),
                 _ = checkpoint.tick() => self.checkpoint(),
+                Some(d) = done.recv() => self.outbox.enforcement.finished(&mut self.store, d),
+                _ = actions_tick.tick() => self.outbox.enforcement.tend(&mut self.store),
                 _ = terminate.recv() => {
                     tracing::info!("SIGTERM: finishing and saving");
                     break;
@@ -430,9 +463,12 @@ impl Daemon {
                     break;
                 }
             }
+            // What the rules' verdicts decided goes to the backends now,
+            // not at the next tick: a second counts.
+            self.outbox.enforcement.act(&mut self.store);
         }
         drop(watcher);
-        self.stop()
+        self.stop(&mut done)
     }
 
     /// Reads the configuration and loads the rules again on another thread
@@ -483,14 +519,24 @@ impl Daemon {
             tracing::warn!("[daemon] mainlog and state take effect at the next start");
         }
         let Daemon {
-            pipeline, pending, ..
+            pipeline, outbox, ..
         } = self;
-        let changes = pipeline.apply(&config, &rules, &mut |a| keep(pending, a));
+        let changes = pipeline.apply(&config, &rules, &mut |a| outbox.keep(a));
+        outbox
+            .enforcement
+            .configure(config.policy.safeguards(), pipeline.terms());
+        if config.actions != self.config.actions {
+            tracing::info!("[actions] changed: new backends from the next action");
+            outbox
+                .enforcement
+                .set_backends(Backends::new(&config.actions));
+        }
         let mut refused = Vec::new();
         for (name, change) in &changes {
             match change {
                 Change::Started => tracing::info!(rule = %name, "started"),
                 Change::Replaced => tracing::info!(rule = %name, "reloaded"),
+                Change::Regranted => tracing::info!(rule = %name, "mode or grant changed"),
                 Change::Stopped => tracing::info!(rule = %name, "stopped"),
                 Change::Refused(e) => {
                     tracing::error!(rule = %name, "new version or settings refused, the running one goes on: it {e}");
@@ -577,9 +623,9 @@ impl Daemon {
                     "server state read (changed since the last read)"
                 );
                 let Daemon {
-                    pipeline, pending, ..
+                    pipeline, outbox, ..
                 } = self;
-                pipeline.set_lookups(Arc::new(state.lookups), &mut |a| keep(pending, a));
+                pipeline.set_lookups(Arc::new(state.lookups), &mut |a| outbox.keep(a));
                 state.events
             }
             Snapshot::Queue(result) => {
@@ -601,11 +647,11 @@ impl Daemon {
             }
         };
         let Daemon {
-            pipeline, pending, ..
+            pipeline, outbox, ..
         } = self;
         self.unflushed += events.len() as u64;
         for event in events {
-            pipeline.push_observed(event, &mut |a| keep(pending, a));
+            pipeline.push_observed(event, &mut |a| outbox.keep(a));
         }
     }
 
@@ -644,7 +690,7 @@ impl Daemon {
     fn push(&mut self, events: Vec<Event>) {
         let Daemon {
             pipeline,
-            pending,
+            outbox,
             events: total,
             unflushed,
             ..
@@ -652,7 +698,7 @@ impl Daemon {
         for event in events {
             *total += 1;
             *unflushed += 1;
-            pipeline.push_observed(event, &mut |a| keep(pending, a));
+            pipeline.push_observed(event, &mut |a| outbox.keep(a));
         }
     }
 
@@ -673,22 +719,23 @@ impl Daemon {
         self.push(held);
         if self.unflushed > 0 {
             let Daemon {
-                pipeline, pending, ..
+                pipeline, outbox, ..
             } = self;
-            pipeline.drain(&mut |a| keep(pending, a));
+            pipeline.drain(&mut |a| outbox.keep(a));
             self.unflushed = 0;
         }
         self.store_findings();
     }
 
     fn store_findings(&mut self) {
-        if self.pending.is_empty() {
+        if self.outbox.findings.is_empty() {
             return;
         }
-        let rows: Vec<FindingRow> = self.pending.drain().map(|(_, row)| row).collect();
+        let rows: Vec<FindingRow> = self.outbox.findings.drain().map(|(_, row)| row).collect();
         if let Err(e) = self.store.upsert_findings(&rows) {
             tracing::error!("findings not stored (kept for the next try): {e}");
-            self.pending
+            self.outbox
+                .findings
                 .extend(rows.into_iter().map(|r| (r.key.clone(), r)));
         }
     }
@@ -697,9 +744,9 @@ impl Daemon {
     /// policy's, all at one moment.
     fn checkpoint(&mut self) {
         let Daemon {
-            pipeline, pending, ..
+            pipeline, outbox, ..
         } = self;
-        let saved = pipeline.checkpoint(&mut |a| keep(pending, a));
+        let saved = pipeline.checkpoint(&mut |a| outbox.keep(a));
         self.unflushed = 0;
         self.store_findings();
         let rows = self.sources.iter().filter_map(Source::checkpoint).collect();
@@ -714,9 +761,9 @@ impl Daemon {
         }
         let reports = {
             let Daemon {
-                pipeline, pending, ..
+                pipeline, outbox, ..
             } = self;
-            pipeline.reports(&mut |a| keep(pending, a))
+            pipeline.reports(&mut |a| outbox.keep(a))
         };
         let mut changed = false;
         for row in &mut self.rules {
@@ -747,7 +794,7 @@ impl Daemon {
 
     /// On a signal: what the parsers still hold for a join goes to the
     /// rules, then everything is saved.
-    fn stop(mut self) -> Result<(), DaemonError> {
+    fn stop(mut self, done: &mut mpsc::UnboundedReceiver<Done>) -> Result<(), DaemonError> {
         // One more piece: what was written just before the signal. A long
         // backlog is left for the next start, from the checkpoint.
         self.read();
@@ -757,14 +804,42 @@ impl Daemon {
         }
         self.push(held);
         self.checkpoint();
-        tracing::info!(events = self.events, "stopped");
+        let Daemon {
+            outbox,
+            mut store,
+            events,
+            ..
+        } = self;
+        outbox.enforcement.stop(&mut store, done);
+        tracing::info!(events, "stopped");
         Ok(())
     }
 }
 
-/// Keeps a finding the policy made or updated, to be stored; a new one is
-/// also logged, one line with the rule's name.
-fn keep(pending: &mut HashMap<String, FindingRow>, admission: Admission<'_>) {
+/// Where the policy's admissions go.
+struct Outbox {
+    /// Findings made or updated and not stored yet, by key.
+    findings: HashMap<String, FindingRow>,
+    /// The ledger and the backends.
+    enforcement: Enforcement,
+}
+
+impl Outbox {
+    /// Keeps a finding the policy made or updated, to be stored, and hands
+    /// it to enforcement; a new one is also logged, one line with the
+    /// rule's name.
+    fn keep(&mut self, admission: Admission<'_>) {
+        let Some(finding) = logged(admission) else {
+            return;
+        };
+        self.enforcement.consider(finding);
+        let row = finding_row(finding);
+        self.findings.insert(row.key.clone(), row);
+    }
+}
+
+/// The finding an admission made or updated (a new one logged).
+fn logged(admission: Admission<'_>) -> Option<&Finding> {
     let finding = match admission {
         Admission::New(f) => {
             tracing::warn!(
@@ -778,10 +853,9 @@ fn keep(pending: &mut HashMap<String, FindingRow>, admission: Admission<'_>) {
             f
         }
         Admission::Repeat(f) => f,
-        Admission::Dropped => return,
+        Admission::Dropped => return None,
     };
-    let row = finding_row(finding);
-    pending.insert(row.key.clone(), row);
+    Some(finding)
 }
 
 /// Every loaded rule as `status` shows it: running, disabled, or failed to

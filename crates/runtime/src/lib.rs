@@ -11,12 +11,16 @@
 //! (inotify through `notify`, with a slow poll for file systems without
 //! it), timers (flush, checkpoint, and the snapshots of the server state and
 //! the queue, [`snapshot`]) and signals (SIGTERM and
-//! SIGINT stop it cleanly). Rules run on the engine's worker threads.
+//! SIGINT stop it cleanly). Rules run on the reading thread, or on the
+//! engine's worker threads (`[engine] workers`).
+//! What the ledger decides to do is carried out on a thread of its own
+//! ([`enforcement`]).
 
 #![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod daemon;
+pub mod enforcement;
 pub mod snapshot;
 pub mod source;
 

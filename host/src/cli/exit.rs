@@ -6,7 +6,7 @@
 //! | 0 | done: every input read, every rule ran |
 //! | 1 | done, and `--fail-on` asked to fail on a finding this severe |
 //! | 2 | usage or configuration error: nothing was run |
-//! | 3 | done, but an input could not be (wholly) read or a rule failed (did not load, rejected its settings, trapped, was quarantined): the results may be incomplete |
+//! | 3 | done, but an input could not be (wholly) read or a rule failed (did not load, rejected its settings, trapped, was quarantined): the results may be incomplete; for `actions release`, an undo failed |
 //! | 130, 143 | stopped by SIGINT or SIGTERM: the results so far were printed, marked partial |
 //!
 //! When several apply, the later rows win: an incomplete run says so even
@@ -18,6 +18,10 @@ use spamward_pipeline::policy::{Finding, Severity};
 
 /// Usage or configuration error.
 pub const USAGE: u8 = 2;
+
+/// Done, but not wholly: an input or a rule failed, or an undo did not
+/// take.
+pub const INCOMPLETE: u8 = 3;
 
 /// How a run went, for its exit status.
 #[derive(Debug, Clone, Copy, Default)]
@@ -44,7 +48,7 @@ impl Outcome {
     fn status(self) -> u8 {
         match self.signal {
             Some(signal) => 128u8.saturating_add(u8::try_from(signal).unwrap_or(0)),
-            None if self.incomplete => 3,
+            None if self.incomplete => INCOMPLETE,
             None if self.findings => 1,
             None => 0,
         }

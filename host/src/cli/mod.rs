@@ -4,6 +4,7 @@
 //! at fault; every subcommand returns them, and [`main`] prints them and
 //! exits with the usage status. What a run's exit status means is [`exit`]'s.
 
+mod actions;
 mod audit;
 mod bench;
 mod bench_daemon;
@@ -84,6 +85,9 @@ enum Command {
     Status(status::Args),
     /// The findings the daemon stored, newest first.
     Findings(findings::Args),
+    /// What enforcement decided and what is in force; `release` undoes an
+    /// action now.
+    Actions(actions::Args),
 }
 
 /// Runs the command line; the process exit code.
@@ -99,6 +103,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(&cli, args),
         Command::Status(args) => status::run(&cli, args),
         Command::Findings(args) => findings::run(&cli, args),
+        Command::Actions(args) => actions::run(&cli, args),
     };
     match result {
         Ok(code) => code,

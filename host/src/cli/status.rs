@@ -1,6 +1,7 @@
 //! `spamward status`: what the daemon's state file says — each log and how
 //! far it was read, each rule and how it fares, events, findings and the
-//! last checkpoint. Works while the daemon runs.
+//! last checkpoint, the actions in force and the circuit breaker's count.
+//! Works while the daemon runs.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,6 +9,8 @@ use std::process::ExitCode;
 
 use super::Cli;
 use crate::report::terminal;
+use spamward_pipeline::policy::ledger::Ledger;
+use spamward_runtime::checkpoint::now;
 use spamward_state::Store;
 
 /// `status` arguments.
@@ -23,7 +26,15 @@ pub struct Args {
 
 pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
     let path = state_path(cli, args.state.as_ref())?;
-    let status = Store::open_read_only(&path)?.status()?;
+    let store = Store::open_read_only(&path)?;
+    let status = store.status()?;
+    let safeguards = cli.load_config()?.policy.safeguards();
+    // The breaker's count is the ledger's: an unreadable one counts none
+    // (the daemon says why when it starts).
+    let breaker = store
+        .ledger()?
+        .and_then(|bytes| Ledger::restore(&bytes, safeguards).ok())
+        .map_or(0, |l| l.breaker_count(now()));
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
@@ -32,6 +43,9 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             "checkpoint_at": status.checkpoint_at,
             "events": status.events,
             "findings": status.findings,
+            "actions_in_force": status.actions_in_force,
+            "actions_last_hour": breaker,
+            "max_actions_per_hour": safeguards.max_actions_per_hour,
             "sources": status.sources.iter().map(|s| serde_json::json!({
                 "path": s.path,
                 "inode": s.inode,
@@ -59,6 +73,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         out,
         "events processed: {}   findings stored: {}",
         status.events, status.findings
+    )?;
+    writeln!(
+        out,
+        "actions in force: {}   enforcement actions in the last hour: {breaker} (breaker at {})",
+        status.actions_in_force, safeguards.max_actions_per_hour
     )?;
     writeln!(out, "\nlogs:")?;
     for s in &status.sources {

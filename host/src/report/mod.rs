@@ -10,7 +10,7 @@ pub use findings::render_findings;
 pub use top_senders::{SenderCounts, TopSenders};
 
 /// Truncates `s` to `width` characters, marking the cut with `…`.
-fn fit(s: &str, width: usize) -> String {
+pub fn fit(s: &str, width: usize) -> String {
     if s.chars().count() <= width {
         s.to_owned()
     } else {

@@ -1,0 +1,190 @@
+//! The actions stage, last in the pipeline: what the ledger
+//! ([`spamward_pipeline::policy::ledger`]) decided to run, carried out by
+//! the server's own tools, and taken back again.
+//!
+//! - [`command`]: every command runs without a shell, with a time-out, its
+//!   exit status and output checked;
+//! - [`list_file`]: the hold and suspend lists the shipped Exim ACL reads.
+//!
+//! [`Backends::carry_out`] runs one [`Job`]. It never assumes success: an
+//! action it cannot do on this server, or a command that fails, is an error
+//! the ledger journals as `failed`.
+
+#![warn(missing_docs)]
+
+pub mod command;
+pub mod list_file;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use spamward_contract::verdict::{Action, Target};
+use spamward_pipeline::config::{ActionsConfig, Backend};
+use spamward_pipeline::policy::ledger::{Job, Step};
+
+use list_file::ListFile;
+
+/// How long a backend's command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where cPanel installs `whmapi1`.
+const WHMAPI1: &str = "/usr/local/cpanel/bin/whmapi1";
+
+/// Which server's tools act, as chosen for this server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chosen {
+    /// cPanel's `whmapi1` and `uapi`.
+    Cpanel,
+    /// spamward's lists, read by the shipped ACL, and Exim's own commands.
+    Exim,
+}
+
+/// The backends of one server.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    chosen: Chosen,
+    hold: ListFile,
+    suspend: ListFile,
+    /// The Exim command line `-Mf` and `-Mt` are added to.
+    exim: Option<Vec<String>>,
+}
+
+impl Backends {
+    /// The backends `[actions]` asks for; `auto` is cPanel's when `whmapi1`
+    /// is installed.
+    pub fn new(config: &ActionsConfig) -> Self {
+        let chosen = match config.backend {
+            Backend::Cpanel => Chosen::Cpanel,
+            Backend::Exim => Chosen::Exim,
+            Backend::Auto if Path::new(WHMAPI1).exists() => Chosen::Cpanel,
+            Backend::Auto => Chosen::Exim,
+        };
+        let exim = if config.exim_command.is_empty() {
+            spamward_exim::relay_probe::find_exim().map(|p| vec![p.to_string_lossy().into_owned()])
+        } else {
+            Some(config.exim_command.clone())
+        };
+        Backends {
+            chosen,
+            hold: ListFile::new(&config.exim_hold_list),
+            suspend: ListFile::new(&config.exim_suspend_list),
+            exim,
+        }
+    }
+
+    /// Which tools were chosen.
+    pub fn chosen(&self) -> Chosen {
+        self.chosen
+    }
+
+    /// Readies what the backends need before the first action: the plain
+    /// Exim lists must exist for the ACL to read them.
+    pub fn prepare(&self) -> Result<(), String> {
+        if self.chosen == Chosen::Exim {
+            for list in [&self.hold, &self.suspend] {
+                list.ensure()
+                    .map_err(|e| format!("cannot create the list: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries `job` out; an error says what failed, for the journal.
+    pub fn carry_out(&self, job: &Job) -> Result<(), String> {
+        match job.action {
+            Action::Alert => {
+                if job.step == Step::Run {
+                    alert(job, "");
+                }
+                Ok(())
+            }
+            Action::HoldOutgoing => self.listed(&self.hold, job),
+            Action::SuspendOutgoing => self.listed(&self.suspend, job),
+            Action::FreezeMessage => self.freeze(job),
+            Action::ResetPassword => match self.chosen {
+                // Plain Exim has no password store spamward may change:
+                // the admin is told.
+                Chosen::Exim => {
+                    if job.step == Step::Run {
+                        alert(job, "change this mailbox's password: ");
+                    }
+                    Ok(())
+                }
+                Chosen::Cpanel => Err(cpanel_missing(job)),
+            },
+            Action::BlockIp => Err(format!(
+                "{}: no firewall backend in this build ([actions] block_ip)",
+                job.action
+            )),
+        }
+    }
+
+    /// Hold or suspend by putting the target on a list the ACL reads.
+    fn listed(&self, list: &ListFile, job: &Job) -> Result<(), String> {
+        if self.chosen == Chosen::Cpanel {
+            return Err(cpanel_missing(job));
+        }
+        let entry = match &job.target {
+            Target::Account(v) | Target::Mailbox(v) | Target::Domain(v) => v,
+            other => {
+                return Err(format!(
+                    "{} acts on an account, mailbox or domain, not a {}",
+                    job.action,
+                    other.kind()
+                ));
+            }
+        };
+        let done = match job.step {
+            Step::Run => list.add(entry),
+            Step::Undo => list.remove(entry),
+        };
+        done.map(|_| ()).map_err(|e| e.to_string())
+    }
+
+    /// `exim -Mf <id>` to freeze one queued message, `-Mt` to thaw it.
+    fn freeze(&self, job: &Job) -> Result<(), String> {
+        let Target::Message(id) = &job.target else {
+            return Err(format!(
+                "freezing every queued message of a {} is not in this build (a message id is)",
+                job.target.kind()
+            ));
+        };
+        let Some((program, args)) = self.exim.as_ref().and_then(|c| c.split_first()) else {
+            return Err("no Exim binary found (set [actions] exim_command)".into());
+        };
+        let flag = match job.step {
+            Step::Run => "-Mf",
+            Step::Undo => "-Mt",
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(args).arg(flag).arg(id);
+        command::run(&mut cmd, COMMAND_TIMEOUT)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The lists, for `status` and the README's checks.
+    pub fn lists(&self) -> [PathBuf; 2] {
+        [self.hold.path().to_owned(), self.suspend.path().to_owned()]
+    }
+}
+
+/// An alert: a loud log line (webhook and mail come with their settings).
+fn alert(job: &Job, prefix: &str) {
+    tracing::warn!(
+        target: "spamward::alert",
+        rule = %job.rule,
+        target = %job.target,
+        action = %job.action,
+        "ALERT {prefix}{}",
+        job.summary
+    );
+}
+
+fn cpanel_missing(job: &Job) -> String {
+    format!(
+        "{} on cPanel (whmapi1/uapi) is not in this build; set [actions] backend = \"exim\" to use spamward's lists",
+        job.action
+    )
+}
