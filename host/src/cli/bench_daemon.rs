@@ -8,6 +8,12 @@
 //! - **latency**: lines appended at a steady rate; for each finding, the
 //!   time from the last line it cites being written to the finding being
 //!   in the state file;
+//! - **enforcement**: stolen logins appear one after another in a log
+//!   being written (each one's tenth message from its sixth IP, with a spam
+//!   tool's HELO, crosses compromised-account's thresholds); the rule
+//!   enforces through the plain-Exim backend, and for each login the time
+//!   from that line being written to the login being on the suspend list
+//!   (the backend having run) is measured;
 //! - **reload**: a rule dropped into the rules directory while lines
 //!   stream in, until `status` shows it running; and whether every event
 //!   was judged (the daemon's event count against `spamward events` of the
@@ -181,6 +187,7 @@ pub fn run(options: &Options) -> anyhow::Result<ExitCode> {
         options.rounds,
     )?;
     streaming(&exe, &cache, &base, &lines, options)?;
+    enforcement(&exe, &cache, &base)?;
     day(&exe, &cache, &base)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -419,23 +426,12 @@ fn streaming(
         .output()?;
     let expected = expected.stdout.iter().filter(|&&b| b == b'\n').count() as u64;
 
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1))
-            .map_or_else(
-                || "-".to_owned(),
-                |d| format!("{:.0} ms", d.as_secs_f64() * 1000.0),
-            )
-    };
     println!(
-        "latency: {} lines at {} lines/s; line written → finding stored, over {} findings: p50 {}  p99 {}  max {}",
+        "latency: {} lines at {} lines/s; line written → finding stored, over {} findings: {}",
         total,
         options.rate,
         latencies.len(),
-        pct(0.50),
-        pct(0.99),
-        pct(1.0)
+        percentiles(&mut latencies)
     );
     for (adding, took) in &reloads {
         println!(
@@ -449,6 +445,100 @@ fn streaming(
         expected.saturating_sub(judged)
     );
     Ok(())
+}
+
+/// Stolen logins whose suspension is timed.
+const STOLEN_LOGINS: usize = 200;
+
+/// Line to action: see the module documentation.
+fn enforcement(exe: &Path, cache: &Path, base: &Path) -> anyhow::Result<()> {
+    let dir = base.join("enforcing");
+    let suspend = dir.join("suspend");
+    let s = Scratch::new(
+        base,
+        "enforcing",
+        "end",
+        &format!(
+            "flush_ms = 200\n\n[policy]\nmax_actions_per_hour = {STOLEN_LOGINS}\n\n\
+             [actions]\nbackend = \"exim\"\nexim_hold_list = {:?}\nexim_suspend_list = {:?}\n\n\
+             [rules.compromised-account]\nmode = \"enforce\"\nactions = [\"suspend-outgoing\"]\n",
+            dir.join("hold").display().to_string(),
+            suspend.display().to_string(),
+        ),
+    )?;
+    fs::write(s.log(), "")?;
+    let mut daemon = s.start(exe, cache)?;
+    s.store(Duration::from_secs(120))?;
+    let mut log = OpenOptions::new().append(true).open(s.log())?;
+    let mut written = Vec::with_capacity(STOLEN_LOGINS);
+    let mut seen: Vec<Option<Instant>> = vec![None; STOLEN_LOGINS];
+    let look = |seen: &mut [Option<Instant>]| {
+        let text = fs::read_to_string(&suspend).unwrap_or_default();
+        let now = Instant::now();
+        for line in text.lines() {
+            if let Some(k) = line
+                .strip_prefix("stolen")
+                .and_then(|rest| rest.strip_suffix("@bench.example"))
+                .and_then(|k| k.parse::<usize>().ok())
+                && let Some(slot) = seen.get_mut(k)
+            {
+                slot.get_or_insert(now);
+            }
+        }
+    };
+    for k in 0..STOLEN_LOGINS {
+        let stamp = jiff::Timestamp::now().strftime("%Y-%m-%d %H:%M:%S");
+        let mut lines = String::new();
+        for i in 0..10u64 {
+            let id = synthetic::message_id((k * 10) as u64 + i, true);
+            let ip = format!("10.{}.{}.{}", k / 200, k % 200, 1 + i % 6);
+            lines.push_str(&format!(
+                "{stamp} {id} <= stolen{k}@bench.example H=(User) [{ip}]:40000 I=[10.0.0.1]:587 \
+                 P=esmtpa A=plain_server:stolen{k}@bench.example S=500 T=\"Invoice\" \
+                 for lead{i}@target.example\n"
+            ));
+        }
+        log.write_all(lines.as_bytes())?;
+        written.push(Instant::now());
+        // A login every 50 ms, the list looked at every 2 ms meanwhile.
+        let next = Instant::now() + Duration::from_millis(50);
+        while Instant::now() < next {
+            look(&mut seen);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.iter().any(Option::is_none) && Instant::now() < deadline {
+        look(&mut seen);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    stop(&mut daemon)?;
+    let mut acted: Vec<Duration> = written
+        .iter()
+        .zip(&seen)
+        .filter_map(|(at, seen)| Some(seen.as_ref()?.saturating_duration_since(*at)))
+        .collect();
+    println!(
+        "enforcement: {} stolen logins, one every 50 ms; line crossing the threshold written → login on the suspend list, over {} actions: {}",
+        STOLEN_LOGINS,
+        acted.len(),
+        percentiles(&mut acted)
+    );
+    Ok(())
+}
+
+/// p50, p99 and the maximum of `times`, in milliseconds.
+fn percentiles(times: &mut [Duration]) -> String {
+    times.sort();
+    let pct = |p: f64| {
+        times
+            .get(((times.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .map_or_else(
+                || "-".to_owned(),
+                |d| format!("{:.0} ms", d.as_secs_f64() * 1000.0),
+            )
+    };
+    format!("p50 {}  p99 {}  max {}", pct(0.50), pct(0.99), pct(1.0))
 }
 
 /// SIGTERM, then wait: the daemon saves and exits.

@@ -54,7 +54,9 @@ impl Clock {
     }
 }
 
-fn message_id(counter: u64, new_format: bool) -> String {
+/// An Exim message id for the `counter`th message: the 4.97+ shape (6-11-4)
+/// when `new_format`, else the old one (6-6-2).
+pub(super) fn message_id(counter: u64, new_format: bool) -> String {
     let mut id = String::with_capacity(23);
     b62(counter * 7 + 1_600_000_000, 6, &mut id);
     id.push('-');

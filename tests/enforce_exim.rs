@@ -1,0 +1,302 @@
+//! Enforcement against a real Exim (Debian's `exim4-daemon-heavy`), end to
+//! end: the test server of `real_exim.rs` with the shipped ACL
+//! (`examples/exim/spamward.acl`) in its DATA ACL, `spamward run` in enforce
+//! mode with the plain-Exim backend, and a stolen login flooding through it.
+//!
+//! What Exim itself does is read from Exim's log and queue, not from
+//! spamward: the stolen login's next messages are refused, a login over its
+//! hourly limit has its next messages frozen, normal senders' mail still
+//! flows, an allow-listed login that floods the same way is reported and
+//! never touched, and after `spamward actions release` Exim accepts the
+//! stolen login's mail again.
+//!
+//! Loopback only; every file under the run's temp dir; the Exim processes
+//! run in a private mount namespace (see `real_exim.rs`). Without Exim,
+//! swaks or root it prints why on stderr and passes.
+
+mod common;
+#[path = "real_exim/harness.rs"]
+mod harness;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::Output;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{json_lines, spamward, start_run, stop_run, workspace};
+use harness::*;
+
+/// Logs in like the stolen login, from as many IPs with the same HELO:
+/// allow-listed, so reported and never acted on.
+const ALLOWED_LOGIN: (&str, &str) = NEWSLETTER_LOGIN;
+/// Sends over relay-volume's hourly limit from one IP, with a normal HELO:
+/// held (its next messages frozen), not suspended.
+const BULK_LOGIN: (&str, &str) = FAILING_LOGIN;
+/// relay-volume's hourly limit in this run.
+const HOURLY_LIMIT: u32 = 40;
+
+/// `spamward <args> --state <state>` of this run.
+fn spamward_state(root: &Path, args: &[&str]) -> Output {
+    let state = root.join("state.db");
+    let config = root.join("spamward.toml");
+    let mut all = vec!["--config", config.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.extend(["--state", state.to_str().unwrap()]);
+    spamward(&all, &root.join("cache"))
+}
+
+fn list(root: &Path, name: &str) -> Vec<String> {
+    fs::read_to_string(root.join("spamward").join(name))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn wait_for(what: &str, timeout: Duration, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `n` messages from `login`, each from one of `ips` client addresses
+/// (127.0.0.<first> ...), to remote recipients.
+fn flood(smtp: &Smtp, label: &str, login: (&str, &str), first: u32, ips: u32, n: u32) -> Vec<Job> {
+    (0..n)
+        .map(|i| {
+            smtp.send(
+                &format!("{label}-{i}"),
+                &format!("127.0.0.{}", first + i % ips),
+                Some(login),
+                login.0,
+                &format!("lead{i}@target{}.example", i % 5),
+                "Your invoice is ready",
+            )
+        })
+        .collect()
+}
+
+fn expecting(mut jobs: Vec<Job>, expect: Expect) -> Vec<Job> {
+    for job in &mut jobs {
+        job.expect = expect;
+    }
+    jobs
+}
+
+#[test]
+fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_release() {
+    if let Some(why) = missing_prerequisite() {
+        say(&format!("enforce_exim: SKIPPED: {why}"));
+        return;
+    }
+    let root = make_root();
+    let (main_port, sink_port) = free_ports();
+    ensure_script_user();
+    let layout = Layout::write(&root, sink_port);
+
+    // The shipped ACL, with the lists under the run's directory.
+    let lists = root.join("spamward");
+    fs::create_dir_all(&lists).unwrap();
+    fs::set_permissions(&lists, fs::Permissions::from_mode(0o755)).unwrap();
+    let acl = layout.main_conf_dir.join("spamward.acl");
+    fs::copy(workspace().join("examples/exim/spamward.acl"), &acl).unwrap();
+    let conf = layout.main_conf_dir.join("exim4.conf");
+    let text = fs::read_to_string(&conf).unwrap();
+    fs::write(
+        &conf,
+        format!(
+            "SPAMWARD_ACL = {}\nSPAMWARD_SUSPEND_LIST = {}\nSPAMWARD_HOLD_LIST = {}\n{text}",
+            acl.display(),
+            lists.join("suspend").display(),
+            lists.join("hold").display()
+        ),
+    )
+    .unwrap();
+
+    let mut daemons = Daemons::new(&root);
+    daemons.start(&layout.sink_conf_dir, sink_port);
+    daemons.start(&layout.main_conf_dir, main_port);
+
+    let config = root.join("spamward.toml");
+    fs::write(
+        &config,
+        format!(
+            r#"[daemon]
+mainlog = [{log:?}]
+start_at = "beginning"
+flush_ms = 100
+checkpoint_every = "1s"
+
+[policy]
+allow = ["{allowed}"]
+
+[actions]
+backend = "exim"
+exim_hold_list = {hold:?}
+exim_suspend_list = {suspend:?}
+
+[rules.compromised-account]
+mode = "enforce"
+actions = ["suspend-outgoing"]
+
+[rules.relay-volume]
+mode = "enforce"
+actions = ["hold-outgoing"]
+hourly_limit = {HOURLY_LIMIT}
+"#,
+            log = root.join("log/mainlog").display().to_string(),
+            allowed = ALLOWED_LOGIN.0,
+            hold = lists.join("hold").display().to_string(),
+            suspend = lists.join("suspend").display().to_string(),
+        ),
+    )
+    .unwrap();
+    let spamward_run = start_run(
+        &root.join("cache"),
+        &config,
+        &root,
+        &root.join("state.db"),
+        None,
+    );
+
+    // 1. The abuse: the stolen login from 10 IPs with a bot's HELO, the
+    // allow-listed login the same way, a bulk sender past the hourly limit
+    // from one IP. spamward may already act while it runs: the stolen
+    // login's last messages may be refused.
+    let smtp = Smtp::new(main_port).with_bot(ALLOWED_LOGIN.0);
+    let mut jobs = expecting(
+        flood(&smtp, "stolen", COMPROMISED_LOGIN, 2, 10, 30),
+        Expect::SuccessOrDataRefused,
+    );
+    jobs.extend(flood(&smtp, "allowed", ALLOWED_LOGIN, 20, 10, 30));
+    jobs.extend(flood(&smtp, "bulk", BULK_LOGIN, 40, 1, HOURLY_LIMIT + 5));
+    run_jobs(jobs, SWAKS_PARALLEL);
+
+    // 2. spamward acts on what Exim logged.
+    wait_for(
+        "the stolen login suspended",
+        Duration::from_secs(60),
+        || list(&root, "suspend").contains(&COMPROMISED_LOGIN.0.to_owned()),
+    );
+    wait_for("the bulk sender held", Duration::from_secs(60), || {
+        list(&root, "hold").contains(&BULK_LOGIN.0.to_owned())
+    });
+
+    // 3. Exim itself now refuses the stolen login, freezes the bulk
+    // sender's mail, and lets the allow-listed login and a normal sender
+    // through.
+    let mut jobs = expecting(
+        flood(&smtp, "stolen-after", COMPROMISED_LOGIN, 2, 10, 5),
+        Expect::DataRefused,
+    );
+    jobs.extend(flood(&smtp, "allowed-after", ALLOWED_LOGIN, 20, 10, 5));
+    jobs.extend(flood(&smtp, "bulk-after", BULK_LOGIN, 40, 1, 3));
+    let (normal, password) = NORMAL_LOGINS[0];
+    for i in 0..3 {
+        jobs.push(smtp.send(
+            &format!("normal-after-{i}"),
+            "127.0.0.1",
+            Some((normal, password)),
+            normal,
+            &format!("customer{i}@partner0.example"),
+            "Order",
+        ));
+    }
+    run_jobs(jobs, SWAKS_PARALLEL);
+    daemons.wait_until_idle(Duration::from_secs(60));
+
+    let mainlog = fs::read_to_string(root.join("log/mainlog")).unwrap();
+    let refused = mainlog
+        .lines()
+        .filter(|l| {
+            l.contains(&format!("A=plain_server:{}", COMPROMISED_LOGIN.0))
+                && l.contains("rejected after DATA: spamward: sender suspended")
+        })
+        .count();
+    assert!(
+        refused >= 5,
+        "Exim refused the stolen login's next messages"
+    );
+    let listing = exim_listing(&layout);
+    let queue = queue_entries(&listing);
+    let frozen_bulk = queue
+        .iter()
+        .filter(|(_, sender, frozen)| sender == BULK_LOGIN.0 && *frozen)
+        .count();
+    assert!(
+        frozen_bulk >= 3,
+        "the held sender's messages wait frozen:\n{listing}"
+    );
+    assert!(
+        !queue
+            .iter()
+            .any(|(_, sender, frozen)| *frozen && (sender == ALLOWED_LOGIN.0 || sender == normal)),
+        "the allow-listed and the normal sender are not held:\n{listing}"
+    );
+    let delivered_normal = mainlog
+        .lines()
+        .filter(|l| {
+            l.contains(" => ")
+                && l.contains("@partner0.example")
+                && l.contains(&format!("F=<{normal}>"))
+        })
+        .count();
+    assert!(
+        delivered_normal >= 3,
+        "the normal sender's mail still flows"
+    );
+    assert!(!list(&root, "suspend").contains(&ALLOWED_LOGIN.0.to_owned()));
+    assert!(!list(&root, "hold").contains(&ALLOWED_LOGIN.0.to_owned()));
+
+    // The journal says why, for each.
+    let journal = json_lines(&spamward_state(
+        &root,
+        &["actions", "--json", "--last", "1000"],
+    ));
+    let said = |decision: &str, action: &str, target: &str| {
+        journal.iter().any(|e| {
+            e["outcome"]["decision"] == decision
+                && e["action"] == action
+                && e["target"]["value"] == target
+        })
+    };
+    assert!(
+        said("ran", "suspend-outgoing", COMPROMISED_LOGIN.0),
+        "{journal:?}"
+    );
+    assert!(said("ran", "hold-outgoing", BULK_LOGIN.0), "{journal:?}");
+    assert!(
+        said("refused-allow-listed", "suspend-outgoing", ALLOWED_LOGIN.0),
+        "the allow-listed login is reported: {journal:?}"
+    );
+
+    // 4. Released: Exim accepts the stolen login's mail again.
+    let out = spamward_state(
+        &root,
+        &["actions", "release", COMPROMISED_LOGIN.0, "--by", "tester"],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!list(&root, "suspend").contains(&COMPROMISED_LOGIN.0.to_owned()));
+    let mut again = smtp.send(
+        "stolen-released",
+        "127.0.0.1",
+        Some(COMPROMISED_LOGIN),
+        COMPROMISED_LOGIN.0,
+        "owner@partner0.example",
+        "Back to normal",
+    );
+    again.expect = Expect::Success;
+    run_jobs(vec![again], 1);
+    let log = stop_run(spamward_run);
+    assert!(log.contains("acting"), "{log}");
+}
