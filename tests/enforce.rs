@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Output};
 use std::time::{Duration, Instant};
 
-use common::{json_lines, spamward, start_run, stop_run as stop, workspace};
+use common::{enforcing_config, json_lines, spamward, start_run, stop_run as stop, workspace};
 
 /// The sample log's stolen login (compromised-account and relay-volume name
 /// it), its account and its domain (defer-fail-ratio names it).
@@ -41,25 +41,12 @@ impl Setup {
         .unwrap();
         fs::write(
             s.path("spamward.toml"),
-            format!(
-                r#"[input]
-timezone = "UTC"
-
-[daemon]
-mainlog = [{log:?}]
-start_at = "beginning"
-flush_ms = 50
-checkpoint_every = "1s"
-
-[policy]
-allow = ["{ALLOWED}"]
-
-[actions]
-backend = "exim"
-exim_hold_list = {hold:?}
-exim_suspend_list = {suspend:?}
-
-[rules.compromised-account]
+            enforcing_config(
+                &s.path("mainlog"),
+                &s.hold(),
+                &s.suspend(),
+                ALLOWED,
+                r#"[rules.compromised-account]
 mode = "enforce"
 actions = ["suspend-outgoing"]
 
@@ -72,9 +59,6 @@ expire_after = "1h"
 mode = "enforce"
 actions = ["hold-outgoing"]
 "#,
-                log = s.path("mainlog").display().to_string(),
-                hold = s.hold().display().to_string(),
-                suspend = s.suspend().display().to_string(),
             ),
         )
         .unwrap();

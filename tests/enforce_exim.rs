@@ -25,7 +25,7 @@ use std::process::Output;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{json_lines, spamward, start_run, stop_run, workspace};
+use common::{enforcing_config, json_lines, spamward, start_run, stop_run, workspace};
 use harness::*;
 
 /// Logs in like the stolen login, from as many IPs with the same HELO:
@@ -123,39 +123,17 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
     daemons.start(&layout.main_conf_dir, main_port);
 
     let config = root.join("spamward.toml");
-    fs::write(
-        &config,
-        format!(
-            r#"[daemon]
-mainlog = [{log:?}]
-start_at = "beginning"
-flush_ms = 100
-checkpoint_every = "1s"
-
-[policy]
-allow = ["{allowed}"]
-
-[actions]
-backend = "exim"
-exim_hold_list = {hold:?}
-exim_suspend_list = {suspend:?}
-
-[rules.compromised-account]
-mode = "enforce"
-actions = ["suspend-outgoing"]
-
-[rules.relay-volume]
-mode = "enforce"
-actions = ["hold-outgoing"]
-hourly_limit = {HOURLY_LIMIT}
-"#,
-            log = root.join("log/mainlog").display().to_string(),
-            allowed = ALLOWED_LOGIN.0,
-            hold = lists.join("hold").display().to_string(),
-            suspend = lists.join("suspend").display().to_string(),
+    let config_text = enforcing_config(
+        &root.join("log/mainlog"),
+        &lists.join("hold"),
+        &lists.join("suspend"),
+        ALLOWED_LOGIN.0,
+        &format!(
+            "[rules.compromised-account]\nmode = \"enforce\"\nactions = [\"suspend-outgoing\"]\n\n\
+             [rules.relay-volume]\nmode = \"enforce\"\nactions = [\"hold-outgoing\"]\nhourly_limit = {HOURLY_LIMIT}\n"
         ),
-    )
-    .unwrap();
+    );
+    fs::write(&config, config_text).unwrap();
     let spamward_run = start_run(
         &root.join("cache"),
         &config,

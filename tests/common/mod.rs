@@ -127,3 +127,36 @@ pub fn stop_run(child: std::process::Child) -> String {
     );
     stderr
 }
+
+/// A `spamward run` configuration that follows `mainlog` (in this
+/// machine's time zone) from its start
+/// and enforces through the plain-Exim backend's lists `hold` and
+/// `suspend`, sparing `allow`; `rules` are the rule tables that grant.
+pub fn enforcing_config(
+    mainlog: &Path,
+    hold: &Path,
+    suspend: &Path,
+    allow: &str,
+    rules: &str,
+) -> String {
+    format!(
+        r#"[daemon]
+mainlog = [{log:?}]
+start_at = "beginning"
+flush_ms = 50
+checkpoint_every = "1s"
+
+[policy]
+allow = ["{allow}"]
+
+[actions]
+backend = "exim"
+exim_hold_list = {hold:?}
+exim_suspend_list = {suspend:?}
+
+{rules}"#,
+        log = mainlog.display().to_string(),
+        hold = hold.display().to_string(),
+        suspend = suspend.display().to_string(),
+    )
+}

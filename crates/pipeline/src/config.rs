@@ -895,6 +895,9 @@ mod tests {
         let config = Config::load(path).unwrap();
         assert_eq!(config.engine.state_limit_mb, 64);
         assert_eq!(config.input.timezone, "system");
+        // What it shows as the defaults are the defaults.
+        assert_eq!(config.policy.safeguards(), Safeguards::default());
+        assert_eq!(config.actions, ActionsConfig::default());
     }
 
     #[test]
