@@ -4,7 +4,9 @@
 //!
 //! - [`command`]: every command runs without a shell, with a time-out, its
 //!   exit status and output checked;
-//! - [`list_file`]: the hold and suspend lists the shipped Exim ACL reads.
+//! - [`list_file`]: the hold and suspend lists the shipped Exim ACL reads;
+//! - [`firewall`]: `block-ip`, in spamward's own nftables table or through
+//!   the admin's command template.
 //!
 //! [`Backends::carry_out`] runs one [`Job`]. It never assumes success: an
 //! action it cannot do on this server, or a command that fails, is an error
@@ -13,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod command;
+pub mod firewall;
 pub mod list_file;
 
 use std::path::{Path, PathBuf};
@@ -23,6 +26,7 @@ use spamward_contract::verdict::{Action, Target};
 use spamward_pipeline::config::{ActionsConfig, Backend};
 use spamward_pipeline::policy::ledger::{Job, Step};
 
+use firewall::Firewall;
 use list_file::ListFile;
 
 /// How long a backend's command may take.
@@ -48,6 +52,7 @@ pub struct Backends {
     suspend: ListFile,
     /// The Exim command line `-Mf` and `-Mt` are added to.
     exim: Option<Vec<String>>,
+    firewall: Firewall,
 }
 
 impl Backends {
@@ -70,6 +75,7 @@ impl Backends {
             hold: ListFile::new(&config.exim_hold_list),
             suspend: ListFile::new(&config.exim_suspend_list),
             exim,
+            firewall: Firewall::new(config),
         }
     }
 
@@ -113,10 +119,13 @@ impl Backends {
                 }
                 Chosen::Cpanel => Err(cpanel_missing(job)),
             },
-            Action::BlockIp => Err(format!(
-                "{}: no firewall backend in this build ([actions] block_ip)",
-                job.action
-            )),
+            Action::BlockIp => match job.step {
+                Step::Run => self
+                    .firewall
+                    .prepare()
+                    .and_then(|()| self.firewall.block(job)),
+                Step::Undo => self.firewall.unblock(job),
+            },
         }
     }
 

@@ -224,6 +224,29 @@ pub struct ActionsConfig {
     /// binary at its usual place); e.g. `["/usr/sbin/exim4", "-C",
     /// "/etc/exim4/test.conf"]`.
     pub exim_command: Vec<String>,
+    /// How `block-ip` blocks: `"nft"` (an `inet spamward` table of
+    /// spamward's own, with sets whose elements time out), or a command
+    /// template such as `["csf", "-td", "{ip}", "{seconds}", "spamward:
+    /// {summary}"]`.
+    pub block_ip: BlockIp,
+    /// The command template that lifts a block made by a `block_ip`
+    /// template (e.g. `["csf", "-tr", "{ip}"]`); without one, a template's
+    /// block ends by its own time-out (`{seconds}`).
+    pub unblock_ip: Vec<String>,
+    /// The nft command (`["nft"]`); a test runs it in its own network
+    /// namespace (`["ip", "netns", "exec", "NAME", "nft"]`).
+    pub nft_command: Vec<String>,
+}
+
+/// `[actions] block_ip`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum BlockIp {
+    /// A name: `"nft"` is the one there is.
+    Named(String),
+    /// A command template: `{ip}`, `{seconds}`, `{summary}` and `{rule}`
+    /// are filled in, each argument on its own (no shell).
+    Template(Vec<String>),
 }
 
 impl Default for ActionsConfig {
@@ -233,6 +256,9 @@ impl Default for ActionsConfig {
             exim_hold_list: PathBuf::from("/etc/spamward/hold"),
             exim_suspend_list: PathBuf::from("/etc/spamward/suspend"),
             exim_command: Vec::new(),
+            block_ip: BlockIp::Named("nft".into()),
+            unblock_ip: Vec::new(),
+            nft_command: vec!["nft".into()],
         }
     }
 }
@@ -477,6 +503,38 @@ impl Config {
             });
         }
         self.zone()?;
+        let bad_actions =
+            |key: &'static str, value: String, problem: &str| ConfigError::OutOfRange {
+                path: self.display_path(),
+                table: "actions",
+                key,
+                value,
+                problem: problem.into(),
+            };
+        match &self.actions.block_ip {
+            BlockIp::Named(name) if name != "nft" => {
+                return Err(bad_actions(
+                    "block_ip",
+                    format!("{name:?}"),
+                    "must be \"nft\" or a command template such as [\"csf\", \"-td\", \"{ip}\", \"{seconds}\"]",
+                ));
+            }
+            BlockIp::Template(t) if !t.iter().any(|a| a.contains("{ip}")) => {
+                return Err(bad_actions(
+                    "block_ip",
+                    format!("{t:?}"),
+                    "a command template must pass {ip}",
+                ));
+            }
+            _ => {}
+        }
+        if self.actions.nft_command.is_empty() {
+            return Err(bad_actions(
+                "nft_command",
+                "[]".into(),
+                "must name the nft program",
+            ));
+        }
         self.allow_list(std::iter::empty()).map(|_| ())
     }
 
@@ -830,6 +888,41 @@ mod tests {
         assert!(e.contains("[policy] allow"), "{e}");
         assert!(e.contains("\"10.0.0.0/40\" is not an account, mailbox, domain, IP or CIDR range (a bad CIDR range)"), "{e}");
         assert!(toml::from_str::<Config>("[policy]\nmax_actions = 5\n").is_err());
+    }
+
+    #[test]
+    fn block_ip_is_nft_or_a_template_that_passes_the_ip() {
+        let c = parse("[actions]\nblock_ip = [\"csf\", \"-td\", \"{ip}\", \"{seconds}\"]\n");
+        c.validate().unwrap();
+        assert_eq!(
+            c.actions.block_ip,
+            BlockIp::Template(vec![
+                "csf".into(),
+                "-td".into(),
+                "{ip}".into(),
+                "{seconds}".into()
+            ])
+        );
+        for (text, says) in [
+            (
+                "block_ip = \"iptables\"",
+                "[actions] block_ip = \"iptables\": must be \"nft\" or a command template",
+            ),
+            (
+                "block_ip = [\"csf\", \"-td\"]",
+                "[actions] block_ip = [\"csf\", \"-td\"]: a command template must pass {ip}",
+            ),
+            (
+                "nft_command = []",
+                "[actions] nft_command = []: must name the nft program",
+            ),
+        ] {
+            let e = parse(&format!("[actions]\n{text}\n"))
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{text}: {e}");
+        }
     }
 
     #[test]
