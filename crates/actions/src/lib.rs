@@ -4,6 +4,7 @@
 //!
 //! - [`command`]: every command runs without a shell, with a time-out, its
 //!   exit status and output checked;
+//! - [`cpanel`]: `whmapi1` and `uapi`, their JSON answers checked;
 //! - [`list_file`]: the hold and suspend lists the shipped Exim ACL reads;
 //! - [`firewall`]: `block-ip`, in spamward's own nftables table or through
 //!   the admin's command template.
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod command;
+pub mod cpanel;
 pub mod firewall;
 pub mod list_file;
 
@@ -26,14 +28,12 @@ use spamward_contract::verdict::{Action, Target};
 use spamward_pipeline::config::{ActionsConfig, Backend};
 use spamward_pipeline::policy::ledger::{Job, Step};
 
+use cpanel::Cpanel;
 use firewall::Firewall;
 use list_file::ListFile;
 
 /// How long a backend's command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where cPanel installs `whmapi1`.
-const WHMAPI1: &str = "/usr/local/cpanel/bin/whmapi1";
 
 /// Which server's tools act, as chosen for this server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +53,7 @@ pub struct Backends {
     /// The Exim command line `-Mf` and `-Mt` are added to.
     exim: Option<Vec<String>>,
     firewall: Firewall,
+    cpanel: Cpanel,
 }
 
 impl Backends {
@@ -62,7 +63,7 @@ impl Backends {
         let chosen = match config.backend {
             Backend::Cpanel => Chosen::Cpanel,
             Backend::Exim => Chosen::Exim,
-            Backend::Auto if Path::new(WHMAPI1).exists() => Chosen::Cpanel,
+            Backend::Auto if cpanel::is_installed(Path::new("/")) => Chosen::Cpanel,
             Backend::Auto => Chosen::Exim,
         };
         let exim = if config.exim_command.is_empty() {
@@ -76,6 +77,7 @@ impl Backends {
             suspend: ListFile::new(&config.exim_suspend_list),
             exim,
             firewall: Firewall::new(config),
+            cpanel: Cpanel::installed(),
         }
     }
 
@@ -117,7 +119,13 @@ impl Backends {
                     }
                     Ok(())
                 }
-                Chosen::Cpanel => Err(cpanel_missing(job)),
+                Chosen::Cpanel => {
+                    let suspended = self.cpanel.carry_out(job);
+                    if suspended.is_ok() && job.step == Step::Run {
+                        alert(job, "login suspended until a new password is set: ");
+                    }
+                    suspended
+                }
             },
             Action::BlockIp => match job.step {
                 Step::Run => self
@@ -132,7 +140,7 @@ impl Backends {
     /// Hold or suspend by putting the target on a list the ACL reads.
     fn listed(&self, list: &ListFile, job: &Job) -> Result<(), String> {
         if self.chosen == Chosen::Cpanel {
-            return Err(cpanel_missing(job));
+            return self.cpanel.carry_out(job);
         }
         let entry = match &job.target {
             Target::Account(v) | Target::Mailbox(v) | Target::Domain(v) => v,
@@ -189,11 +197,4 @@ fn alert(job: &Job, prefix: &str) {
         "ALERT {prefix}{}",
         job.summary
     );
-}
-
-fn cpanel_missing(job: &Job) -> String {
-    format!(
-        "{} on cPanel (whmapi1/uapi) is not in this build; set [actions] backend = \"exim\" to use spamward's lists",
-        job.action
-    )
 }
