@@ -36,6 +36,9 @@ const ALLOWED_LOGIN: (&str, &str) = NEWSLETTER_LOGIN;
 const BULK_LOGIN: (&str, &str) = FAILING_LOGIN;
 /// relay-volume's hourly limit in this run.
 const HOURLY_LIMIT: u32 = 40;
+/// Where the stolen login's password was guessed from. On loopback, which
+/// the allow-list always covers: its block is asked for and refused.
+const GUESSER_IP: &str = "127.0.0.50";
 
 /// `spamward <args> --state <state>` of this run.
 fn spamward_state(root: &Path, args: &[&str]) -> Output {
@@ -129,8 +132,17 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
         &lists.join("suspend"),
         ALLOWED_LOGIN.0,
         &format!(
-            "[rules.compromised-account]\nmode = \"enforce\"\nactions = [\"suspend-outgoing\"]\n\n\
+            "[rules.compromised-account]\nmode = \"enforce\"\nactions = [\"suspend-outgoing\", \"block-ip\"]\n\n\
              [rules.relay-volume]\nmode = \"enforce\"\nactions = [\"hold-outgoing\"]\nhourly_limit = {HOURLY_LIMIT}\n"
+        ),
+    );
+    // A block that ran would leave its IP here.
+    let blocked = root.join("blocked");
+    let config_text = config_text.replace(
+        "[actions]\n",
+        &format!(
+            "[actions]\nblock_ip = [\"/bin/sh\", \"-c\", \"echo \\\"$0\\\" >> {}\", \"{{ip}}\"]\n",
+            blocked.display()
         ),
     );
     fs::write(&config, config_text).unwrap();
@@ -142,11 +154,28 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
         None,
     );
 
+    // 0. The stolen login's password guessed from one IP.
+    let smtp = Smtp::new(main_port).with_bot(ALLOWED_LOGIN.0);
+    let guesses = (0..12)
+        .map(|i| {
+            let mut job = smtp.send(
+                &format!("guess-{i}"),
+                GUESSER_IP,
+                Some((COMPROMISED_LOGIN.0, "wrong-guess")),
+                COMPROMISED_LOGIN.0,
+                "lead@target0.example",
+                "guess",
+            );
+            job.expect = Expect::AuthRefused;
+            job
+        })
+        .collect();
+    run_jobs(guesses, SWAKS_PARALLEL);
+
     // 1. The abuse: the stolen login from 10 IPs with a bot's HELO, the
     // allow-listed login the same way, a bulk sender past the hourly limit
     // from one IP. spamward may already act while it runs: the stolen
     // login's last messages may be refused.
-    let smtp = Smtp::new(main_port).with_bot(ALLOWED_LOGIN.0);
     let mut jobs = expecting(
         flood(&smtp, "stolen", COMPROMISED_LOGIN, 2, 10, 30),
         Expect::SuccessOrDataRefused,
@@ -252,6 +281,13 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
         said("refused-allow-listed", "suspend-outgoing", ALLOWED_LOGIN.0),
         "the allow-listed login is reported: {journal:?}"
     );
+    // The rule asks to block the client that guessed the password; on
+    // loopback, the allow-list spares it and nothing is blocked.
+    assert!(
+        said("refused-allow-listed", "block-ip", GUESSER_IP),
+        "{journal:?}"
+    );
+    assert!(!blocked.exists(), "a block ran");
 
     // 4. Released: Exim accepts the stolen login's mail again.
     let out = spamward_state(

@@ -224,6 +224,24 @@ impl CompromisedAccount {
         } else {
             Severity::Warning
         };
+        // The password was guessed: the client that guessed it is the
+        // attacker, and blocking it stops the next guess too.
+        if guesses >= u64::from(s.max_auth_failures)
+            && let Some(ip) = host::kv_get(key.of("guessedby"))
+        {
+            cx.report(
+                Finding::new(
+                    severity,
+                    Target::Ip(ip.clone()),
+                    Action::BlockIp,
+                    format!(
+                        "{ip} guessed the password of {login} ({guesses} failed logins) before the login sent spam"
+                    ),
+                )
+                .evidence("login", login)
+                .evidence("auth_failures_before", guesses),
+            );
+        }
         cx.report(
             Finding::new(
                 severity,
@@ -274,6 +292,7 @@ impl Rule for CompromisedAccount {
         .subscribe(EventKind::AuthFailure)
         .action(Action::SuspendOutgoing)
         .action(Action::ResetPassword)
+        .action(Action::BlockIp)
         .setting("window_minutes", "window length in minutes")
         .setting(
             "min_messages",
@@ -375,6 +394,8 @@ impl Rule for CompromisedAccount {
             let failed = host::window_total(key.of("authfail"), at, self.window());
             if failed > 0 {
                 host::kv_set(key.of("guesses"), Some(&failed.to_string()));
+                let guesser = host::kv_get(key.of("guesser"));
+                host::kv_set(key.of("guessedby"), guesser.as_deref());
             }
         }
         // A burst is judged as it grows (at each further
@@ -425,6 +446,9 @@ impl Rule for CompromisedAccount {
         if let Some(login) = a.set_id.as_deref() {
             let mut key = Key::new(login);
             host::window_add(key.of("authfail"), cx.time(), self.window(), 1);
+            if let Some(ip) = a.client_ip.as_deref() {
+                host::kv_set(key.of("guesser"), Some(ip));
+            }
         }
     }
 }
@@ -572,6 +596,21 @@ mod tests {
             "{}",
             last.summary
         );
+        // The client that guessed the password is to be blocked, once per
+        // report of the login.
+        let blocks: Vec<_> = v.iter().filter(|v| v.action == Action::BlockIp).collect();
+        assert!(!blocks.is_empty(), "{v:?}");
+        assert!(blocks.len() <= v.len() - blocks.len(), "{v:?}");
+        for b in blocks {
+            assert_eq!(b.target, Target::Ip("203.0.113.9".into()));
+            assert_eq!(testing::evidence(b, "login"), Some(login));
+            assert!(
+                b.summary
+                    .contains("guessed the password of info@shop.example (12 failed logins)"),
+                "{}",
+                b.summary
+            );
+        }
     }
 
     /// Sends of `login` from one IP, each to its own domain, every one of
