@@ -10,9 +10,15 @@
 //! never touched, and after `spamward actions release` Exim accepts the
 //! stolen login's mail again.
 //!
+//! The attacker's IP is blocked for real: the test runs itself again in a
+//! network namespace of its own (`unshare --net`), where Exim, swaks and
+//! spamward share a loopback nobody else sees, and spamward's `inet
+//! spamward` nftables table drops the attacker's next connection. The
+//! machine's own firewall never sees the table.
+//!
 //! Loopback only; every file under the run's temp dir; the Exim processes
 //! run in a private mount namespace (see `real_exim.rs`). Without Exim,
-//! swaks or root it prints why on stderr and passes.
+//! swaks, nft or root it prints why on stderr and passes.
 
 mod common;
 #[path = "real_exim/harness.rs"]
@@ -36,9 +42,13 @@ const ALLOWED_LOGIN: (&str, &str) = NEWSLETTER_LOGIN;
 const BULK_LOGIN: (&str, &str) = FAILING_LOGIN;
 /// relay-volume's hourly limit in this run.
 const HOURLY_LIMIT: u32 = 40;
-/// Where the stolen login's password was guessed from. On loopback, which
-/// the allow-list always covers: its block is asked for and refused.
+/// Where the stolen login's password was guessed from: blocked.
 const GUESSER_IP: &str = "127.0.0.50";
+/// Set in the run of the test inside its network namespace.
+const IN_NAMESPACE: &str = "SPAMWARD_TEST_NETNS";
+/// The test, by name, to run again inside the namespace.
+const TEST: &str =
+    "exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_release";
 
 /// `spamward <args> --state <state>` of this run.
 fn spamward_state(root: &Path, args: &[&str]) -> Output {
@@ -91,12 +101,59 @@ fn expecting(mut jobs: Vec<Job>, expect: Expect) -> Vec<Job> {
     jobs
 }
 
+/// Runs this test again inside a network namespace of its own; whether
+/// it did (else why it cannot here).
+fn in_own_namespace() -> Result<(), String> {
+    if !Path::new("/usr/sbin/nft").exists() {
+        return Err("nft not installed (.ci/run installs nftables)".into());
+    }
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "--"])
+        .arg(exe)
+        .args(["--exact", TEST, "--nocapture", "--test-threads=1"])
+        .env(IN_NAMESPACE, "1")
+        .output()
+        .map_err(|e| format!("unshare --net: {e}"))?;
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    say(&said);
+    assert!(
+        out.status.success(),
+        "the test in its namespace failed:\n{said}"
+    );
+    assert!(said.contains("1 passed"), "{said}");
+    Ok(())
+}
+
 #[test]
 fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_release() {
     if let Some(why) = missing_prerequisite() {
         say(&format!("enforce_exim: SKIPPED: {why}"));
         return;
     }
+    if std::env::var_os(IN_NAMESPACE).is_none() {
+        if let Err(why) = in_own_namespace() {
+            say(&format!("enforce_exim: SKIPPED: {why}"));
+        }
+        // The machine's firewall never saw spamward's table.
+        let tables = std::process::Command::new("nft")
+            .args(["list", "tables"])
+            .output();
+        if let Ok(tables) = tables {
+            assert!(!String::from_utf8_lossy(&tables.stdout).contains("inet spamward"));
+        }
+        return;
+    }
+    // A new network namespace has loopback down.
+    let up = std::process::Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status()
+        .expect("run ip");
+    assert!(up.success(), "ip link set lo up");
     let root = make_root();
     let (main_port, sink_port) = free_ports();
     ensure_script_user();
@@ -136,15 +193,8 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
              [rules.relay-volume]\nmode = \"enforce\"\nactions = [\"hold-outgoing\"]\nhourly_limit = {HOURLY_LIMIT}\n"
         ),
     );
-    // A block that ran would leave its IP here.
-    let blocked = root.join("blocked");
-    let config_text = config_text.replace(
-        "[actions]\n",
-        &format!(
-            "[actions]\nblock_ip = [\"/bin/sh\", \"-c\", \"echo \\\"$0\\\" >> {}\", \"{{ip}}\"]\n",
-            blocked.display()
-        ),
-    );
+    // Every client here is on loopback: it is no shield in this test.
+    let config_text = config_text.replace("[policy]\n", "[policy]\nallow_loopback = false\n");
     fs::write(&config, config_text).unwrap();
     let spamward_run = start_run(
         &root.join("cache"),
@@ -281,13 +331,26 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
         said("refused-allow-listed", "suspend-outgoing", ALLOWED_LOGIN.0),
         "the allow-listed login is reported: {journal:?}"
     );
-    // The rule asks to block the client that guessed the password; on
-    // loopback, the allow-list spares it and nothing is blocked.
-    assert!(
-        said("refused-allow-listed", "block-ip", GUESSER_IP),
-        "{journal:?}"
+    // The client that guessed the password is blocked: its next
+    // connection never reaches Exim.
+    assert!(said("ran", "block-ip", GUESSER_IP), "{journal:?}");
+    let set = std::process::Command::new("nft")
+        .args(["list", "set", "inet", "spamward", "blocked4"])
+        .output()
+        .expect("run nft");
+    let set = String::from_utf8_lossy(&set.stdout);
+    assert!(set.contains(GUESSER_IP), "{set}");
+    let mut knock = smtp.send(
+        "guesser-after",
+        GUESSER_IP,
+        Some((COMPROMISED_LOGIN.0, "another-guess")),
+        COMPROMISED_LOGIN.0,
+        "lead@target0.example",
+        "guess",
     );
-    assert!(!blocked.exists(), "a block ran");
+    knock.cmd.args(["--timeout", "3"]);
+    knock.expect = Expect::ConnectFailed;
+    run_jobs(vec![knock], 1);
 
     // 4. Released: Exim accepts the stolen login's mail again.
     let out = spamward_state(

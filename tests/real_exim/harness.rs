@@ -438,6 +438,8 @@ pub enum Expect {
     DataRefused,
     /// Accepted, or refused after DATA: spamward decides which.
     SuccessOrDataRefused,
+    /// swaks's exit code when it cannot connect (a firewall drops it).
+    ConnectFailed,
 }
 
 /// One command of the traffic.
@@ -473,6 +475,7 @@ pub fn run_jobs(jobs: Vec<Job>, width: usize) {
                                     }
                                     Expect::AuthRefused => status.code() == Some(28),
                                     Expect::DataRefused => status.code() == Some(26),
+                                    Expect::ConnectFailed => status.code() == Some(2),
                                     Expect::SuccessOrDataRefused => {
                                         status.success() || status.code() == Some(26)
                                     }

@@ -186,6 +186,9 @@ pub struct PolicyConfig {
     /// critical verdict on newer evidence arrives).
     #[serde(deserialize_with = "duration")]
     pub cooldown: Duration,
+    /// Loopback (`127.0.0.0/8`, `::1`) is never acted on. `false` only
+    /// where attackers really arrive on loopback (a local proxy, a test).
+    pub allow_loopback: bool,
 }
 
 impl Default for PolicyConfig {
@@ -194,6 +197,7 @@ impl Default for PolicyConfig {
             allow: Vec::new(),
             max_actions_per_hour: 20,
             cooldown: Duration::from_secs(3600),
+            allow_loopback: true,
         }
     }
 }
@@ -545,6 +549,9 @@ impl Config {
         own: impl IntoIterator<Item = std::net::IpAddr>,
     ) -> Result<AllowList, ConfigError> {
         let mut list = AllowList::defaults(own);
+        if !self.policy.allow_loopback {
+            list.expose_loopback();
+        }
         for entry in &self.policy.allow {
             list.add(entry).map_err(|e| ConfigError::OutOfRange {
                 path: self.display_path(),

@@ -51,14 +51,21 @@ impl AllowList {
         for user in spamward_contract::SYSTEM_USERS {
             list.entries.push(Entry::Account(user.to_ascii_lowercase()));
         }
-        for net in ["127.0.0.0/8", "::1/128"] {
-            list.entries
-                .push(Entry::Net(net.parse().expect("a valid literal range")));
-        }
+        list.entries.extend(loopback().map(Entry::Net));
         for ip in own {
             list.entries.push(Entry::Net(IpNet::from(ip)));
         }
         list
+    }
+
+    /// Takes loopback (`127.0.0.0/8`, `::1`) off the list, for a server
+    /// whose attackers reach it through a local proxy, or a test whose
+    /// clients are all on loopback (`[policy] allow_loopback = false`).
+    /// This server's own addresses stay.
+    pub fn expose_loopback(&mut self) {
+        let loopback: Vec<IpNet> = loopback().collect();
+        self.entries
+            .retain(|e| !matches!(e, Entry::Net(n) if loopback.contains(n)));
     }
 
     /// Adds one entry as an admin writes it.
@@ -101,6 +108,13 @@ impl AllowList {
             .find(|e| e.covers(target))
             .map(|entry| Allowed { entry })
     }
+}
+
+/// The loopback ranges, on the list by default.
+fn loopback() -> impl Iterator<Item = IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .into_iter()
+        .map(|net| net.parse().expect("a valid literal range"))
 }
 
 impl Entry {
@@ -217,6 +231,19 @@ mod tests {
         assert!(covered_by(&l, Target::Script("/home/alicex/public_html/x.php".into())).is_none());
         // A message id is never allow-listed by an owner it does not name.
         assert!(covered_by(&l, Target::Message("1abcde-000001-AB".into())).is_none());
+    }
+
+    #[test]
+    fn loopback_can_be_exposed_the_servers_own_address_stays() {
+        let mut l = AllowList::defaults(["127.0.0.1".parse().unwrap()]);
+        l.expose_loopback();
+        assert_eq!(covered_by(&l, Target::Ip("127.0.0.50".into())), None);
+        assert_eq!(covered_by(&l, Target::Ip("::1".into())), None);
+        assert_eq!(
+            covered_by(&l, Target::Ip("127.0.0.1".into())).as_deref(),
+            Some("ip 127.0.0.1")
+        );
+        assert!(covered_by(&l, Target::Account("root".into())).is_some());
     }
 
     #[test]
