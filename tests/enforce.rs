@@ -209,6 +209,14 @@ fn enforce_mode_holds_and_suspends_spares_the_allow_list_and_releases_on_request
     let status = json_lines(&s.spamward(&["status", "--json"])).remove(0);
     assert_eq!(status["actions_in_force"], 4, "{status}");
     assert_eq!(status["actions_last_hour"], 4, "{status}");
+    let listed = status["actions"].as_array().unwrap();
+    assert_eq!(listed.len(), 4, "{status}");
+    assert!(
+        listed
+            .iter()
+            .any(|a| a["action"] == "suspend-outgoing" && a["target"] == format!("mailbox {LOGIN}")),
+        "{status}"
+    );
     let human = String::from_utf8_lossy(&s.spamward(&["actions", "--active"]).stdout).into_owned();
     assert!(
         human.contains("suspend-outgoing") && human.contains(LOGIN),

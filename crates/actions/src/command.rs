@@ -59,9 +59,23 @@ impl fmt::Display for Shown<'_> {
 /// Runs `command` (no shell, no input) for at most `timeout`; what it
 /// printed on standard output when it exited with success.
 pub fn run(command: &mut Command, timeout: Duration) -> Result<String, CommandError> {
+    run_with_input(command, None, timeout)
+}
+
+/// [`run`], with `input` on the command's standard input (a mail for
+/// sendmail).
+pub fn run_with_input(
+    command: &mut Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<String, CommandError> {
     let shown = Shown(command).to_string();
-    let child = command
-        .stdin(Stdio::null())
+    let mut child = command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -69,6 +83,16 @@ pub fn run(command: &mut Command, timeout: Duration) -> Result<String, CommandEr
             command: shown.clone(),
             source,
         })?;
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        // Written on a thread: a command that does not read would
+        // otherwise block us past the time-out. A write error shows in its
+        // exit status.
+        let input = input.to_vec();
+        std::thread::spawn(move || {
+            use std::io::Write as _;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let output = child
         .controlled_with_output()
         .time_limit(timeout)
@@ -134,6 +158,17 @@ mod tests {
         let e = run(&mut sh("sleep 30"), Duration::from_millis(300)).unwrap_err();
         assert!(matches!(e, CommandError::TimedOut { .. }), "{e}");
         assert!(started.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn input_reaches_the_command() {
+        let out = run_with_input(
+            &mut sh("tr a-z A-Z"),
+            Some(b"to: admin\n"),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert_eq!(out, "TO: ADMIN\n");
     }
 
     #[test]

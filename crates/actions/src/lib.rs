@@ -2,6 +2,7 @@
 //! ([`spamward_pipeline::policy::ledger`]) decided to run, carried out by
 //! the server's own tools, and taken back again.
 //!
+//! - [`alert`]: the log line, the webhook and the mail;
 //! - [`command`]: every command runs without a shell, with a time-out, its
 //!   exit status and output checked;
 //! - [`cpanel`]: `whmapi1` and `uapi`, their JSON answers checked;
@@ -15,6 +16,7 @@
 
 #![warn(missing_docs)]
 
+pub mod alert;
 pub mod command;
 pub mod cpanel;
 pub mod firewall;
@@ -28,6 +30,7 @@ use spamward_contract::verdict::{Action, Target};
 use spamward_pipeline::config::{ActionsConfig, Backend};
 use spamward_pipeline::policy::ledger::{Job, Step};
 
+use alert::Alerts;
 use cpanel::Cpanel;
 use firewall::Firewall;
 use list_file::ListFile;
@@ -54,6 +57,7 @@ pub struct Backends {
     exim: Option<Vec<String>>,
     firewall: Firewall,
     cpanel: Cpanel,
+    alerts: Alerts,
 }
 
 impl Backends {
@@ -78,6 +82,7 @@ impl Backends {
             exim,
             firewall: Firewall::new(config),
             cpanel: Cpanel::installed(),
+            alerts: Alerts::new(config),
         }
     }
 
@@ -103,7 +108,7 @@ impl Backends {
         match job.action {
             Action::Alert => {
                 if job.step == Step::Run {
-                    alert(job, "");
+                    self.alerts.raise(job, "");
                 }
                 Ok(())
             }
@@ -115,14 +120,15 @@ impl Backends {
                 // the admin is told.
                 Chosen::Exim => {
                     if job.step == Step::Run {
-                        alert(job, "change this mailbox's password: ");
+                        self.alerts.raise(job, "change this mailbox's password: ");
                     }
                     Ok(())
                 }
                 Chosen::Cpanel => {
                     let suspended = self.cpanel.carry_out(job);
                     if suspended.is_ok() && job.step == Step::Run {
-                        alert(job, "login suspended until a new password is set: ");
+                        self.alerts
+                            .raise(job, "login suspended until a new password is set: ");
                     }
                     suspended
                 }
@@ -185,16 +191,4 @@ impl Backends {
     pub fn lists(&self) -> [PathBuf; 2] {
         [self.hold.path().to_owned(), self.suspend.path().to_owned()]
     }
-}
-
-/// An alert: a loud log line (webhook and mail come with their settings).
-fn alert(job: &Job, prefix: &str) {
-    tracing::warn!(
-        target: "spamward::alert",
-        rule = %job.rule,
-        target = %job.target,
-        action = %job.action,
-        "ALERT {prefix}{}",
-        job.summary
-    );
 }

@@ -240,6 +240,13 @@ pub struct ActionsConfig {
     /// The nft command (`["nft"]`); a test runs it in its own network
     /// namespace (`["ip", "netns", "exec", "NAME", "nft"]`).
     pub nft_command: Vec<String>,
+    /// Where alerts are POSTed as JSON (`http://` or `https://`), if
+    /// anywhere.
+    pub webhook: Option<String>,
+    /// Who alerts are mailed to, through the local sendmail, if anyone.
+    pub alert_email: Option<String>,
+    /// The sendmail command the alert mail is piped to.
+    pub sendmail_command: Vec<String>,
 }
 
 /// `[actions] block_ip`.
@@ -263,6 +270,11 @@ impl Default for ActionsConfig {
             block_ip: BlockIp::Named("nft".into()),
             unblock_ip: Vec::new(),
             nft_command: vec!["nft".into()],
+            webhook: None,
+            alert_email: None,
+            sendmail_command: ["/usr/sbin/sendmail", "-t", "-i"]
+                .map(String::from)
+                .to_vec(),
         }
     }
 }
@@ -898,7 +910,7 @@ mod tests {
     }
 
     #[test]
-    fn block_ip_is_nft_or_a_template_that_passes_the_ip() {
+    fn actions_values_are_checked_and_a_bad_one_named() {
         let c = parse("[actions]\nblock_ip = [\"csf\", \"-td\", \"{ip}\", \"{seconds}\"]\n");
         c.validate().unwrap();
         assert_eq!(

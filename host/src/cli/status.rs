@@ -35,6 +35,11 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         .ledger()?
         .and_then(|bytes| Ledger::restore(&bytes, safeguards).ok())
         .map_or(0, |l| l.breaker_count(now()));
+    let in_force: Vec<_> = store
+        .actions()?
+        .into_iter()
+        .filter(|a| !a.dry_run)
+        .collect();
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     if args.json {
@@ -44,6 +49,14 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
             "events": status.events,
             "findings": status.findings,
             "actions_in_force": status.actions_in_force,
+            "actions": in_force.iter().map(|a| serde_json::json!({
+                "id": a.id,
+                "action": a.action,
+                "target": a.target,
+                "rule": a.rule,
+                "started_at": a.started_at,
+                "expires_at": a.expires_at,
+            })).collect::<Vec<_>>(),
             "actions_last_hour": breaker,
             "max_actions_per_hour": safeguards.max_actions_per_hour,
             "sources": status.sources.iter().map(|s| serde_json::json!({
@@ -79,6 +92,17 @@ pub fn run(cli: &Cli, args: &Args) -> anyhow::Result<ExitCode> {
         "actions in force: {}   enforcement actions in the last hour: {breaker} (breaker at {})",
         status.actions_in_force, safeguards.max_actions_per_hour
     )?;
+    for a in &in_force {
+        writeln!(
+            out,
+            "  #{} {} {} ({}) until {}",
+            a.id,
+            a.action,
+            terminal::escape(&a.target),
+            a.rule,
+            a.expires_at.map_or_else(|| "released".into(), utc)
+        )?;
+    }
     writeln!(out, "\nlogs:")?;
     for s in &status.sources {
         writeln!(
