@@ -184,6 +184,7 @@ mod tests {
             seconds: None,
             summary: "login looks stolen".into(),
             rule: "compromised-account".into(),
+            memo: None,
         }
     }
 

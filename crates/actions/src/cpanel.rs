@@ -219,6 +219,7 @@ mod tests {
             seconds: Some(3600),
             summary: "sends spam".into(),
             rule: "relay-volume".into(),
+            memo: None,
         }
     }
 

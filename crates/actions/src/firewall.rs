@@ -216,6 +216,7 @@ mod tests {
             seconds,
             summary: "192.0.2.7 probes for an open relay; \"quoted\" $(not run)".into(),
             rule: "open-relay".into(),
+            memo: None,
         }
     }
 

@@ -7,6 +7,7 @@
 //!   exit status and output checked;
 //! - [`cpanel`]: `whmapi1` and `uapi`, their JSON answers checked;
 //! - [`list_file`]: the hold and suspend lists the shipped Exim ACL reads;
+//! - [`freeze`]: a message, or every queued message of a sender, frozen;
 //! - [`firewall`]: `block-ip`, in spamward's own nftables table or through
 //!   the admin's command template.
 //!
@@ -20,11 +21,10 @@ pub mod alert;
 pub mod command;
 pub mod cpanel;
 pub mod firewall;
+pub mod freeze;
 pub mod list_file;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
 
 use spamward_contract::verdict::{Action, Target};
 use spamward_pipeline::config::{ActionsConfig, Backend};
@@ -33,10 +33,8 @@ use spamward_pipeline::policy::ledger::{Job, Step};
 use alert::Alerts;
 use cpanel::Cpanel;
 use firewall::Firewall;
+use freeze::Queue;
 use list_file::ListFile;
-
-/// How long a backend's command may take.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which server's tools act, as chosen for this server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +51,7 @@ pub struct Backends {
     chosen: Chosen,
     hold: ListFile,
     suspend: ListFile,
-    /// The Exim command line `-Mf` and `-Mt` are added to.
-    exim: Option<Vec<String>>,
+    queue: Queue,
     firewall: Firewall,
     cpanel: Cpanel,
     alerts: Alerts,
@@ -79,7 +76,7 @@ impl Backends {
             chosen,
             hold: ListFile::new(&config.exim_hold_list),
             suspend: ListFile::new(&config.exim_suspend_list),
-            exim,
+            queue: Queue::new(exim, "/"),
             firewall: Firewall::new(config),
             cpanel: Cpanel::installed(),
             alerts: Alerts::new(config),
@@ -103,8 +100,16 @@ impl Backends {
         Ok(())
     }
 
-    /// Carries `job` out; an error says what failed, for the journal.
-    pub fn carry_out(&self, job: &Job) -> Result<(), String> {
+    /// Carries `job` out; what a run leaves for its undo (the ids it
+    /// froze), or an error that says what failed, for the journal.
+    pub fn carry_out(&self, job: &Job) -> Result<Option<String>, String> {
+        if job.action == Action::FreezeMessage {
+            return self.queue.carry_out(job);
+        }
+        self.act(job).map(|()| None)
+    }
+
+    fn act(&self, job: &Job) -> Result<(), String> {
         match job.action {
             Action::Alert => {
                 if job.step == Step::Run {
@@ -114,7 +119,7 @@ impl Backends {
             }
             Action::HoldOutgoing => self.listed(&self.hold, job),
             Action::SuspendOutgoing => self.listed(&self.suspend, job),
-            Action::FreezeMessage => self.freeze(job),
+            Action::FreezeMessage => unreachable!("carried out by the queue"),
             Action::ResetPassword => match self.chosen {
                 // Plain Exim has no password store spamward may change:
                 // the admin is told.
@@ -163,28 +168,6 @@ impl Backends {
             Step::Undo => list.remove(entry),
         };
         done.map(|_| ()).map_err(|e| e.to_string())
-    }
-
-    /// `exim -Mf <id>` to freeze one queued message, `-Mt` to thaw it.
-    fn freeze(&self, job: &Job) -> Result<(), String> {
-        let Target::Message(id) = &job.target else {
-            return Err(format!(
-                "freezing every queued message of a {} is not in this build (a message id is)",
-                job.target.kind()
-            ));
-        };
-        let Some((program, args)) = self.exim.as_ref().and_then(|c| c.split_first()) else {
-            return Err("no Exim binary found (set [actions] exim_command)".into());
-        };
-        let flag = match job.step {
-            Step::Run => "-Mf",
-            Step::Undo => "-Mt",
-        };
-        let mut cmd = Command::new(program);
-        cmd.args(args).arg(flag).arg(id);
-        command::run(&mut cmd, COMMAND_TIMEOUT)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
     }
 
     /// The lists, for `status` and the README's checks.

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use crate::checkpoint::now;
 
 /// A job's result, as the backend thread hands it back.
-pub type Done = (Job, Result<(), String>);
+pub type Done = (Job, Result<Option<String>, String>);
 
 /// What the backend thread is given.
 enum Work {
@@ -241,9 +241,9 @@ fn answer(store: &mut Store, request: i64, text: &str) {
 }
 
 /// One line about a job's result, for a release's answer.
-pub fn describe(job: &Job, result: &Result<(), String>) -> String {
+pub fn describe(job: &Job, result: &Result<Option<String>, String>) -> String {
     match result {
-        Ok(()) => format!("#{} {} on {} undone", job.id, job.action, job.target),
+        Ok(_) => format!("#{} {} on {} undone", job.id, job.action, job.target),
         Err(e) => format!(
             "#{} {} on {} NOT undone: {e}",
             job.id, job.action, job.target

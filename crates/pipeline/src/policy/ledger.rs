@@ -146,6 +146,9 @@ pub struct ActiveAction {
     pub verdicts: u64,
     /// Where it stands.
     pub standing: Standing,
+    /// What its backend left to take back.
+    #[serde(default)]
+    pub memo: Option<String>,
 }
 
 /// Work for a backend.
@@ -166,6 +169,9 @@ pub struct Job {
     pub summary: String,
     /// The rule that asked.
     pub rule: String,
+    /// For an undo: what the run left to take back (the ids of the
+    /// messages it froze).
+    pub memo: Option<String>,
 }
 
 /// Which way a job goes.
@@ -443,19 +449,22 @@ impl Ledger {
                 .map(|t| u64::try_from(t - now).unwrap_or_default()),
             summary: a.summary.clone(),
             rule: a.rule.clone(),
+            memo: None,
         };
         self.active.push(a);
         Some(job)
     }
 
-    /// Hears how a job went, at wall-clock second `now`.
-    pub fn finished(&mut self, job: &Job, result: Result<(), String>, now: i64) {
+    /// Hears how a job went, at wall-clock second `now`: a run that
+    /// succeeded may leave a memo its undo gets back.
+    pub fn finished(&mut self, job: &Job, result: Result<Option<String>, String>, now: i64) {
         let Some(i) = self.active.iter().position(|a| a.id == job.id) else {
             return;
         };
         match (job.step, result) {
-            (Step::Run, Ok(())) => {
+            (Step::Run, Ok(memo)) => {
                 self.active[i].standing = Standing::InForce;
+                self.active[i].memo = memo;
                 let a = self.active[i].clone();
                 self.record_action(&a, Outcome::Ran, now);
             }
@@ -464,7 +473,7 @@ impl Ledger {
                 tracing::error!(id = a.id, target = %a.target, action = %a.action, "action failed: {e}");
                 self.record_action(&a, Outcome::Failed(e), now);
             }
-            (Step::Undo, Ok(())) => {
+            (Step::Undo, Ok(_)) => {
                 let a = self.active.remove(i);
                 let outcome = match a.standing {
                     Standing::Undoing {
@@ -649,6 +658,7 @@ impl Ledger {
             lines: finding.lines.clone(),
             verdicts: 1,
             standing: Standing::Starting,
+            memo: None,
         }
     }
 
@@ -746,6 +756,7 @@ fn undo_job(a: &ActiveAction) -> Job {
         seconds: None,
         summary: a.summary.clone(),
         rule: a.rule.clone(),
+        memo: a.memo.clone(),
     }
 }
 
@@ -880,7 +891,7 @@ mod tests {
         assert_eq!(job.action, Action::HoldOutgoing);
         assert_eq!(job.seconds, Some(3600));
         assert_eq!(l.active()[0].standing, Standing::Starting);
-        l.finished(&job, Ok(()), NOW);
+        l.finished(&job, Ok(None), NOW);
         assert_eq!(l.active()[0].standing, Standing::InForce);
         let journal = l.take_journal();
         assert_eq!(journal[0].outcome, Outcome::Ran);
@@ -895,7 +906,7 @@ mod tests {
         assert_eq!(undo.len(), 1);
         assert_eq!((undo[0].id, undo[0].step), (job.id, Step::Undo));
         assert!(l.due(NOW + 4201).is_empty(), "one undo at a time");
-        l.finished(&undo[0], Ok(()), NOW + 4201);
+        l.finished(&undo[0], Ok(None), NOW + 4201);
         assert_eq!(decisions(&mut l), ["expired"]);
         assert!(l.active().is_empty());
     }
@@ -912,7 +923,7 @@ mod tests {
         );
         let job = l.consider(&enforced("a@x.example", 1), NOW).unwrap();
         assert_eq!(job.seconds, None);
-        l.finished(&job, Ok(()), NOW);
+        l.finished(&job, Ok(None), NOW);
         assert!(l.due(NOW + 365 * 86_400).is_empty());
         assert_eq!(
             l.release(&job.id.to_string(), "admin", NOW).unwrap().len(),
@@ -924,14 +935,14 @@ mod tests {
     fn a_release_cools_the_target_down_against_old_evidence_and_lesser_verdicts() {
         let mut l = ledger(20);
         let job = l.consider(&enforced("a@x.example", 100), NOW).unwrap();
-        l.finished(&job, Ok(()), NOW);
+        l.finished(&job, Ok(None), NOW);
         assert_eq!(
             l.release("nobody@x.example", "admin", NOW).unwrap_err(),
             NothingToRelease("nobody@x.example".into())
         );
         let undo = l.release("mailbox a@x.example", "admin", NOW + 10).unwrap();
         assert_eq!(undo.len(), 1);
-        l.finished(&undo[0], Ok(()), NOW + 11);
+        l.finished(&undo[0], Ok(None), NOW + 11);
         l.take_journal();
         // The held sender's queued mail logged again on retry: a warning,
         // and even a critical verdict resting on evidence the release
@@ -954,9 +965,9 @@ mod tests {
         // After the cool-down, a warning runs again.
         let mut l2 = ledger(20);
         let job = l2.consider(&enforced("b@x.example", 1), NOW).unwrap();
-        l2.finished(&job, Ok(()), NOW);
+        l2.finished(&job, Ok(None), NOW);
         let undo = l2.release("b@x.example", "admin", NOW).unwrap();
-        l2.finished(&undo[0], Ok(()), NOW);
+        l2.finished(&undo[0], Ok(None), NOW);
         assert_eq!(decisions(&mut l2), ["ran", "released: admin"]);
         assert!(
             l2.consider(&enforced("b@x.example", 2), NOW + 3599)
@@ -974,7 +985,7 @@ mod tests {
         let mut l = ledger(2);
         for (i, who) in ["a", "b"].iter().enumerate() {
             let job = l.consider(&enforced(&format!("{who}@x.example"), 1), NOW + i as i64);
-            l.finished(&job.unwrap(), Ok(()), NOW);
+            l.finished(&job.unwrap(), Ok(None), NOW);
         }
         assert_eq!(l.breaker_count(NOW + 2), 2);
         let job = l.consider(&enforced("c@x.example", 1), NOW + 2).unwrap();
@@ -983,7 +994,7 @@ mod tests {
             Action::Alert,
             "the breaker turns it into an alert"
         );
-        l.finished(&job, Ok(()), NOW + 2);
+        l.finished(&job, Ok(None), NOW + 2);
         assert_eq!(
             l.consider(&enforced("c@x.example", 2), NOW + 3),
             None,
@@ -1007,7 +1018,7 @@ mod tests {
         assert!(l.active().is_empty(), "a failed action is not in force");
         assert_eq!(decisions(&mut l), ["failed: whmapi1: exited with status 1"]);
         let job = l.consider(&enforced("a@x.example", 2), NOW + 5).unwrap();
-        l.finished(&job, Ok(()), NOW + 5);
+        l.finished(&job, Ok(None), NOW + 5);
         let undo = l.due(NOW + 3605);
         l.finished(&undo[0], Err("timed out after 10 s".into()), NOW + 3605);
         assert_eq!(l.due(NOW + 3664), vec![]);
@@ -1015,6 +1026,24 @@ mod tests {
         assert_eq!(
             decisions(&mut l),
             ["ran", "undo-failed: timed out after 10 s"]
+        );
+    }
+
+    #[test]
+    fn what_a_run_left_to_take_back_reaches_its_undo_across_a_restart() {
+        let mut l = ledger(20);
+        let job = l.consider(&enforced("a@x.example", 1), NOW).unwrap();
+        assert_eq!(job.memo, None);
+        l.finished(
+            &job,
+            Ok(Some("1abcde-000001-AB 1abcde-000002-AB".into())),
+            NOW,
+        );
+        let mut back = Ledger::restore(&l.snapshot(), Safeguards::default()).unwrap();
+        let undo = back.release("a@x.example", "admin", NOW + 5).unwrap();
+        assert_eq!(
+            undo[0].memo.as_deref(),
+            Some("1abcde-000001-AB 1abcde-000002-AB")
         );
     }
 
@@ -1032,7 +1061,7 @@ mod tests {
     fn a_restored_ledger_keeps_actions_cool_downs_and_the_breaker() {
         let mut l = ledger(2);
         let ran = l.consider(&enforced("a@x.example", 1), NOW).unwrap();
-        l.finished(&ran, Ok(()), NOW);
+        l.finished(&ran, Ok(None), NOW);
         let starting = l.consider(&enforced("b@x.example", 1), NOW).unwrap();
         let mut back = Ledger::restore(&l.snapshot(), Safeguards::default()).unwrap();
         assert_eq!(back.active().len(), 2);
