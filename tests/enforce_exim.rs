@@ -94,6 +94,21 @@ fn flood(smtp: &Smtp, label: &str, login: (&str, &str), first: u32, ips: u32, n:
         .collect()
 }
 
+/// `n` messages a customer's contact form hands to sendmail.
+fn form_mail(layout: &Layout, label: &str, n: u32) -> Vec<Job> {
+    (0..n)
+        .map(|i| {
+            script_job(
+                layout,
+                &format!("{label}-{i}"),
+                &layout.user_script_dir,
+                (SCRIPT_USER, SCRIPT_USER),
+                &format!("To: lead{i}@target3.example\nSubject: Your quote\n\nHello.\n"),
+            )
+        })
+        .collect()
+}
+
 fn expecting(mut jobs: Vec<Job>, expect: Expect) -> Vec<Job> {
     for job in &mut jobs {
         job.expect = expect;
@@ -165,13 +180,24 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
     fs::set_permissions(&lists, fs::Permissions::from_mode(0o755)).unwrap();
     let acl = layout.main_conf_dir.join("spamward.acl");
     fs::copy(workspace().join("examples/exim/spamward.acl"), &acl).unwrap();
+    // The non-SMTP ACL is read at run time, without macros: its lists'
+    // paths are written into the copy.
+    let not_smtp = layout.main_conf_dir.join("spamward-not-smtp.acl");
+    let shipped =
+        fs::read_to_string(workspace().join("examples/exim/spamward-not-smtp.acl")).unwrap();
+    fs::write(
+        &not_smtp,
+        shipped.replace("/etc/spamward/", &format!("{}/", lists.display())),
+    )
+    .unwrap();
     let conf = layout.main_conf_dir.join("exim4.conf");
     let text = fs::read_to_string(&conf).unwrap();
     fs::write(
         &conf,
         format!(
-            "SPAMWARD_ACL = {}\nSPAMWARD_SUSPEND_LIST = {}\nSPAMWARD_HOLD_LIST = {}\n{text}",
+            "SPAMWARD_ACL = {}\nSPAMWARD_NOT_SMTP_ACL = {}\nSPAMWARD_SUSPEND_LIST = {}\nSPAMWARD_HOLD_LIST = {}\n{text}",
             acl.display(),
+            not_smtp.display(),
             lists.join("suspend").display(),
             lists.join("hold").display()
         ),
@@ -232,6 +258,8 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
     );
     jobs.extend(flood(&smtp, "allowed", ALLOWED_LOGIN, 20, 10, 30));
     jobs.extend(flood(&smtp, "bulk", BULK_LOGIN, 40, 1, HOURLY_LIMIT + 5));
+    // A customer's web form hands its mail to sendmail, past the limit.
+    jobs.extend(form_mail(&layout, "form", HOURLY_LIMIT + 5));
     run_jobs(jobs, SWAKS_PARALLEL);
 
     // 2. spamward acts on what Exim logged.
@@ -243,6 +271,9 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
     wait_for("the bulk sender held", Duration::from_secs(60), || {
         list(&root, "hold").contains(&BULK_LOGIN.0.to_owned())
     });
+    wait_for("the form's account held", Duration::from_secs(60), || {
+        list(&root, "hold").contains(&SCRIPT_USER.to_owned())
+    });
 
     // 3. Exim itself now refuses the stolen login, freezes the bulk
     // sender's mail, and lets the allow-listed login and a normal sender
@@ -253,6 +284,7 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
     );
     jobs.extend(flood(&smtp, "allowed-after", ALLOWED_LOGIN, 20, 10, 5));
     jobs.extend(flood(&smtp, "bulk-after", BULK_LOGIN, 40, 1, 3));
+    jobs.extend(form_mail(&layout, "form-after", 3));
     let (normal, password) = NORMAL_LOGINS[0];
     for i in 0..3 {
         jobs.push(smtp.send(
