@@ -70,6 +70,7 @@ const MIGRATIONS: &[&str] = &[
         json TEXT NOT NULL
     );
     CREATE INDEX journal_action ON journal (action_id);
+    CREATE INDEX journal_at ON journal (at);
     CREATE TABLE actions (
         id INTEGER PRIMARY KEY,
         target TEXT NOT NULL,
@@ -89,6 +90,9 @@ const MIGRATIONS: &[&str] = &[
     );
 ",
 ];
+
+/// Days of journal kept: a daemon that runs for years keeps a bounded file.
+pub const JOURNAL_DAYS: i64 = 90;
 
 /// A state file problem, naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -671,8 +675,9 @@ impl Store {
     }
 
     /// Records what enforcement did, in one transaction: `journal` is
-    /// appended, and the actions in force become `actions`, with the
-    /// ledger's own form `ledger` to resume from.
+    /// appended (entries older than [`JOURNAL_DAYS`] before the newest go),
+    /// and the actions in force become `actions`, with the ledger's own
+    /// form `ledger` to resume from.
     pub fn record_actions(
         &mut self,
         journal: &[JournalRow],
@@ -695,6 +700,13 @@ impl Store {
                     j.decision,
                     j.json
                 ],
+            )
+            .map_err(e)?;
+        }
+        if let Some(newest) = journal.iter().map(|j| j.at).max() {
+            tx.execute(
+                "DELETE FROM journal WHERE at < ?1",
+                [newest.saturating_sub(JOURNAL_DAYS * 86_400)],
             )
             .map_err(e)?;
         }

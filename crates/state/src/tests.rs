@@ -290,6 +290,35 @@ fn the_journal_grows_while_the_actions_in_force_are_replaced() {
 }
 
 #[test]
+fn the_journal_keeps_its_last_ninety_days() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(&dir.path().join("state.db")).unwrap();
+    let day = 86_400;
+    store
+        .record_actions(
+            &[journal_row(0, "ran"), journal_row(10 * day, "expired")],
+            &[],
+            b"L",
+        )
+        .unwrap();
+    assert_eq!(store.journal(10).unwrap().len(), 2);
+    store
+        .record_actions(
+            &[journal_row((JOURNAL_DAYS + 5) * day, "dry-run")],
+            &[],
+            b"L",
+        )
+        .unwrap();
+    let kept: Vec<_> = store
+        .journal(10)
+        .unwrap()
+        .into_iter()
+        .map(|j| j.decision)
+        .collect();
+    assert_eq!(kept, ["expired", "dry-run"], "the entry 95 days older went");
+}
+
+#[test]
 fn a_release_request_is_answered_once() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("state.db")).unwrap();
