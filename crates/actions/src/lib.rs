@@ -24,7 +24,7 @@ pub mod firewall;
 pub mod freeze;
 pub mod list_file;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use spamward_contract::verdict::{Action, Target};
 use spamward_pipeline::config::{ActionsConfig, Backend};
@@ -168,10 +168,5 @@ impl Backends {
             Step::Undo => list.remove(entry),
         };
         done.map(|_| ()).map_err(|e| e.to_string())
-    }
-
-    /// The lists, for `status` and the README's checks.
-    pub fn lists(&self) -> [PathBuf; 2] {
-        [self.hold.path().to_owned(), self.suspend.path().to_owned()]
     }
 }
