@@ -22,6 +22,9 @@ use tokio::sync::mpsc;
 
 use crate::checkpoint::now;
 
+/// A release's answer when it only ended dry-run records and alerts.
+const NOTHING_TO_UNDO: &str = "released (nothing left to undo)";
+
 /// A job's result, as the backend thread hands it back.
 pub type Done = (Job, Result<Option<String>, String>);
 
@@ -150,7 +153,7 @@ impl Enforcement {
             self.dirty = true;
             match self.ledger.release(&request.selector, &request.by, now) {
                 Ok(jobs) if jobs.is_empty() => {
-                    answer(store, request.id, "released (nothing left to undo)");
+                    answer(store, request.id, NOTHING_TO_UNDO);
                 }
                 Ok(jobs) => {
                     tracing::info!(selector = %request.selector, by = %request.by, "releasing {} action(s)", jobs.len());
@@ -207,15 +210,9 @@ impl Enforcement {
     /// Writes the journal's new entries, the actions in force and the
     /// ledger; kept for the next try when the file refuses.
     pub fn save(&mut self, store: &mut Store) {
-        let journal = self.ledger.take_journal();
-        let rows: Vec<JournalRow> = journal.iter().map(journal_row).collect();
-        let actions: Vec<ActionRow> = self.ledger.active().iter().map(action_row).collect();
-        match store.record_actions(&rows, &actions, &self.ledger.snapshot()) {
+        match record(store, &mut self.ledger) {
             Ok(()) => self.dirty = false,
-            Err(e) => {
-                tracing::error!("actions journal not saved (kept for the next try): {e}");
-                self.ledger.put_back_journal(journal);
-            }
+            Err(e) => tracing::error!("actions journal not saved (kept for the next try): {e}"),
         }
     }
 
@@ -241,7 +238,7 @@ fn answer(store: &mut Store, request: i64, text: &str) {
 }
 
 /// One line about a job's result, for a release's answer.
-pub fn describe(job: &Job, result: &Result<Option<String>, String>) -> String {
+fn describe(job: &Job, result: &Result<Option<String>, String>) -> String {
     match result {
         Ok(_) => format!("#{} {} on {} undone", job.id, job.action, job.target),
         Err(e) => format!(
@@ -252,7 +249,7 @@ pub fn describe(job: &Job, result: &Result<Option<String>, String>) -> String {
 }
 
 /// A journal entry as the state file keeps it.
-pub fn journal_row(e: &JournalEntry) -> JournalRow {
+fn journal_row(e: &JournalEntry) -> JournalRow {
     JournalRow {
         id: 0,
         at: e.at,
@@ -266,7 +263,7 @@ pub fn journal_row(e: &JournalEntry) -> JournalRow {
 }
 
 /// An action in force as the state file keeps it.
-pub fn action_row(a: &ActiveAction) -> ActionRow {
+fn action_row(a: &ActiveAction) -> ActionRow {
     ActionRow {
         id: a.id,
         target: a.target.to_string(),
@@ -340,14 +337,22 @@ pub fn release_here(
         said.push(describe(job, &result));
         ledger.finished(job, result, now());
     }
-    let journal: Vec<JournalRow> = ledger.take_journal().iter().map(journal_row).collect();
-    let actions: Vec<ActionRow> = ledger.active().iter().map(action_row).collect();
-    store
-        .record_actions(&journal, &actions, &ledger.snapshot())
-        .map_err(|e| e.to_string())?;
+    record(store, &mut ledger).map_err(|e| e.to_string())?;
     Ok(if said.is_empty() {
-        "released (nothing left to undo)".into()
+        NOTHING_TO_UNDO.into()
     } else {
         said.join("; ")
     })
+}
+
+/// Writes the ledger's new journal entries, its actions in force and the
+/// ledger itself in one transaction; the entries go back to the ledger
+/// when the file refuses them.
+fn record(store: &mut Store, ledger: &mut Ledger) -> Result<(), StoreError> {
+    let journal = ledger.take_journal();
+    let rows: Vec<JournalRow> = journal.iter().map(journal_row).collect();
+    let actions: Vec<ActionRow> = ledger.active().iter().map(action_row).collect();
+    store
+        .record_actions(&rows, &actions, &ledger.snapshot())
+        .inspect_err(|_| ledger.put_back_journal(journal))
 }
