@@ -7,8 +7,9 @@
 //! spamward: the stolen login's next messages are refused, a login over its
 //! hourly limit has its next messages frozen, normal senders' mail still
 //! flows, an allow-listed login that floods the same way is reported and
-//! never touched, and after `spamward actions release` Exim accepts the
-//! stolen login's mail again.
+//! never touched, a customer's contact form that floods has its queued mail
+//! frozen, and after `spamward actions release` Exim accepts the stolen
+//! login's mail again and delivers the form's once more.
 //!
 //! The attacker's IP is blocked for real: the test runs itself again in a
 //! network namespace of its own (`unshare --net`), where Exim, swaks and
@@ -42,6 +43,9 @@ const ALLOWED_LOGIN: (&str, &str) = NEWSLETTER_LOGIN;
 const BULK_LOGIN: (&str, &str) = FAILING_LOGIN;
 /// relay-volume's hourly limit in this run.
 const HOURLY_LIMIT: u32 = 40;
+/// script-sender's hourly limit in this run: the contact form crosses it
+/// first, and its queued mail is frozen.
+const SCRIPT_LIMIT: u32 = 20;
 /// Where the stolen login's password was guessed from: blocked.
 const GUESSER_IP: &str = "127.0.0.50";
 /// Set in the run of the test inside its network namespace.
@@ -94,7 +98,8 @@ fn flood(smtp: &Smtp, label: &str, login: (&str, &str), first: u32, ips: u32, n:
         .collect()
 }
 
-/// `n` messages a customer's contact form hands to sendmail.
+/// `n` messages a customer's contact form hands to sendmail, to recipients
+/// whose server answers "try again later": they wait in the queue.
 fn form_mail(layout: &Layout, label: &str, n: u32) -> Vec<Job> {
     (0..n)
         .map(|i| {
@@ -103,9 +108,19 @@ fn form_mail(layout: &Layout, label: &str, n: u32) -> Vec<Job> {
                 &format!("{label}-{i}"),
                 &layout.user_script_dir,
                 (SCRIPT_USER, SCRIPT_USER),
-                &format!("To: lead{i}@target3.example\nSubject: Your quote\n\nHello.\n"),
+                &format!("To: defer-lead{i}@target3.example\nSubject: Your quote\n\nHello.\n"),
             )
         })
+        .collect()
+}
+
+/// The ids of the messages Exim's log says `root` (spamward, through
+/// `exim -Mf` or `-Mt`) froze or thawed: `<id> frozen by root`.
+fn acted_by_root(mainlog: &str, what: &str) -> Vec<String> {
+    mainlog
+        .lines()
+        .filter(|l| l.ends_with(&format!(" {what} by root")))
+        .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
         .collect()
 }
 
@@ -216,8 +231,19 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
         ALLOWED_LOGIN.0,
         &format!(
             "[rules.compromised-account]\nmode = \"enforce\"\nactions = [\"suspend-outgoing\", \"block-ip\"]\n\n\
-             [rules.relay-volume]\nmode = \"enforce\"\nactions = [\"hold-outgoing\"]\nhourly_limit = {HOURLY_LIMIT}\n"
+             [rules.relay-volume]\nmode = \"enforce\"\nactions = [\"hold-outgoing\"]\nhourly_limit = {HOURLY_LIMIT}\n\n\
+             [rules.script-sender]\nmode = \"enforce\"\nactions = [\"freeze-message\"]\nmax_messages_per_hour = {SCRIPT_LIMIT}\n"
         ),
+    );
+    // spamward runs the test's Exim, as the test does.
+    let exim = exim_command(&layout.main_conf_dir, None, EXIM, &[]);
+    let exim: Vec<String> = std::iter::once(exim.get_program())
+        .chain(exim.get_args())
+        .map(|a| a.to_str().unwrap().to_owned())
+        .collect();
+    let config_text = config_text.replace(
+        "[actions]\n",
+        &format!("[actions]\nexim_command = {exim:?}\n"),
     );
     // Every client here is on loopback: it is no shield in this test.
     let config_text = config_text.replace("[policy]\n", "[policy]\nallow_loopback = false\n");
@@ -274,6 +300,14 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
     wait_for("the form's account held", Duration::from_secs(60), || {
         list(&root, "hold").contains(&SCRIPT_USER.to_owned())
     });
+    // The form crossed script-sender's limit first: spamward froze the
+    // mail it had queued (Exim's log says who froze each message).
+    let read_mainlog = || fs::read_to_string(root.join("log/mainlog")).unwrap_or_default();
+    wait_for(
+        "the form's queued mail frozen",
+        Duration::from_secs(60),
+        || !acted_by_root(&read_mainlog(), "frozen").is_empty(),
+    );
 
     // 3. Exim itself now refuses the stolen login, freezes the bulk
     // sender's mail, and lets the allow-listed login and a normal sender
@@ -341,6 +375,23 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
     );
     assert!(!list(&root, "suspend").contains(&ALLOWED_LOGIN.0.to_owned()));
     assert!(!list(&root, "hold").contains(&ALLOWED_LOGIN.0.to_owned()));
+    // Every message spamward froze is the form's, and waits frozen; the
+    // form had queued at least its limit's worth when it was caught.
+    let form_sender = format!("{SCRIPT_USER}@");
+    let frozen_form = acted_by_root(&mainlog, "frozen");
+    assert!(
+        frozen_form.len() >= SCRIPT_LIMIT as usize,
+        "{} frozen: {frozen_form:?}\n{listing}",
+        frozen_form.len()
+    );
+    for id in &frozen_form {
+        assert!(
+            queue
+                .iter()
+                .any(|(i, sender, frozen)| i == id && sender.starts_with(&form_sender) && *frozen),
+            "{id} is the form's and frozen:\n{listing}"
+        );
+    }
 
     // The journal says why, for each.
     let journal = json_lines(&spamward_state(
@@ -359,6 +410,8 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
         "{journal:?}"
     );
     assert!(said("ran", "hold-outgoing", BULK_LOGIN.0), "{journal:?}");
+    let form_script = layout.user_script_dir.to_str().unwrap();
+    assert!(said("ran", "freeze-message", form_script), "{journal:?}");
     assert!(
         said("refused-allow-listed", "suspend-outgoing", ALLOWED_LOGIN.0),
         "the allow-listed login is reported: {journal:?}"
@@ -406,6 +459,33 @@ fn exim_refuses_the_stolen_login_once_spamward_suspends_it_and_accepts_it_after_
     );
     again.expect = Expect::Success;
     run_jobs(vec![again], 1);
+
+    // The form's mail released: Exim thaws exactly what spamward froze,
+    // and tries it again.
+    let out = spamward_state(
+        &root,
+        &["actions", "release", form_script, "--by", "tester"],
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut thawed = acted_by_root(&read_mainlog(), "unfrozen");
+    thawed.sort();
+    let mut froze = frozen_form.clone();
+    froze.sort();
+    assert_eq!(thawed, froze, "thawed what it froze, no more");
+    say(&format!(
+        "enforce_exim: the form's {} queued messages frozen, then thawed on release",
+        froze.len()
+    ));
+    let still_frozen = frozen_ids(&exim_listing(&layout));
+    assert!(
+        !froze.iter().any(|id| still_frozen.contains(id)),
+        "{still_frozen:?}"
+    );
     let log = stop_run(spamward_run);
     assert!(log.contains("acting"), "{log}");
 }

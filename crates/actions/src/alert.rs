@@ -185,6 +185,7 @@ mod tests {
             summary: "login looks stolen".into(),
             rule: "compromised-account".into(),
             memo: None,
+            messages: Vec::new(),
         }
     }
 

@@ -70,6 +70,45 @@ pub fn run_with_input(
     timeout: Duration,
 ) -> Result<String, CommandError> {
     let shown = Shown(command).to_string();
+    let answer = answer(command, input, timeout)?;
+    if answer.succeeded {
+        return Ok(answer.stdout);
+    }
+    let said = if answer.stderr.trim().is_empty() {
+        answer.stdout.trim()
+    } else {
+        answer.stderr.trim()
+    };
+    Err(CommandError::Failed {
+        command: shown,
+        status: answer.status,
+        output: said.chars().take(QUOTED).collect(),
+    })
+}
+
+/// What a command that ran to its end said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// It exited with success.
+    pub succeeded: bool,
+    /// Its exit status, as the journal quotes it.
+    pub status: String,
+    /// What it printed on standard output.
+    pub stdout: String,
+    /// What it printed on standard error.
+    pub stderr: String,
+}
+
+/// Runs `command` (no shell) for at most `timeout`, whatever its exit
+/// status says: for commands that answer for each of their arguments
+/// (`exim -Mf id...` fails when one id did, yet acts on the others), whose
+/// caller reads the answer. An error only when it did not run to its end.
+pub fn answer(
+    command: &mut Command,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Answer, CommandError> {
+    let shown = Shown(command).to_string();
     let mut child = command
         .stdin(if input.is_some() {
             Stdio::piped()
@@ -102,24 +141,15 @@ pub fn run_with_input(
             command: shown.clone(),
             source,
         })?
-        .ok_or_else(|| CommandError::TimedOut {
-            command: shown.clone(),
+        .ok_or(CommandError::TimedOut {
+            command: shown,
             seconds: timeout.as_secs(),
         })?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if output.status.success() {
-        return Ok(stdout);
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let said = if stderr.trim().is_empty() {
-        stdout.trim()
-    } else {
-        stderr.trim()
-    };
-    Err(CommandError::Failed {
-        command: shown,
+    Ok(Answer {
+        succeeded: output.status.success(),
         status: output.status.to_string(),
-        output: said.chars().take(QUOTED).collect(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     })
 }
 
@@ -150,6 +180,19 @@ mod tests {
         assert!(e.starts_with("/bin/sh -c "), "{e}");
         assert!(e.contains(": exit code: 3: "), "{e}");
         assert!(e.ends_with("no such user"), "{e}");
+    }
+
+    #[test]
+    fn an_answer_is_read_whatever_the_exit_status() {
+        let a = answer(
+            &mut sh("echo 'Message 1a is now frozen'; echo 'Message 1b is locked'; exit 1"),
+            None,
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        assert!(!a.succeeded);
+        assert_eq!(a.status, "exit code: 1");
+        assert_eq!(a.stdout, "Message 1a is now frozen\nMessage 1b is locked\n");
     }
 
     #[test]

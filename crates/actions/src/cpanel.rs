@@ -220,6 +220,7 @@ mod tests {
             summary: "sends spam".into(),
             rule: "relay-volume".into(),
             memo: None,
+            messages: Vec::new(),
         }
     }
 

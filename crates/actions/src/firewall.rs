@@ -217,6 +217,7 @@ mod tests {
             summary: "192.0.2.7 probes for an open relay; \"quoted\" $(not run)".into(),
             rule: "open-relay".into(),
             memo: None,
+            messages: Vec::new(),
         }
     }
 

@@ -1,9 +1,18 @@
 //! `freeze-message`: a queued message by its id, or every queued message of
-//! a mailbox, an account or a domain (`exim -bp` lists them, `exim -Mf`
-//! freezes them). The ids frozen are the run's memo, so the undo thaws
-//! exactly those still in the queue, and never one frozen for another
+//! a mailbox, an account, a domain or a web script (`exim -bp` lists them,
+//! `exim -Mf` freezes them). The ids frozen are the run's memo, so the undo
+//! thaws exactly those still in the queue, and never one frozen for another
 //! reason (a held sender's mail, a bounce).
+//!
+//! A queue listing does not say which script sent a message: a script's
+//! messages are those the daemon saw it send ([`Job::messages`]) that are
+//! still queued.
+//!
+//! Exim answers for each id: a message being delivered at that moment is
+//! locked and is tried again a few times; one delivered or removed in the
+//! meantime is passed over.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -17,6 +26,10 @@ use crate::command;
 
 /// How long an Exim command may take (a long queue lists slowly).
 const TIMEOUT: Duration = Duration::from_secs(60);
+/// Tries at a message Exim says is locked (a delivery attempt holds it).
+const LOCKED_TRIES: usize = 4;
+/// The wait between them: a delivery attempt takes well under a second.
+const LOCKED_WAIT: Duration = Duration::from_millis(300);
 
 /// Exim's queue on one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +38,19 @@ pub struct Queue {
     exim: Option<Vec<String>>,
     /// The server root, where `etc/userdomains` names the domains' owners.
     root: PathBuf,
+}
+
+/// What Exim said of one id given to `-Mf` or `-Mt`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Answer {
+    /// Frozen (or thawed) as asked.
+    Done,
+    /// Nothing to do: frozen (or thawed) already, or no longer queued.
+    Moot,
+    /// A delivery attempt holds it: try again.
+    Locked,
+    /// Anything else Exim said (permission denied, a spool error).
+    Failed(String),
 }
 
 impl Queue {
@@ -36,14 +62,25 @@ impl Queue {
         }
     }
 
-    /// Freezes (or thaws) what `job` names; the ids it froze.
+    /// Freezes (or thaws) what `job` names; the ids it froze (or thawed).
+    /// An error when it acted on none of them and one failed; when some
+    /// were frozen and others failed, the frozen ones are the result and
+    /// the failures are logged.
     pub fn carry_out(&self, job: &Job) -> Result<Option<String>, String> {
         let ids = match (job.step, &job.target) {
             (_, Target::Message(id)) => vec![id.clone()],
+            (Step::Run, Target::Script(_)) => {
+                let sent: HashSet<&str> = job.messages.iter().map(String::as_str).collect();
+                self.listing()?
+                    .into_iter()
+                    .filter(|m| !m.frozen && !m.bounce && sent.contains(m.message_id.as_ref()))
+                    .map(|m| m.message_id.to_string())
+                    .collect()
+            }
             (Step::Run, target) => self.messages_of(target)?,
             // Only what the run froze and is still queued and frozen.
             (Step::Undo, _) => {
-                let froze: Vec<&str> = job
+                let froze: HashSet<&str> = job
                     .memo
                     .as_deref()
                     .unwrap_or_default()
@@ -51,7 +88,7 @@ impl Queue {
                     .collect();
                 self.listing()?
                     .into_iter()
-                    .filter(|m| m.frozen && froze.contains(&m.message_id.as_ref()))
+                    .filter(|m| m.frozen && froze.contains(m.message_id.as_ref()))
                     .map(|m| m.message_id.to_string())
                     .collect()
             }
@@ -59,11 +96,56 @@ impl Queue {
         if ids.is_empty() {
             return Ok(None);
         }
-        let flag = if job.step == Step::Run { "-Mf" } else { "-Mt" };
-        let mut cmd = self.exim()?;
-        cmd.arg(flag).args(&ids);
-        command::run(&mut cmd, TIMEOUT).map_err(|e| e.to_string())?;
-        Ok(Some(ids.join(" ")))
+        let (done, failed) = self.act_on(job.step, ids)?;
+        if !failed.is_empty() {
+            let failed = failed.join("; ");
+            if done.is_empty() || job.step == Step::Undo {
+                // An undo that left some frozen is tried again; the ids it
+                // thawed are no longer frozen then, and are passed over.
+                return Err(failed);
+            }
+            tracing::warn!(id = job.id, target = %job.target, "some messages not frozen: {failed}");
+        }
+        Ok((!done.is_empty()).then(|| done.join(" ")))
+    }
+
+    /// Runs `-Mf` (or `-Mt`) on `ids`, again on those locked; the ids
+    /// acted on, and what failed.
+    fn act_on(
+        &self,
+        step: Step,
+        mut ids: Vec<String>,
+    ) -> Result<(Vec<String>, Vec<String>), String> {
+        let flag = if step == Step::Run { "-Mf" } else { "-Mt" };
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        for attempt in 1..=LOCKED_TRIES {
+            let mut cmd = self.exim()?;
+            cmd.arg(flag).args(&ids);
+            let answer = command::answer(&mut cmd, None, TIMEOUT).map_err(|e| e.to_string())?;
+            let (said, other) = answers(&answer.stdout);
+            let mut locked = Vec::new();
+            for id in ids {
+                match said.iter().find(|(i, _)| *i == id).map(|(_, a)| a) {
+                    Some(Answer::Done) => done.push(id),
+                    Some(Answer::Moot) => {}
+                    Some(Answer::Locked) if attempt < LOCKED_TRIES => locked.push(id),
+                    Some(Answer::Locked) => failed.push(format!("{id}: locked")),
+                    Some(Answer::Failed(why)) => failed.push(format!("{id}: {why}")),
+                    None => failed.push(format!(
+                        "{id}: exim {flag}: {}: {}",
+                        answer.status,
+                        other.join(" ") + answer.stderr.trim()
+                    )),
+                }
+            }
+            if locked.is_empty() {
+                break;
+            }
+            ids = locked;
+            std::thread::sleep(LOCKED_WAIT);
+        }
+        Ok((done, failed))
     }
 
     /// The ids of the queued messages `target` sent that are not frozen
@@ -96,7 +178,7 @@ impl Queue {
             Target::Mailbox(_) | Target::Domain(_) | Target::Account(_)
         ) {
             return Err(format!(
-                "freeze-message acts on a message, or the queued mail of a mailbox, account or domain, not a {}",
+                "freeze-message acts on a message, or the queued mail of a mailbox, account, domain or script, not a {}",
                 target.kind()
             ));
         }
@@ -136,6 +218,39 @@ impl Queue {
     }
 }
 
+/// Exim's answer for each id in the output of `-Mf` or `-Mt` (lines
+/// `Message <id> is now frozen`, `Message <id> is locked`, `Spool data file
+/// for <id> does not exist`), and the lines about no id (`Permission
+/// denied`, a spool read error).
+fn answers(stdout: &str) -> (Vec<(&str, Answer)>, Vec<&str>) {
+    let mut said = Vec::new();
+    let mut other = Vec::new();
+    for line in stdout.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        if let Some(id) = line
+            .strip_prefix("Spool data file for ")
+            .and_then(|rest| rest.strip_suffix(" does not exist"))
+        {
+            said.push((id, Answer::Moot));
+            continue;
+        }
+        let Some((id, what)) = line
+            .strip_prefix("Message ")
+            .and_then(|rest| rest.split_once(' '))
+        else {
+            other.push(line);
+            continue;
+        };
+        let answer = match what.trim() {
+            "is now frozen" | "is no longer frozen" => Answer::Done,
+            "is already frozen" | "is not frozen" => Answer::Moot,
+            "is locked" => Answer::Locked,
+            what => Answer::Failed(what.to_owned()),
+        };
+        said.push((id, answer));
+    }
+    (said, other)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,11 +276,25 @@ mod tests {
 
 ";
 
-    /// A stand-in Exim: `-bp` prints `listing`; `-Mf`/`-Mt` are recorded.
+    /// A stand-in Exim: `-bp` prints `listing`; `-Mf`/`-Mt` are recorded
+    /// and answered as Exim answers, id by id: `locked-<id>` makes an id
+    /// locked once, `locked-forever-<id>` always; an id in `gone` was
+    /// delivered in the meantime.
     fn exim(dir: &std::path::Path, listing: &str) -> Queue {
         std::fs::write(dir.join("listing"), listing).unwrap();
         let script = format!(
-            "if [ \"$1\" = -bp ]; then cat {d}/listing; else echo \"$*\" >> {d}/calls; fi",
+            r#"d={d}
+if [ "$1" = -bp ]; then cat $d/listing; exit 0; fi
+echo "$*" >> $d/calls
+flag=$1; shift; rc=0
+for id; do
+  if [ -e $d/locked-$id ]; then rm $d/locked-$id; echo "Message $id is locked"; rc=1
+  elif [ -e $d/locked-forever-$id ]; then echo "Message $id is locked"; rc=1
+  elif grep -qx "$id" $d/gone 2>/dev/null; then echo "Spool data file for $id does not exist"; rc=1
+  elif [ "$flag" = -Mf ]; then echo "Message $id is now frozen"
+  else echo "Message $id is no longer frozen"; fi
+done
+exit $rc"#,
             d = dir.display()
         );
         std::fs::create_dir_all(dir.join("etc")).unwrap();
@@ -190,6 +319,7 @@ mod tests {
             summary: "queued spam".into(),
             rule: "queue-health".into(),
             memo: memo.map(str::to_owned),
+            messages: Vec::new(),
         }
     }
 
@@ -250,13 +380,9 @@ mod tests {
             "nothing queued: nothing run"
         );
         let e = queue
-            .carry_out(&job(
-                Step::Run,
-                Target::Script("/home/u/public_html".into()),
-                None,
-            ))
+            .carry_out(&job(Step::Run, Target::Ip("192.0.2.7".into()), None))
             .unwrap_err();
-        assert!(e.contains("not a script"), "{e}");
+        assert!(e.contains("not a ip"), "{e}");
         // A message by its id, whatever the queue holds.
         let id = Target::Message("1xZbc5-0003Y0-2c".into());
         assert_eq!(
@@ -271,5 +397,90 @@ mod tests {
             "{}",
             calls(dir.path())
         );
+    }
+
+    #[test]
+    fn a_scripts_queued_mail_is_the_mail_the_daemon_saw_it_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = exim(dir.path(), LISTING);
+        let script = Target::Script("/home/formsite/public_html/contact".into());
+        let mut run = job(Step::Run, script.clone(), None);
+        // Its message still queued, one frozen already, one delivered.
+        run.messages = vec![
+            "1xZbc6-0003Y1-2d".into(),
+            "1xZbc3-0003XY-2a".into(),
+            "1xZbb0-0003AA-01".into(),
+        ];
+        let memo = queue.carry_out(&run).unwrap();
+        assert_eq!(memo.as_deref(), Some("1xZbc6-0003Y1-2d"));
+        assert_eq!(calls(dir.path()), "-Mf 1xZbc6-0003Y1-2d\n");
+        // Seen sending nothing (a restart since): nothing to freeze.
+        let none = queue.carry_out(&job(Step::Run, script, None)).unwrap();
+        assert_eq!(none, None);
+        assert_eq!(
+            calls(dir.path()),
+            "-Mf 1xZbc6-0003Y1-2d\n",
+            "Exim not asked"
+        );
+    }
+
+    #[test]
+    fn a_message_being_delivered_is_tried_again_and_one_delivered_meanwhile_passed_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = exim(dir.path(), LISTING);
+        std::fs::write(dir.path().join("locked-1xZbc5-0003Y0-2c"), "").unwrap();
+        std::fs::write(dir.path().join("gone"), "1xZbc6-0003Y1-2d\n").unwrap();
+        let mut run = job(Step::Run, Target::Script("/home/x".into()), None);
+        run.messages = vec!["1xZbc5-0003Y0-2c".into(), "1xZbc6-0003Y1-2d".into()];
+        let memo = queue.carry_out(&run).unwrap();
+        assert_eq!(memo.as_deref(), Some("1xZbc5-0003Y0-2c"));
+        assert_eq!(
+            calls(dir.path()),
+            "-Mf 1xZbc5-0003Y0-2c 1xZbc6-0003Y1-2d\n-Mf 1xZbc5-0003Y0-2c\n"
+        );
+    }
+
+    #[test]
+    fn a_message_locked_on_every_try_fails_the_run_only_when_nothing_froze() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = exim(dir.path(), LISTING);
+        std::fs::write(dir.path().join("locked-forever-1xZbc5-0003Y0-2c"), "").unwrap();
+        let mut run = job(Step::Run, Target::Script("/home/x".into()), None);
+        run.messages = vec!["1xZbc5-0003Y0-2c".into(), "1xZbc6-0003Y1-2d".into()];
+        assert_eq!(
+            queue.carry_out(&run).unwrap().as_deref(),
+            Some("1xZbc6-0003Y1-2d"),
+            "what froze is the memo, for the undo"
+        );
+        run.messages = vec!["1xZbc5-0003Y0-2c".into()];
+        let e = queue.carry_out(&run).unwrap_err();
+        assert_eq!(e, "1xZbc5-0003Y0-2c: locked");
+        assert_eq!(
+            calls(dir.path()).matches("-Mf 1xZbc5-0003Y0-2c\n").count(),
+            2 * LOCKED_TRIES - 1,
+            "tried {LOCKED_TRIES} times each run (the first run's first call with both ids)"
+        );
+    }
+
+    #[test]
+    fn exims_answers_are_read_id_by_id() {
+        let (said, other) = answers(
+            "Message 1a is now frozen\nMessage 1b is locked\nSpool data file for 1c does not exist\n\
+             Message 1d is already frozen\nPermission denied\nMessage 1e could not be frozen: disk full\n",
+        );
+        assert_eq!(
+            said,
+            [
+                ("1a", Answer::Done),
+                ("1b", Answer::Locked),
+                ("1c", Answer::Moot),
+                ("1d", Answer::Moot),
+                (
+                    "1e",
+                    Answer::Failed("could not be frozen: disk full".into())
+                ),
+            ]
+        );
+        assert_eq!(other, ["Permission denied"]);
     }
 }

@@ -340,7 +340,7 @@ impl Counters {
                     total,
                     threshold,
                     window_seconds: window,
-                    message_id: message_id(body).map(str::to_owned),
+                    message_id: body.message_id().map(str::to_owned),
                     sender: identity.sender.as_deref().map(str::to_owned),
                     error: match body {
                         EventBody::Delivery(d) => d.error.as_deref().map(str::to_owned),
@@ -365,16 +365,6 @@ impl Counters {
         } else {
             state.window_total(&self.key, at, window)
         }
-    }
-}
-
-fn message_id<'e>(body: &'e EventBody<'_>) -> Option<&'e str> {
-    match body {
-        EventBody::MessageReceived(m) => Some(&m.message_id),
-        EventBody::Delivery(d) => Some(&d.message_id),
-        EventBody::MessageCompleted(m) | EventBody::MessageFrozen(m) => Some(&m.message_id),
-        EventBody::QueuedMessage(q) => Some(&q.message_id),
-        _ => None,
     }
 }
 
@@ -410,7 +400,7 @@ fn each_member(
             }
         }
         CountOf::DistinctMessageRecipients => {
-            let id = message_id(body).unwrap_or("");
+            let id = body.message_id().unwrap_or("");
             for r in recipients {
                 buf.clear();
                 buf.push_str(id);

@@ -830,6 +830,17 @@ impl EventBody<'_> {
             _ => None,
         }
     }
+
+    /// The MTA's id of the message, for events about one.
+    pub fn message_id(&self) -> Option<&str> {
+        match self {
+            EventBody::MessageReceived(m) => Some(&m.message_id),
+            EventBody::Delivery(d) => Some(&d.message_id),
+            EventBody::MessageCompleted(m) | EventBody::MessageFrozen(m) => Some(&m.message_id),
+            EventBody::QueuedMessage(q) => Some(&q.message_id),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

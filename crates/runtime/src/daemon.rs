@@ -651,7 +651,7 @@ impl Daemon {
         } = self;
         self.unflushed += events.len() as u64;
         for event in events {
-            pipeline.push_observed(event, &mut |a| outbox.keep(a));
+            outbox.observe(pipeline, event);
         }
     }
 
@@ -698,7 +698,7 @@ impl Daemon {
         for event in events {
             *total += 1;
             *unflushed += 1;
-            pipeline.push_observed(event, &mut |a| outbox.keep(a));
+            outbox.observe(pipeline, event);
         }
     }
 
@@ -825,6 +825,13 @@ struct Outbox {
 }
 
 impl Outbox {
+    /// Hands `event` to the rules, once enforcement noted what its
+    /// backends will need of it.
+    fn observe(&mut self, pipeline: &mut Pipeline, event: Event) {
+        self.enforcement.note(&event.body);
+        pipeline.push_observed(event, &mut |a| self.keep(a));
+    }
+
     /// Keeps a finding the policy made or updated, to be stored, and hands
     /// it to enforcement; a new one is also logged, one line with the
     /// rule's name.

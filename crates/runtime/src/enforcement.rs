@@ -2,6 +2,8 @@
 //! makes or updates, its jobs carried out on a thread of their own (a
 //! backend's command may take seconds; the log keeps being read), their
 //! results journaled, expiries and operators' releases tended every second.
+//! A freeze of a script's mail is handed the messages the daemon saw the
+//! script send ([`ScriptMail`]).
 //!
 //! Who may act on the state file is settled by a lock beside it
 //! ([`StateLock`]): the daemon holds it while it runs, so `spamward actions
@@ -13,6 +15,8 @@ use std::sync::mpsc as std_mpsc;
 use std::thread::JoinHandle;
 
 use spamward_actions::Backends;
+use spamward_contract::verdict::{Action, Target};
+use spamward_model::EventBody;
 use spamward_pipeline::policy::Finding;
 use spamward_pipeline::policy::ledger::{
     ActiveAction, Job, JournalEntry, Ledger, Safeguards, Step, Terms,
@@ -21,6 +25,7 @@ use spamward_state::{ActionRow, JournalRow, Store, StoreError};
 use tokio::sync::mpsc;
 
 use crate::checkpoint::now;
+use crate::script_mail::ScriptMail;
 
 /// A release's answer when it only ended dry-run records and alerts.
 const NOTHING_TO_UNDO: &str = "released (nothing left to undo)";
@@ -54,6 +59,7 @@ pub struct Enforcement {
     releasing: Vec<Releasing>,
     /// The ledger changed since it was last saved.
     dirty: bool,
+    script_mail: ScriptMail,
 }
 
 impl Enforcement {
@@ -88,6 +94,7 @@ impl Enforcement {
             in_flight: 0,
             releasing: Vec::new(),
             dirty: false,
+            script_mail: ScriptMail::default(),
         }
     }
 
@@ -126,6 +133,12 @@ impl Enforcement {
         if let Some(work) = &self.work {
             let _ = work.send(Work::Backends(Box::new(backends)));
         }
+    }
+
+    /// Notes what an event says that a backend will need: which script
+    /// sent a message. Called before the rules see the event.
+    pub fn note(&mut self, body: &EventBody) {
+        self.script_mail.note(body);
     }
 
     /// Takes a finding the policy made or updated.
@@ -194,7 +207,12 @@ impl Enforcement {
 
     /// Hands what was decided to the backend thread and saves what changed.
     pub fn act(&mut self, store: &mut Store) {
-        for job in self.decided.drain(..) {
+        for mut job in self.decided.drain(..) {
+            if let (Step::Run, Action::FreezeMessage, Target::Script(script)) =
+                (job.step, job.action, &job.target)
+            {
+                job.messages = self.script_mail.messages_of(script);
+            }
             tracing::info!(id = job.id, action = %job.action, target = %job.target, step = ?job.step, "acting");
             if let Some(work) = &self.work
                 && work.send(Work::Job(job)).is_ok()

@@ -14,13 +14,15 @@
 //! SIGINT stop it cleanly). Rules run on the reading thread, or on the
 //! engine's worker threads (`[engine] workers`).
 //! What the ledger decides to do is carried out on a thread of its own
-//! ([`enforcement`]).
+//! ([`enforcement`]), which [`script_mail`] tells which messages each web
+//! script sent.
 
 #![warn(missing_docs)]
 
 pub mod checkpoint;
 pub mod daemon;
 pub mod enforcement;
+pub mod script_mail;
 pub mod snapshot;
 pub mod source;
 

@@ -172,6 +172,11 @@ pub struct Job {
     /// For an undo: what the run left to take back (the ids of the
     /// messages it froze).
     pub memo: Option<String>,
+    /// For a run of `freeze-message` on a script: the ids of the messages
+    /// the daemon saw it send, filled in by the daemon (a queue listing
+    /// does not say which script sent a message; the log's `cwd=` lines
+    /// and the spool's `X-PHP-Script` headers do). Empty otherwise.
+    pub messages: Vec<String>,
 }
 
 /// Which way a job goes.
@@ -450,6 +455,7 @@ impl Ledger {
             summary: a.summary.clone(),
             rule: a.rule.clone(),
             memo: None,
+            messages: Vec::new(),
         };
         self.active.push(a);
         Some(job)
@@ -757,6 +763,7 @@ fn undo_job(a: &ActiveAction) -> Job {
         summary: a.summary.clone(),
         rule: a.rule.clone(),
         memo: a.memo.clone(),
+        messages: Vec::new(),
     }
 }
 
