@@ -69,15 +69,11 @@ impl Queue {
     pub fn carry_out(&self, job: &Job) -> Result<Option<String>, String> {
         let ids = match (job.step, &job.target) {
             (_, Target::Message(id)) => vec![id.clone()],
-            (Step::Run, Target::Script(_)) => {
-                let sent: HashSet<&str> = job.messages.iter().map(String::as_str).collect();
-                self.listing()?
-                    .into_iter()
-                    .filter(|m| !m.frozen && !m.bounce && sent.contains(m.message_id.as_ref()))
-                    .map(|m| m.message_id.to_string())
-                    .collect()
+            // Not frozen yet, and not a bounce: it has no sender to blame.
+            (Step::Run, target) => {
+                let sent = self.sent_by(target, &job.messages)?;
+                self.queued_where(|m| !m.frozen && !m.bounce && sent(m))?
             }
-            (Step::Run, target) => self.messages_of(target)?,
             // Only what the run froze and is still queued and frozen.
             (Step::Undo, _) => {
                 let froze: HashSet<&str> = job
@@ -86,11 +82,7 @@ impl Queue {
                     .unwrap_or_default()
                     .split_whitespace()
                     .collect();
-                self.listing()?
-                    .into_iter()
-                    .filter(|m| m.frozen && froze.contains(m.message_id.as_ref()))
-                    .map(|m| m.message_id.to_string())
-                    .collect()
+                self.queued_where(|m| m.frozen && froze.contains(m.message_id.as_ref()))?
             }
         };
         if ids.is_empty() {
@@ -148,12 +140,28 @@ impl Queue {
         Ok((done, failed))
     }
 
-    /// The ids of the queued messages `target` sent that are not frozen
-    /// yet (bounces aside: they have no sender to blame).
-    fn messages_of(&self, target: &Target) -> Result<Vec<String>, String> {
+    /// Whether `target` sent a queued message: a mailbox by its sender or
+    /// login, a domain by its senders, an account by its local user or a
+    /// domain it owns, a script by the messages the daemon saw it send
+    /// (`script_messages`).
+    fn sent_by<'a>(
+        &self,
+        target: &'a Target,
+        script_messages: &'a [String],
+    ) -> Result<impl Fn(&QueuedMessage) -> bool + 'a, String> {
+        if !matches!(
+            target,
+            Target::Mailbox(_) | Target::Domain(_) | Target::Account(_) | Target::Script(_)
+        ) {
+            return Err(format!(
+                "freeze-message acts on a message, or the queued mail of a mailbox, account, domain or script, not a {}",
+                target.kind()
+            ));
+        }
         let owners = matches!(target, Target::Account(_))
             .then(|| spamward_cpanel::domain_lookups(&self.root).0);
-        let sent = |m: &QueuedMessage| {
+        let script: HashSet<&str> = script_messages.iter().map(String::as_str).collect();
+        Ok(move |m: &QueuedMessage| {
             let id = &m.identity;
             let is = |v: &Option<spamward_model::Text>, want: &str| {
                 v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(want))
@@ -170,22 +178,19 @@ impl Queue {
                                 .is_some_and(|o| o.eq_ignore_ascii_case(account))
                         })
                 }
+                Target::Script(_) => script.contains(m.message_id.as_ref()),
                 _ => false,
             }
-        };
-        if !matches!(
-            target,
-            Target::Mailbox(_) | Target::Domain(_) | Target::Account(_)
-        ) {
-            return Err(format!(
-                "freeze-message acts on a message, or the queued mail of a mailbox, account, domain or script, not a {}",
-                target.kind()
-            ));
-        }
+        })
+    }
+
+    /// The ids of the queued messages `keep` keeps, as `exim -bp` lists
+    /// them.
+    fn queued_where(&self, keep: impl Fn(&QueuedMessage) -> bool) -> Result<Vec<String>, String> {
         Ok(self
             .listing()?
             .into_iter()
-            .filter(|m| !m.frozen && !m.bounce && sent(m))
+            .filter(|m| keep(m))
             .map(|m| m.message_id.to_string())
             .collect())
     }
